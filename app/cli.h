@@ -1,0 +1,38 @@
+/* cli.h - the egoworld command table and argument helpers shared by the subcommands.
+ *
+ * Each subcommand is `int cmd_<name>(int argc, char **argv)` with argv[0] = its name; it
+ * returns the process exit status (0 success, 1 failure after printing one line
+ * "egoworld <cmd>: <reason>" on stderr, 2 for a usage error). Option values are parsed
+ * strictly: trailing garbage, overflow or out-of-range values are usage errors that name
+ * the flag.
+ */
+#ifndef EW_CLI_H
+#define EW_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} ew_command;
+
+/* Parsers: return 0 on success, else print "egoworld CMD: FLAG: ..." and return -1. */
+int cli_int(const char *cmd, const char *flag, const char *s, long lo, long hi, long *out);
+int cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
+int cli_float(const char *cmd, const char *flag, const char *s, double lo, double hi, double *out);
+/* The value after a flag at argv[*i] (advances *i), or NULL with a message when missing. */
+const char *cli_value(const char *cmd, int argc, char **argv, int *i);
+/* Prints "egoworld CMD: unknown option 'X' (see egoworld CMD --help)"; returns 2. */
+int cli_unknown(const char *cmd, const char *opt);
+/* Monotonic wall clock in seconds. */
+double cli_now(void);
+/* A progress line on stderr ("\r" updates on a terminal, one line per 10 % otherwise). */
+typedef struct { const char *what; long total, last_pct; double t0; int tty; } cli_progress;
+void cli_progress_begin(cli_progress *p, const char *what, long total);
+void cli_progress_update(cli_progress *p, long done, const char *extra);
+void cli_progress_end(cli_progress *p);
+int cli_cores(void);
+
+#endif

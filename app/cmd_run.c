@@ -1,0 +1,175 @@
+/* cmd_run.c - `egoworld run`: one episode of a scenario with a controller.
+ * Viewer when a display exists (and the viewer is built), headless otherwise. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "app/cli.h"
+#include "app/record.h"
+#include "sim/controller.h"
+#include "sim/episode.h"
+#include "sim/scenario_builtin.h"
+#include "sim/world.h"
+
+static void help(void) {
+    printf("usage: egoworld run [options]\n\n"
+           "Runs one episode: the ego is driven by IDM for the n_cond warm-up steps, then by the\n"
+           "controller, until it reaches the goal, collides, leaves the road or runs out of steps.\n\n"
+           "  --scenario NAME     built-in scenario (default dense-3lane); one of:");
+    int n;
+    const char *const *names = ew_scenario_builtin_names(&n);
+    for (int i = 0; i < n; i++) printf(" %s", names[i]);
+    printf("\n"
+           "  --controller C      none | idm (default idm)\n"
+           "  --steps N           step limit, warm-up included (default 600)\n"
+           "  --seed S            random seed (default 1)\n"
+           "  --goal M            goal distance in metres (default 215)\n"
+           "  --n-cond N          warm-up steps driven by IDM (default 20)\n"
+           "  --headless          never open a window\n"
+           "  --record DIR        write the ego raster (ego_NNNNN.png) and a world-aligned top view\n"
+           "                      (top_NNNNN.png) for every step into DIR\n"
+           "  --json              print the episode metrics as one JSON object on stdout\n"
+           "  --quiet             no progress display\n");
+}
+
+static int mkdir_p(const char *dir) {
+    char buf[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof buf) return -1;
+    memcpy(buf, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == 0) {
+            char c = buf[i];
+            buf[i] = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+            buf[i] = c;
+        }
+    }
+    return 0;
+}
+
+int cmd_run(int argc, char **argv) {
+    const char *cmd = "run";
+    const char *scenario = "dense-3lane", *controller = "idm", *record = NULL;
+    long steps = 600, n_cond = 20;
+    uint64_t seed = 1;
+    double goal = 215.0;
+    int json = 0, headless = 0, quiet = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { help(); return 0; }
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--headless")) headless = 1;
+        else if (!strcmp(a, "--quiet")) quiet = 1;
+        else if (!strcmp(a, "--scenario")) { if (!(scenario = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--controller")) { if (!(controller = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--record")) { if (!(record = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--steps")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 100000000, &steps)) return 2; }
+        else if (!strcmp(a, "--n-cond")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 0, 100000, &n_cond)) return 2; }
+        else if (!strcmp(a, "--seed")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_u64(cmd, a, v, &seed)) return 2; }
+        else if (!strcmp(a, "--goal")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, a, v, 1.0, 1e6, &goal)) return 2; }
+        else return cli_unknown(cmd, a);
+    }
+    (void)headless; /* the headless path is the only one until the viewer is built */
+
+    char err[512];
+    ew_world_config wc;
+    if (ew_scenario_builtin(scenario, &wc, err, (int)sizeof err) != 0) {
+        fprintf(stderr, "egoworld run: %s\n", err);
+        return 1;
+    }
+    wc.seed = seed;
+    ew_episode_cfg ec;
+    ew_episode_cfg_default(&ec);
+    ec.n_cond = (int)n_cond;
+    ec.max_steps = (int)steps;
+    ec.goal_distance = (float)goal;
+
+    ew_controller ctrl;
+    if (ew_controller_builtin(controller, &ctrl, err, (int)sizeof err) != 0) {
+        fprintf(stderr, "egoworld run: --controller: %s\n", err);
+        return 2;
+    }
+    ew_world *w = ew_world_create(&wc, err, (int)sizeof err);
+    if (!w) {
+        fprintf(stderr, "egoworld run: scenario %s: %s\n", scenario, err);
+        ew_controller_destroy(&ctrl);
+        return 1;
+    }
+    ew_world_reset(w, seed);
+    if (ctrl.reset) ctrl.reset(ctrl.ctx, w);
+
+    ew_recorder *rec = NULL;
+    if (record) {
+        if (mkdir_p(record) != 0) {
+            fprintf(stderr, "egoworld run: --record: cannot create directory '%s': %s\n", record, strerror(errno));
+            ew_world_destroy(w);
+            ew_controller_destroy(&ctrl);
+            return 1;
+        }
+        rec = ew_recorder_create(record, err, (int)sizeof err);
+        if (!rec) {
+            fprintf(stderr, "egoworld run: --record: %s\n", err);
+            ew_world_destroy(w);
+            ew_controller_destroy(&ctrl);
+            return 1;
+        }
+    }
+
+    ew_episode ep;
+    ew_episode_begin(&ep, &ec, w);
+    cli_progress pg;
+    cli_progress_begin(&pg, "run", steps);
+    int rc = 0;
+    double t0 = cli_now();
+    if (rec && ew_recorder_frame(rec, w, 0, err, (int)sizeof err) != 0) rc = 1;
+    while (rc == 0 && ew_episode_step(&ep, w, &ctrl)) {
+        if (rec && ew_recorder_frame(rec, w, ep.m.steps, err, (int)sizeof err) != 0) rc = 1;
+        if (!quiet) {
+            char extra[96];
+            snprintf(extra, sizeof extra, "x=%.0f m  v=%.1f m/s", (double)ew_world_ego(w)->x, (double)ew_world_ego(w)->s);
+            cli_progress_update(&pg, ep.m.steps, extra);
+        }
+    }
+    if (rc == 0 && rec && ep.m.status != EW_EP_RUNNING &&
+        ew_recorder_frame(rec, w, ep.m.steps, err, (int)sizeof err) != 0)
+        rc = 1;
+    double wall = cli_now() - t0;
+    if (!quiet) cli_progress_end(&pg);
+    if (rc) fprintf(stderr, "egoworld run: --record: %s\n", err);
+
+    const ew_episode_metrics *m = &ep.m;
+    ew_world_stats st = ew_world_get_stats(w);
+    if (json) {
+        printf("{\"scenario\": \"%s\", \"controller\": \"%s\", \"seed\": %llu, \"metrics\": ", scenario,
+               ctrl.name, (unsigned long long)seed);
+        ew_episode_metrics_json(m, stdout);
+        printf(", \"plan_ms_per_step\": %.6g, \"wall_s\": %.6g, \"bg_collisions\": %lld, \"vehicles\": %d}\n",
+               ctrl.plan_calls ? ctrl.plan_ms_total / (double)ctrl.plan_calls : 0.0, wall,
+               (long long)st.bg_collisions, ew_world_vehicles(w)->n);
+    } else {
+        printf("scenario      %s (seed %llu)\n", scenario, (unsigned long long)seed);
+        printf("controller    %s\n", ctrl.name);
+        printf("result        %s\n", m->label);
+        printf("distance      %.1f m of %.0f m\n", (double)m->distance, goal);
+        printf("time          %.1f s (%d steps)\n", (double)m->time, m->steps);
+        printf("mean speed    %.2f m/s\n", (double)m->mean_speed);
+        printf("min TTC       %.2f s\n", (double)m->min_ttc);
+        printf("mean |jerk|   %.3f m/s^3\n", (double)m->mean_abs_jerk);
+        printf("vehicles      %d now, %lld spawned, %lld lane changes, %lld background collisions\n",
+               ew_world_vehicles(w)->n, (long long)st.spawned, (long long)st.lane_changes,
+               (long long)st.bg_collisions);
+        if (record) printf("frames        %s/\n", record);
+        printf("wall time     %.3f s\n", wall);
+    }
+    if (m->status == EW_EP_ERROR) {
+        fprintf(stderr, "egoworld run: %s\n", m->error);
+        rc = 1;
+    }
+    ew_recorder_destroy(rec);
+    ew_world_destroy(w);
+    ew_controller_destroy(&ctrl);
+    return rc;
+}

@@ -1,0 +1,34 @@
+/* main.c - the egoworld command: dispatches to subcommands (see cli.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "app/cli.h"
+
+int cmd_run(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+static const ew_command commands[] = {
+    {"run", cmd_run, "run a scenario (viewer when a display exists, headless otherwise)"},
+    {"bench", cmd_bench, "measure the hot paths: bench sim | bench nn"},
+};
+static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: egoworld <command> [options]   (egoworld <command> --help for details)\n\ncommands:\n");
+    for (int i = 0; i < n_commands; i++) fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (int i = 0; i < n_commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "egoworld: unknown command '%s' (see egoworld --help)\n", argv[1]);
+    return 2;
+}
