@@ -74,7 +74,11 @@ static int add_ramp(ew_road *r, ew_lane_kind kind, float x_start, float x_end, f
         l->exit_at_end = 1;
     }
     r->n_lanes++;
-    return ew_road_validate(r, err, errlen);
+    if (ew_road_validate(r, err, errlen) != 0) {
+        r->n_lanes--;
+        return -1;
+    }
+    return 0;
 }
 
 int ew_road_add_onramp(ew_road *r, float x_start, float x_merge_end, float taper,
@@ -90,6 +94,7 @@ int ew_road_add_offramp(ew_road *r, float x_start, float x_end, float taper, flo
 int ew_road_close_lane(ew_road *r, int lane, float x_from, float taper, char *err, int errlen) {
     if (lane < 0 || lane >= r->n_lanes) return fail(err, errlen, "road: no lane %g", lane);
     ew_lane *l = &r->lanes[lane];
+    ew_lane saved = *l;
     if (!(x_from > l->x_start + l->taper_in && x_from <= l->x_end))
         return fail(err, errlen, "road: closure x must lie inside the lane (got %g)", x_from);
     if (!(taper >= 0.0f && taper <= x_from - l->x_start - l->taper_in))
@@ -102,7 +107,11 @@ int ew_road_close_lane(ew_road *r, int lane, float x_from, float taper, char *er
         if (r->n_main == 1) l->merge_side = 0;
         else l->merge_side = (lane < r->n_main / 2) ? 1 : (lane >= (r->n_main + 1) / 2 ? -1 : 0);
     }
-    return ew_road_validate(r, err, errlen);
+    if (ew_road_validate(r, err, errlen) != 0) {
+        *l = saved;
+        return -1;
+    }
+    return 0;
 }
 
 int ew_road_set_speed_limit(ew_road *r, int lane, float speed_limit, char *err, int errlen) {
