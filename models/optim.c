@@ -1,0 +1,366 @@
+/* optim.c - see optim.h. */
+#include "models/optim.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The update kernels only take square roots of non-negative numbers; without errno handling
+ * GCC can vectorise sqrtf. This changes no result. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define EW_KERNEL __attribute__((optimize("no-math-errno")))
+#else
+#define EW_KERNEL
+#endif
+
+#define EW_PAR_MIN 32768      /* elements below which a loop stays on one thread */
+#define EW_RED_PARTS 64       /* fixed split of a reduction (independent of thread count) */
+#define EW_RED_MIN_PART 4096
+
+struct ew_optim {
+    ew_optim_config cfg;
+    int n;
+    ew_param *params;   /* copies of the caller's views */
+    float **m, **v;     /* Adam family: moments; SGD: m = momentum buffer; NULL when unused */
+    ew_param *state;    /* views of m/v for checkpoints */
+    int nstate;
+    float *scratch;     /* SING: transformed gradient of one tensor */
+    double *rowsq;      /* SING: per output channel sum of squares */
+    float *rowmean;     /* SING: per output channel mean */
+    long t;
+};
+
+ew_optim_config ew_optim_defaults(ew_optim_kind kind) {
+    ew_optim_config c;
+    memset(&c, 0, sizeof c);
+    c.kind = kind;
+    c.lr = kind == EW_OPTIM_SGD ? 1e-2f : 1e-3f;
+    c.momentum = kind == EW_OPTIM_SGD ? 0.9f : 0.0f;
+    c.nesterov = 0;
+    c.beta1 = 0.9f;
+    c.beta2 = 0.999f;
+    c.eps = 1e-8f;
+    c.weight_decay = (kind == EW_OPTIM_ADAMW || kind == EW_OPTIM_SING) ? 1e-2f : 0.0f;
+    c.decay_all_dims = 0;
+    return c;
+}
+
+static int uses_adam(ew_optim_kind k) { return k == EW_OPTIM_ADAM || k == EW_OPTIM_ADAMW || k == EW_OPTIM_SING; }
+
+void ew_optim_free(ew_optim *o) {
+    if (!o) return;
+    for (int i = 0; i < o->n; i++) {
+        if (o->m) free(o->m[i]);
+        if (o->v) free(o->v[i]);
+    }
+    free(o->m);
+    free(o->v);
+    free(o->state);
+    free(o->params);
+    free(o->scratch);
+    free(o->rowsq);
+    free(o->rowmean);
+    free(o);
+}
+
+static int add_state(ew_optim *o, const ew_param *p, const char *what, float *buf, char *err, size_t errsz) {
+    ew_param *s = &o->state[o->nstate];
+    memset(s, 0, sizeof *s);
+    int w = snprintf(s->name, sizeof s->name, "%s%s.%s", EW_OPTIM_STATE_PREFIX, what, p->name);
+    if (w < 0 || (size_t)w >= sizeof s->name) {
+        snprintf(err, errsz, "optimizer: state name \"%s%s.%s\" is longer than %d bytes",
+                 EW_OPTIM_STATE_PREFIX, what, p->name, EW_PARAM_NAME_MAX - 1);
+        return -1;
+    }
+    s->ndim = p->ndim;
+    memcpy(s->shape, p->shape, sizeof s->shape);
+    s->data = buf;
+    s->grad = NULL;
+    o->nstate++;
+    return 0;
+}
+
+int ew_optim_create(const ew_param *params, int nparams, const ew_optim_config *cfg, ew_optim **out,
+                    char *err, size_t errsz) {
+    char dummy[8];
+    if (!err) {
+        err = dummy;
+        errsz = sizeof dummy;
+    }
+    if (out) *out = NULL;
+    if (!out || !cfg || nparams < 0 || (nparams > 0 && !params)) {
+        snprintf(err, errsz, "optimizer: invalid arguments");
+        return -1;
+    }
+    const ew_optim_config *c = cfg;
+    if (c->kind < EW_OPTIM_SGD || c->kind > EW_OPTIM_SING) {
+        snprintf(err, errsz, "optimizer: unknown kind %d", (int)c->kind);
+        return -1;
+    }
+    if (!(c->lr >= 0.0f) || !isfinite(c->lr) || !(c->weight_decay >= 0.0f) || !isfinite(c->weight_decay)) {
+        snprintf(err, errsz, "optimizer: lr (%g) and weight_decay (%g) must be finite and >= 0",
+                 (double)c->lr, (double)c->weight_decay);
+        return -1;
+    }
+    if (c->kind == EW_OPTIM_SGD) {
+        if (!(c->momentum >= 0.0f && c->momentum < 1.0f)) {
+            snprintf(err, errsz, "optimizer: momentum %g outside [0, 1)", (double)c->momentum);
+            return -1;
+        }
+        if (c->nesterov && c->momentum == 0.0f) {
+            snprintf(err, errsz, "optimizer: Nesterov needs momentum > 0");
+            return -1;
+        }
+    } else {
+        if (!(c->beta1 >= 0.0f && c->beta1 < 1.0f) || !(c->beta2 >= 0.0f && c->beta2 < 1.0f) ||
+            !(c->eps > 0.0f) || !isfinite(c->eps)) {
+            snprintf(err, errsz, "optimizer: betas (%g, %g) must be in [0, 1) and eps (%g) > 0",
+                     (double)c->beta1, (double)c->beta2, (double)c->eps);
+            return -1;
+        }
+    }
+    size_t max_numel = 0, max_rows = 0;
+    for (int i = 0; i < nparams; i++) {
+        const ew_param *p = &params[i];
+        if (p->ndim < 1 || p->ndim > EW_PARAM_MAX_DIMS || !p->data ||
+            memchr(p->name, '\0', sizeof p->name) == NULL) {
+            snprintf(err, errsz, "optimizer: param %d has ndim %d (want 1..%d), %s data or an unterminated name",
+                     i, p->ndim, EW_PARAM_MAX_DIMS, p->data ? "some" : "NULL");
+            return -1;
+        }
+        for (int d = 0; d < p->ndim; d++) {
+            if (p->shape[d] <= 0) {
+                snprintf(err, errsz, "optimizer: param \"%s\" has dimension %d of size %d", p->name, d, p->shape[d]);
+                return -1;
+            }
+        }
+        for (int j = 0; j < i; j++) {
+            if (strcmp(params[j].name, p->name) == 0) {
+                snprintf(err, errsz, "optimizer: duplicate param name \"%s\"", p->name);
+                return -1;
+            }
+        }
+        size_t ne = ew_param_numel(p);
+        if (ne > max_numel) max_numel = ne;
+        if ((size_t)p->shape[0] > max_rows) max_rows = (size_t)p->shape[0];
+    }
+    ew_optim *o = calloc(1, sizeof *o);
+    if (!o) goto oom;
+    o->cfg = *c;
+    o->n = nparams;
+    o->params = calloc(nparams ? (size_t)nparams : 1, sizeof *o->params);
+    o->m = calloc(nparams ? (size_t)nparams : 1, sizeof *o->m);
+    o->v = calloc(nparams ? (size_t)nparams : 1, sizeof *o->v);
+    o->state = calloc(nparams ? 2 * (size_t)nparams : 1, sizeof *o->state);
+    if (!o->params || !o->m || !o->v || !o->state) goto oom;
+    if (nparams) memcpy(o->params, params, (size_t)nparams * sizeof *params);
+    int need_m = uses_adam(c->kind) || c->momentum > 0.0f;
+    for (int i = 0; i < nparams; i++) {
+        const ew_param *p = &o->params[i];
+        if (!p->grad) continue;
+        size_t ne = ew_param_numel(p);
+        if (need_m) {
+            if (!(o->m[i] = calloc(ne, sizeof(float)))) goto oom;
+            if (add_state(o, p, uses_adam(c->kind) ? "m" : "momentum", o->m[i], err, errsz)) goto fail;
+        }
+        if (uses_adam(c->kind)) {
+            if (!(o->v[i] = calloc(ne, sizeof(float)))) goto oom;
+            if (add_state(o, p, "v", o->v[i], err, errsz)) goto fail;
+        }
+    }
+    if (c->kind == EW_OPTIM_SING && nparams) {
+        o->scratch = malloc((max_numel ? max_numel : 1) * sizeof(float));
+        o->rowsq = malloc((max_rows ? max_rows : 1) * sizeof(double));
+        o->rowmean = malloc((max_rows ? max_rows : 1) * sizeof(float));
+        if (!o->scratch || !o->rowsq || !o->rowmean) goto oom;
+    }
+    *out = o;
+    return 0;
+oom:
+    snprintf(err, errsz, "optimizer: out of memory");
+fail:
+    ew_optim_free(o);
+    return -1;
+}
+
+/* Sum of squares with a split that depends only on n. */
+static double sumsq_fixed(const float *x, size_t n) {
+    size_t parts = (n + EW_RED_MIN_PART - 1) / EW_RED_MIN_PART;
+    if (parts > EW_RED_PARTS) parts = EW_RED_PARTS;
+    if (parts <= 1) {
+        double s = 0.0;
+        for (size_t i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+        return s;
+    }
+    double part[EW_RED_PARTS];
+    size_t chunk = (n + parts - 1) / parts;
+#pragma omp parallel for schedule(static) if (n >= EW_PAR_MIN)
+    for (long k = 0; k < (long)parts; k++) {
+        size_t b = (size_t)k * chunk, e = b + chunk < n ? b + chunk : n;
+        double s = 0.0;
+        for (size_t i = b; i < e; i++) s += (double)x[i] * (double)x[i];
+        part[k] = s;
+    }
+    double s = 0.0;
+    for (size_t k = 0; k < parts; k++) s += part[k];
+    return s;
+}
+
+static void scale_inplace(float *x, size_t n, float s) {
+#pragma omp parallel for schedule(static) if (n >= EW_PAR_MIN)
+    for (long i = 0; i < (long)n; i++) x[i] *= s;
+}
+
+float ew_grad_global_norm(const ew_param *params, int n) {
+    double s = 0.0;
+    for (int i = 0; i < n; i++)
+        if (params[i].grad) s += sumsq_fixed(params[i].grad, ew_param_numel(&params[i]));
+    return (float)sqrt(s);
+}
+
+float ew_clip_grad_norm(ew_param *params, int n, float max_norm) {
+    float norm = ew_grad_global_norm(params, n);
+    if (max_norm > 0.0f && isfinite(norm) && norm > max_norm) {
+        float scale = (float)((double)max_norm / ((double)norm + 1e-6));
+        for (int i = 0; i < n; i++)
+            if (params[i].grad) scale_inplace(params[i].grad, ew_param_numel(&params[i]), scale);
+    }
+    return norm;
+}
+
+void ew_clip_grad_value(ew_param *params, int n, float clip) {
+    for (int i = 0; i < n; i++) {
+        float *g = params[i].grad;
+        if (!g) continue;
+        long ne = (long)ew_param_numel(&params[i]);
+#pragma omp parallel for schedule(static) if (ne >= EW_PAR_MIN)
+        for (long k = 0; k < ne; k++) {
+            float x = g[k];
+            x = x > clip ? clip : x;
+            x = x < -clip ? -clip : x;
+            g[k] = x;
+        }
+    }
+}
+
+void ew_zero_grad(ew_param *params, int n) {
+    for (int i = 0; i < n; i++)
+        if (params[i].grad) memset(params[i].grad, 0, ew_param_numel(&params[i]) * sizeof(float));
+}
+
+float ew_optim_clip_grad_norm(ew_optim *o, float max_norm) { return ew_clip_grad_norm(o->params, o->n, max_norm); }
+void ew_optim_clip_grad_value(ew_optim *o, float clip) { ew_clip_grad_value(o->params, o->n, clip); }
+void ew_optim_zero_grad(ew_optim *o) { ew_zero_grad(o->params, o->n); }
+void ew_optim_set_lr(ew_optim *o, float lr) { o->cfg.lr = lr; }
+float ew_optim_lr(const ew_optim *o) { return o->cfg.lr; }
+long ew_optim_step_count(const ew_optim *o) { return o->t; }
+void ew_optim_set_step_count(ew_optim *o, long steps) { o->t = steps < 0 ? 0 : steps; }
+const ew_optim_config *ew_optim_get_config(const ew_optim *o) { return &o->cfg; }
+
+const ew_param *ew_optim_state(ew_optim *o, int *count) {
+    if (count) *count = o->nstate;
+    return o->state;
+}
+
+/* SING: out = (g - rowmean) / (||g - rowmean|| + 1e-8), one mean per output channel. */
+static void sing_transform(ew_optim *o, const ew_param *p, const float *g, float *out) {
+    long rows = p->shape[0];
+    size_t ne = ew_param_numel(p), cols = ne / (size_t)rows;
+    double *rowsq = o->rowsq;
+    float *rowmean = o->rowmean;
+#pragma omp parallel for schedule(static) if (ne >= EW_PAR_MIN && rows > 1)
+    for (long r = 0; r < rows; r++) {
+        const float *gr = g + (size_t)r * cols;
+        double s = 0.0;
+        for (size_t j = 0; j < cols; j++) s += gr[j];
+        float mean = (float)(s / (double)cols);
+        double q = 0.0;
+        for (size_t j = 0; j < cols; j++) {
+            float c = gr[j] - mean;
+            q += (double)c * (double)c;
+        }
+        rowmean[r] = mean;
+        rowsq[r] = q;
+    }
+    double q = 0.0;
+    for (long r = 0; r < rows; r++) q += rowsq[r];
+    float inv = (float)(1.0 / (sqrt(q) + 1e-8));
+#pragma omp parallel for schedule(static) if (ne >= EW_PAR_MIN && rows > 1)
+    for (long r = 0; r < rows; r++) {
+        const float *gr = g + (size_t)r * cols;
+        float *orow = out + (size_t)r * cols;
+        float mean = rowmean[r];
+        for (size_t j = 0; j < cols; j++) orow[j] = (gr[j] - mean) * inv;
+    }
+}
+
+EW_KERNEL static void adam_kernel(float *restrict p, const float *restrict g, float *restrict m,
+                                  float *restrict v, long n, float b1, float b2, float step_size,
+                                  float sqrt_bc2, float eps, float l2, float decay_mul) {
+    const float omb1 = 1.0f - b1, omb2 = 1.0f - b2;
+#pragma omp parallel for schedule(static) if (n >= EW_PAR_MIN)
+    for (long i = 0; i < n; i++) {
+        float pi = p[i] * decay_mul;
+        float gi = g[i] + l2 * p[i];
+        float mi = b1 * m[i] + omb1 * gi;
+        float vi = b2 * v[i] + omb2 * (gi * gi);
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi - step_size * (mi / (sqrtf(vi) / sqrt_bc2 + eps));
+    }
+}
+
+static void sgd_kernel(float *restrict p, const float *restrict g, float *restrict buf, long n, float lr,
+                       float mom, int nesterov, int first, float l2) {
+    if (!buf) {
+#pragma omp parallel for schedule(static) if (n >= EW_PAR_MIN)
+        for (long i = 0; i < n; i++) p[i] -= lr * (g[i] + l2 * p[i]);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n >= EW_PAR_MIN)
+    for (long i = 0; i < n; i++) {
+        float gi = g[i] + l2 * p[i];
+        float b = first ? gi : mom * buf[i] + gi;
+        buf[i] = b;
+        float d = nesterov ? gi + mom * b : b;
+        p[i] -= lr * d;
+    }
+}
+
+void ew_optim_step(ew_optim *o) {
+    const ew_optim_config *c = &o->cfg;
+    o->t++;
+    double bc1 = 1.0 - pow((double)c->beta1, (double)o->t);
+    double bc2 = 1.0 - pow((double)c->beta2, (double)o->t);
+    for (int i = 0; i < o->n; i++) {
+        ew_param *p = &o->params[i];
+        if (!p->grad) continue;
+        long n = (long)ew_param_numel(p);
+        float wd = (p->ndim >= 2 || c->decay_all_dims) ? c->weight_decay : 0.0f;
+        if (c->kind == EW_OPTIM_SGD) {
+            sgd_kernel(p->data, p->grad, o->m[i], n, c->lr, c->momentum, c->nesterov, o->t == 1, wd);
+            continue;
+        }
+        const float *g = p->grad;
+        if (c->kind == EW_OPTIM_SING && p->ndim >= 2) {
+            sing_transform(o, p, p->grad, o->scratch);
+            g = o->scratch;
+        }
+        float l2 = c->kind == EW_OPTIM_ADAM ? wd : 0.0f;
+        float decay_mul = c->kind == EW_OPTIM_ADAM ? 1.0f : 1.0f - c->lr * wd;
+        adam_kernel(p->data, g, o->m[i], o->v[i], n, c->beta1, c->beta2, (float)(c->lr / bc1),
+                    (float)sqrt(bc2), c->eps, l2, decay_mul);
+    }
+}
+
+float ew_lr_at(const ew_lr_schedule *s, long step) {
+    if (step < 0) step = 0;
+    if (s->warmup_steps > 0 && step < s->warmup_steps)
+        return (float)((double)s->base_lr * (double)(step + 1) / (double)s->warmup_steps);
+    if (s->total_steps <= s->warmup_steps) return s->base_lr;
+    double u = (double)(step - s->warmup_steps) / (double)(s->total_steps - s->warmup_steps);
+    if (u > 1.0) u = 1.0;
+    const double pi = 3.14159265358979323846;
+    return (float)((double)s->min_lr + 0.5 * ((double)s->base_lr - (double)s->min_lr) * (1.0 + cos(pi * u)));
+}
