@@ -1,0 +1,234 @@
+/* autodiff.c - graph, tape and the reverse pass. */
+#include "models/autodiff.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct ew_tape_rec ew_tape_rec;
+struct ew_tape_rec {
+    ew_backward_fn fn;
+    void *ctx;
+    ew_tape_rec *prev;
+};
+
+struct ew_graph {
+    const ew_backend *be;
+    ew_arena arena;
+    ew_tape_rec *tape; /* newest record */
+    size_t tape_len;
+    int grad_enabled;
+    int failed;
+    char err[256];
+    float *scratch;
+    size_t scratch_cap;
+    unsigned long scratch_allocs;
+};
+
+ew_graph *ew_graph_create(const ew_backend *be, size_t arena_bytes) {
+    ew_graph *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->be = be;
+    g->grad_enabled = 1;
+    if (ew_arena_init(&g->arena, arena_bytes) != 0) {
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+void ew_graph_destroy(ew_graph *g) {
+    if (!g) return;
+    ew_arena_free(&g->arena);
+    free(g->scratch);
+    free(g);
+}
+
+int ew_graph_reset(ew_graph *g) {
+    g->tape = NULL;
+    g->tape_len = 0;
+    g->failed = 0;
+    g->err[0] = 0;
+    if (ew_arena_reset(&g->arena) != 0) {
+        ew_graph_fail(g, "arena: out of memory while consolidating blocks");
+        return -1;
+    }
+    return 0;
+}
+
+const ew_backend *ew_graph_backend(const ew_graph *g) { return g->be; }
+ew_arena *ew_graph_arena(ew_graph *g) { return &g->arena; }
+
+int ew_set_grad_enabled(ew_graph *g, int on) {
+    int old = g->grad_enabled;
+    g->grad_enabled = on ? 1 : 0;
+    return old;
+}
+
+int ew_grad_enabled(const ew_graph *g) { return g->grad_enabled; }
+
+const char *ew_graph_error(const ew_graph *g) { return g->failed ? g->err : NULL; }
+
+void *ew_graph_fail(ew_graph *g, const char *fmt, ...) {
+    if (!g->failed) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(g->err, sizeof g->err, fmt, ap);
+        va_end(ap);
+        g->failed = 1;
+    }
+    return NULL;
+}
+
+unsigned long ew_graph_sys_allocs(const ew_graph *g) {
+    return ew_arena_sys_allocs(&g->arena) + g->scratch_allocs;
+}
+
+size_t ew_graph_tape_len(const ew_graph *g) { return g->tape_len; }
+
+float *ew_graph_scratch(ew_graph *g, size_t floats) {
+    if (floats <= g->scratch_cap) return g->scratch;
+    size_t cap = floats + floats / 4;
+    float *p = malloc(cap * sizeof(float));
+    if (!p) return ew_graph_fail(g, "scratch: out of memory (%zu floats)", floats);
+    free(g->scratch);
+    g->scratch = p;
+    g->scratch_cap = cap;
+    g->scratch_allocs++;
+    return p;
+}
+
+static ew_tensor *tensor_header(ew_graph *g, int ndim, const int *shape) {
+    if (ndim < 0 || ndim > EW_MAX_DIMS) return ew_graph_fail(g, "tensor: %d dims (max %d)", ndim, EW_MAX_DIMS);
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0) return ew_graph_fail(g, "tensor: negative size %d in dim %d", shape[i], i);
+    ew_tensor *t = ew_arena_calloc(&g->arena, sizeof *t);
+    if (!t) return ew_graph_fail(g, "arena: out of memory");
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    ew_tensor_set_contiguous(t);
+    return t;
+}
+
+ew_tensor *ew_tensor_new(ew_graph *g, int ndim, const int *shape) {
+    if (g->failed) return NULL;
+    ew_tensor *t = tensor_header(g, ndim, shape);
+    if (!t) return NULL;
+    t->data = ew_arena_alloc(&g->arena, ew_numel(t) * sizeof(float));
+    if (!t->data) return ew_graph_fail(g, "arena: out of memory (%zu floats)", ew_numel(t));
+    return t;
+}
+
+ew_tensor *ew_tensor_zeros(ew_graph *g, int ndim, const int *shape) {
+    ew_tensor *t = ew_tensor_new(g, ndim, shape);
+    if (t) memset(t->data, 0, ew_numel(t) * sizeof(float));
+    return t;
+}
+
+ew_tensor *ew_tensor_from(ew_graph *g, int ndim, const int *shape, const float *data) {
+    ew_tensor *t = ew_tensor_new(g, ndim, shape);
+    if (t) memcpy(t->data, data, ew_numel(t) * sizeof(float));
+    return t;
+}
+
+ew_tensor *ew_tensor_wrap(ew_graph *g, int ndim, const int *shape, float *data) {
+    if (g->failed) return NULL;
+    if (!data) return ew_graph_fail(g, "tensor_wrap: NULL data");
+    ew_tensor *t = tensor_header(g, ndim, shape);
+    if (t) t->data = data;
+    return t;
+}
+
+ew_tensor *ew_param_tensor(ew_graph *g, const ew_param *p) {
+    if (g->failed) return NULL;
+    if (!p || !p->data) return ew_graph_fail(g, "param_tensor: parameter without data");
+    ew_tensor *t = tensor_header(g, p->ndim, p->shape);
+    if (!t) return NULL;
+    t->data = p->data;
+    if (p->grad) {
+        t->grad = p->grad;
+        t->persistent_grad = 1;
+        t->requires_grad = 1;
+    }
+    return t;
+}
+
+void ew_requires_grad(ew_tensor *t, int on) {
+    if (t) t->requires_grad = on ? 1 : 0;
+}
+
+static ew_tensor *root_of(ew_tensor *t) {
+    while (t->base) t = t->base;
+    return t;
+}
+
+float *ew_grad_if_any(ew_tensor *t) { return root_of(t)->grad; }
+
+float *ew_tensor_grad(ew_graph *g, ew_tensor *t) {
+    ew_tensor *r = root_of(t);
+    if (!r->grad) {
+        r->grad = ew_arena_calloc(&g->arena, ew_numel(r) * sizeof(float));
+        if (!r->grad) return ew_graph_fail(g, "arena: out of memory for a gradient");
+    }
+    return r->grad;
+}
+
+int ew_should_record(const ew_graph *g, const ew_tensor *a, const ew_tensor *b) {
+    return g->grad_enabled && ((a && a->requires_grad) || (b && b->requires_grad));
+}
+
+void *ew_tape_push(ew_graph *g, ew_backward_fn fn, size_t ctx_bytes) {
+    ew_tape_rec *r = ew_arena_alloc(&g->arena, sizeof *r);
+    void *ctx = ew_arena_calloc(&g->arena, ctx_bytes ? ctx_bytes : 1);
+    if (!r || !ctx) return ew_graph_fail(g, "arena: out of memory for the tape");
+    r->fn = fn;
+    r->ctx = ctx;
+    r->prev = g->tape;
+    g->tape = r;
+    g->tape_len++;
+    return ctx;
+}
+
+static int run_tape(ew_graph *g) {
+    for (ew_tape_rec *r = g->tape; r; r = r->prev) {
+        r->fn(g, r->ctx);
+        if (g->failed) break;
+    }
+    g->tape = NULL;
+    g->tape_len = 0;
+    return g->failed ? -1 : 0;
+}
+
+int ew_backward_seed(ew_graph *g, ew_tensor *out, const float *seed) {
+    if (g->failed) return -1;
+    if (!out) {
+        ew_graph_fail(g, "backward: NULL output");
+        return -1;
+    }
+    if (!out->requires_grad) {
+        ew_graph_fail(g, "backward: the output does not depend on anything that requires grad");
+        return -1;
+    }
+    float *gr = ew_tensor_grad(g, out);
+    if (!gr) return -1;
+    size_t n = ew_numel(out);
+    for (size_t i = 0; i < n; i++) gr[i] += seed[i];
+    return run_tape(g);
+}
+
+int ew_backward(ew_graph *g, ew_tensor *loss) {
+    if (g->failed) return -1;
+    if (!loss) {
+        ew_graph_fail(g, "backward: NULL loss");
+        return -1;
+    }
+    if (ew_numel(loss) != 1) {
+        char s[64];
+        ew_shape_str(loss, s, sizeof s);
+        ew_graph_fail(g, "backward: loss must have one element, has shape %s", s);
+        return -1;
+    }
+    const float one = 1.0f;
+    return ew_backward_seed(g, loss, &one);
+}

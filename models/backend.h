@@ -1,0 +1,91 @@
+/* backend.h - the table of heavy kernels the ops run on, and the CPU backend.
+ *
+ * Contract: a backend is a small struct of function pointers over raw float pointers (no
+ * tensors), so a device backend can provide the same entries. Matrices are row-major.
+ * Kernels that accumulate say so ("+="); the rest overwrite. Scratch memory comes from the
+ * caller (size from conv_workspace, in floats). The CPU backend runs on `threads` OpenMP
+ * threads (ew_set_threads) and keeps OpenBLAS single-threaded inside them, splitting GEMMs
+ * itself, so there is never more than `threads` busy threads. Same inputs, same thread count:
+ * bit-identical outputs (static work split, fixed reduction order).
+ */
+#ifndef EW_BACKEND_H
+#define EW_BACKEND_H
+
+#include <stddef.h>
+
+/* A 2-d convolution, cross-correlation as in PyTorch: x[n,c,h,w] * w[oc,c,kh,kw] -> y[n,oc,oh,ow]
+ * with oh = (h + 2 ph - kh) / sh + 1 (likewise ow). */
+typedef struct {
+    int n, c, h, w;
+    int oc, oh, ow;
+    int kh, kw, sh, sw, ph, pw;
+} ew_conv_desc;
+
+typedef enum {
+    EW_UNARY_RELU,
+    EW_UNARY_LEAKY_RELU, /* alpha: negative slope */
+    EW_UNARY_TANH,
+    EW_UNARY_SIGMOID,
+    EW_UNARY_SOFTPLUS,
+    EW_UNARY_EXP,
+    EW_UNARY_LOG,
+    EW_UNARY_SQUARE,
+    EW_UNARY_SCALE,      /* y = alpha * x */
+    EW_UNARY_ADD_SCALAR, /* y = x + alpha */
+    EW_UNARY_COUNT
+} ew_unary_op;
+
+typedef enum { EW_BINARY_ADD, EW_BINARY_SUB, EW_BINARY_MUL, EW_BINARY_DIV } ew_binary_op;
+
+typedef struct ew_backend ew_backend;
+struct ew_backend {
+    const char *name;
+    int threads;
+    /* c = alpha * op(a) * op(b) + beta * c; op(a) is m x k, op(b) k x n; ta/tb: transpose. */
+    void (*gemm)(const ew_backend *be, int ta, int tb, int m, int n, int k, float alpha,
+                 const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+    /* Scratch floats the three conv kernels need for this shape. */
+    size_t (*conv_workspace)(const ew_backend *be, const ew_conv_desc *d);
+    /* y (+)= conv(x, w) (+ bias[oc] when bias != NULL): accumulate != 0 adds, else overwrites. */
+    void (*conv_fwd)(const ew_backend *be, const ew_conv_desc *d, const float *x, const float *w,
+                     const float *bias, float *y, int accumulate, float *ws);
+    /* dx (+)= conv_transpose(dy, w): accumulate != 0 adds, else overwrites. */
+    void (*conv_bwd_data)(const ew_backend *be, const ew_conv_desc *d, const float *dy,
+                          const float *w, float *dx, int accumulate, float *ws);
+    /* dw += correlation of x and dy (the weight gradient of conv_fwd). */
+    void (*conv_bwd_weight)(const ew_backend *be, const ew_conv_desc *d, const float *x,
+                            const float *dy, float *dw, float *ws);
+    /* y = f(x) elementwise (alpha as the op says). */
+    void (*unary)(const ew_backend *be, ew_unary_op op, float alpha, size_t n, const float *x,
+                  float *y);
+    /* dx += dy * f'(x), with y = f(x) given too (either may be used). */
+    void (*unary_bwd)(const ew_backend *be, ew_unary_op op, float alpha, size_t n, const float *x,
+                      const float *y, const float *dy, float *dx);
+    /* y = a op b for same-length arrays. */
+    void (*binary)(const ew_backend *be, ew_binary_op op, size_t n, const float *a,
+                   const float *b, float *y);
+    /* da += dy * d(a op b)/da and db += dy * d(a op b)/db (da or db may be NULL). */
+    void (*binary_bwd)(const ew_backend *be, ew_binary_op op, size_t n, const float *a,
+                       const float *b, const float *dy, float *da, float *db);
+    /* y += alpha * x */
+    void (*axpy)(const ew_backend *be, size_t n, float alpha, const float *x, float *y);
+    /* out[c] (+)= sum over rows r < rows and inner i < inner of x[(r * ch + c) * inner + i]:
+     * sums a [rows, ch, inner] array to [ch] (bias gradients, broadcast reductions). */
+    void (*sum_channels)(const ew_backend *be, int rows, int ch, int inner, const float *x,
+                         float *out, int accumulate);
+};
+
+/* The CPU backend (OpenBLAS + OpenMP). threads < 1 means 1. NULL when out of memory. */
+ew_backend *ew_backend_cpu_create(int threads);
+void ew_backend_destroy(ew_backend *be);
+/* Sets the number of threads the backend's kernels use (>= 1); returns the value set. */
+int ew_set_threads(ew_backend *be, int threads);
+
+/* Which conv algorithm the CPU backend picks for a shape (for tests and the bench):
+ * 0 = im2col + GEMM, 1 = direct loops (tiny channel counts), 2 = 1x1 GEMM without im2col. */
+int ew_cpu_conv_algo(const ew_conv_desc *d);
+/* Forces the CPU backend's conv algorithm (-1: pick per shape; 2 falls back to 0 where the
+ * shape is not 1x1). For tests comparing paths. Returns -1 if be is not the CPU backend. */
+int ew_cpu_force_conv_algo(ew_backend *be, int algo);
+
+#endif
