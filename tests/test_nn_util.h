@@ -34,7 +34,7 @@ typedef struct {
     int max_elems;      /* 0: check every element */
 } gc_tol;
 
-static void gc_fill(const gc_input *in, float *v, size_t n, ew_rng *r) {
+static inline void gc_fill(const gc_input *in, float *v, size_t n, ew_rng *r) {
     if (in->spread) {
         for (size_t i = 0; i < n; i++) v[i] = in->lo + (in->hi - in->lo) * (float)i / (float)(n ? n : 1);
         for (size_t i = n; i > 1; i--) {
@@ -54,7 +54,7 @@ static void gc_fill(const gc_input *in, float *v, size_t n, ew_rng *r) {
 }
 
 /* L = sum R * out in double, forward only. */
-static double gc_eval(ew_graph *g, int nin, const gc_input *ins, float **host, const float *R,
+static inline double gc_eval(ew_graph *g, int nin, const gc_input *ins, float **host, const float *R,
                       gc_build_fn f, void *ud, int *ok) {
     ew_graph_reset(g);
     int old = ew_set_grad_enabled(g, 0);
@@ -73,7 +73,7 @@ static double gc_eval(ew_graph *g, int nin, const gc_input *ins, float **host, c
 }
 
 /* Returns the number of failed elements (0 = pass); each input gets one CHECK. */
-static int gradcheck(ew_backend *be, const char *name, int nin, const gc_input *ins, gc_build_fn f,
+static inline int gradcheck(ew_backend *be, const char *name, int nin, const gc_input *ins, gc_build_fn f,
                      void *ud, gc_tol tol, uint64_t seed) {
     ew_rng r;
     ew_rng_seed(&r, seed);
