@@ -217,7 +217,7 @@ static int parse_into(ew_checkpoint *ck, const uint8_t *buf, size_t len, const c
         return -1;
     }
     char jerr[200];
-    ew_json_limits lim = {64, 0};
+    ew_json_limits lim = {64, 4 << 20}; /* ~285k tensors; bounds memory on hostile headers */
     if (ew_json_parse((const char *)buf + 8, (size_t)n, &lim, &ck->doc, jerr, sizeof jerr)) {
         errf(err, errsz, label, "header: %s", jerr);
         return -1;
