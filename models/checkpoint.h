@@ -9,7 +9,8 @@
  * when nmeta > 0. Names and metadata must be valid UTF-8 without NUL bytes and unique. The
  * write is atomic: "<path>.tmp.<pid>" is written, flushed, fsynced, renamed over path and the
  * directory fsynced; on any failure the temporary file is removed, the previous file at path
- * is untouched and -1 comes back with a one-line message naming the file.
+ * is untouched and -1 comes back with a one-line message naming the file. (Two threads of one
+ * process must not write the same path at once: they would share the temporary name.)
  *
  * Read: ew_checkpoint_open() reads the whole file; ew_checkpoint_parse_buffer() parses bytes
  * in memory (borrowed: they must outlive the ew_checkpoint) - both validate the same way:
