@@ -68,7 +68,7 @@ int ew_episode_step(ew_episode *ep, ew_world *w, ew_controller *ctrl) {
     float dt = cfg->dt;
 
     if (ep->cfg.hook) {
-        char label[64] = "", err[256] = "";
+        char label[sizeof ep->m.label] = "", err[sizeof ep->m.error] = "";
         int r = ep->cfg.hook(ep->cfg.hook_ctx, w, ep, label, (int)sizeof label, err, (int)sizeof err);
         if (r < 0) {
             snprintf(ep->m.error, sizeof ep->m.error, "%s", err[0] ? err : "scenario hook failed");
@@ -89,9 +89,9 @@ int ew_episode_step(ew_episode *ep, ew_world *w, ew_controller *ctrl) {
     if (warm) {
         ew_world_ego_idm_action(w, &u);
     } else if (ctrl) {
-        char err[256] = "";
+        char err[sizeof ep->m.error - 64] = "";
         if (ew_controller_act(ctrl, w, &u, err, (int)sizeof err) != 0) {
-            snprintf(ep->m.error, sizeof ep->m.error, "controller %s: %s", ctrl->name, err);
+            snprintf(ep->m.error, sizeof ep->m.error, "controller %.40s: %s", ctrl->name, err);
             finish(ep, EW_EP_ERROR);
             return 0;
         }
