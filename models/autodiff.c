@@ -1,6 +1,8 @@
 /* autodiff.c - graph, tape and the reverse pass. */
+#define _POSIX_C_SOURCE 200809L
 #include "models/autodiff.h"
 
+#include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@ struct ew_tape_rec {
     ew_backward_fn fn;
     void *ctx;
     ew_tape_rec *prev;
+    int tag;
 };
 
 struct ew_graph {
@@ -24,7 +27,22 @@ struct ew_graph {
     float *scratch;
     size_t scratch_cap;
     unsigned long scratch_allocs;
+    int tag, profile;
+    double tag_seconds[EW_MAX_TAGS];
 };
+
+void ew_graph_set_tag(ew_graph *g, int tag) { g->tag = tag >= 0 && tag < EW_MAX_TAGS ? tag : 0; }
+void ew_graph_profile(ew_graph *g, int on) { g->profile = on ? 1 : 0; }
+void ew_graph_profile_clear(ew_graph *g) { memset(g->tag_seconds, 0, sizeof g->tag_seconds); }
+double ew_graph_tag_seconds(const ew_graph *g, int tag) {
+    return tag >= 0 && tag < EW_MAX_TAGS ? g->tag_seconds[tag] : 0.0;
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 ew_graph *ew_graph_create(const ew_backend *be, size_t arena_bytes) {
     ew_graph *g = calloc(1, sizeof *g);
@@ -185,6 +203,7 @@ void *ew_tape_push(ew_graph *g, ew_backward_fn fn, size_t ctx_bytes) {
     r->fn = fn;
     r->ctx = ctx;
     r->prev = g->tape;
+    r->tag = g->tag;
     g->tape = r;
     g->tape_len++;
     return ctx;
@@ -192,7 +211,13 @@ void *ew_tape_push(ew_graph *g, ew_backward_fn fn, size_t ctx_bytes) {
 
 static int run_tape(ew_graph *g) {
     for (ew_tape_rec *r = g->tape; r; r = r->prev) {
-        r->fn(g, r->ctx);
+        if (g->profile) {
+            double t0 = now_s();
+            r->fn(g, r->ctx);
+            g->tag_seconds[r->tag] += now_s() - t0;
+        } else {
+            r->fn(g, r->ctx);
+        }
         if (g->failed) break;
     }
     g->tape = NULL;

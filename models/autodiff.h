@@ -64,6 +64,15 @@ int ew_backward(ew_graph *g, ew_tensor *loss);
 /* Reverse pass seeding d out = seed (numel(out) floats): a vector-Jacobian product. */
 int ew_backward_seed(ew_graph *g, ew_tensor *out, const float *seed);
 
+/* Profiling: records pushed after ew_graph_set_tag(g, t) carry tag t (0 <= t < EW_MAX_TAGS,
+ * default 0); with profiling on, ew_backward times every record and sums per tag. Counters
+ * survive ew_graph_reset; ew_graph_profile_clear zeroes them. */
+#define EW_MAX_TAGS 32
+void ew_graph_set_tag(ew_graph *g, int tag);
+void ew_graph_profile(ew_graph *g, int on);
+void ew_graph_profile_clear(ew_graph *g);
+double ew_graph_tag_seconds(const ew_graph *g, int tag);
+
 /* For op implementations -------------------------------------------------------------- */
 /* 1 if an op on these inputs must be recorded (grad mode on and an input requires grad). */
 int ew_should_record(const ew_graph *g, const ew_tensor *a, const ew_tensor *b);

@@ -75,11 +75,21 @@ struct ew_backend {
                          float *out, int accumulate);
 };
 
-/* The CPU backend (OpenBLAS + OpenMP). threads < 1 means 1. NULL when out of memory. */
+/* The CPU backend (OpenBLAS + OpenMP). threads < 1 means 1. NULL when out of memory.
+ * A backend owns per-thread packing buffers: use it from one caller thread at a time (or
+ * from the threads of one OpenMP team, each its own thread number). */
 ew_backend *ew_backend_cpu_create(int threads);
 void ew_backend_destroy(ew_backend *be);
-/* Sets the number of threads the backend's kernels use (>= 1); returns the value set. */
+/* Sets the number of threads the backend's kernels use (< 1 means 1). Returns 0, or -1 (out
+ * of memory: the backend falls back to 1 thread; or be is not the CPU backend). */
 int ew_set_threads(ew_backend *be, int threads);
+
+/* Which GEMM the CPU backend uses: AUTO (own AVX-512 kernel when the processor has
+ * AVX-512F, else OpenBLAS), BLAS (always OpenBLAS), AVX512 (-1 if unavailable). */
+enum { EW_CPU_GEMM_AUTO = 0, EW_CPU_GEMM_BLAS = 1, EW_CPU_GEMM_AVX512 = 2 };
+int ew_cpu_set_gemm(ew_backend *be, int impl);
+/* "own-avx512" or "openblas". */
+const char *ew_cpu_gemm_name(const ew_backend *be);
 
 /* Which conv algorithm the CPU backend picks for a shape (for tests and the bench):
  * 0 = im2col + GEMM, 1 = direct loops (tiny channel counts), 2 = 1x1 GEMM without im2col. */

@@ -1,5 +1,9 @@
 /* backend_cpu.c - the CPU backend: OpenBLAS sgemm, im2col/direct convolution, OpenMP loops.
  *
+ * GEMM: on processors with AVX-512F the backend's own packed kernel (gemm_avx512.c) runs, as
+ * the Debian OpenBLAS build falls back to AVX2 kernels on CPUs it does not know; elsewhere,
+ * or when asked (ew_cpu_set_gemm), OpenBLAS sgemm.
+ *
  * Threading: OpenBLAS is kept at one thread; parallel work is split here with OpenMP over
  * `threads` threads (GEMMs by column or row blocks, convolutions by groups of samples), so
  * BLAS threads never stack on OpenMP threads.
@@ -14,6 +18,7 @@
 #include "models/backend.h"
 
 #include <cblas.h>
+#include "models/gemm_cpu.h"
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -22,6 +27,10 @@
 typedef struct {
     ew_backend base;
     int force_algo;
+    int gemm_impl;      /* EW_CPU_GEMM_* asked for */
+    int use_own;        /* resolved: the packed AVX-512 GEMM */
+    int nbuf;           /* packing buffers for threads 0..nbuf-1 */
+    float **pack_a, **pack_b;
 } cpu_backend;
 
 enum { ALGO_IM2COL = 0, ALGO_DIRECT = 1, ALGO_1X1 = 2 };
@@ -38,13 +47,21 @@ static inline int nthreads(const ew_backend *be) { return be->threads < 1 ? 1 : 
 /* ------------------------------------------------------------------------------------------ */
 /* GEMM */
 
-static void gemm1(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-                  const float *b, int ldb, float beta, float *c, int ldc) {
+static void gemm1(const ew_backend *be, int ta, int tb, int m, int n, int k, float alpha,
+                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[(size_t)i * ldc + j];
         return;
+    }
+    const cpu_backend *cb = (const cpu_backend *)be;
+    if (cb->use_own && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && omp_get_level() <= 1) {
+        int t = omp_get_thread_num();
+        if (t < cb->nbuf) {
+            ew_gemm_avx512(ta, tb, m, n, k, a, lda, b, ldb, beta == 1.0f, c, ldc, cb->pack_a[t], cb->pack_b[t]);
+            return;
+        }
     }
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
                 k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -55,7 +72,7 @@ static void cpu_gemm(const ew_backend *be, int ta, int tb, int m, int n, int k, 
                      int ldc) {
     int T = nthreads(be);
     if (T == 1 || omp_in_parallel() || 2.0 * m * n * k < GEMM_SPLIT_FLOPS || (m < 32 && n < 32)) {
-        gemm1(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        gemm1(be, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
     if (n >= m) {
@@ -66,7 +83,7 @@ static void cpu_gemm(const ew_backend *be, int ta, int tb, int m, int n, int k, 
             int t = omp_get_thread_num();
             int j0 = t * chunk, j1 = j0 + chunk < n ? j0 + chunk : n;
             if (j0 < j1)
-                gemm1(ta, tb, m, j1 - j0, k, alpha, a, lda, tb ? b + (size_t)j0 * ldb : b + j0, ldb,
+                gemm1(be, ta, tb, m, j1 - j0, k, alpha, a, lda, tb ? b + (size_t)j0 * ldb : b + j0, ldb,
                       beta, c + j0, ldc);
         }
     } else {
@@ -76,7 +93,7 @@ static void cpu_gemm(const ew_backend *be, int ta, int tb, int m, int n, int k, 
             int t = omp_get_thread_num();
             int i0 = t * chunk, i1 = i0 + chunk < m ? i0 + chunk : m;
             if (i0 < i1)
-                gemm1(ta, tb, i1 - i0, n, k, alpha, ta ? a + i0 : a + (size_t)i0 * lda, lda, b, ldb,
+                gemm1(be, ta, tb, i1 - i0, n, k, alpha, ta ? a + i0 : a + (size_t)i0 * lda, lda, b, ldb,
                       beta, c + (size_t)i0 * ldc, ldc);
         }
     }
@@ -129,19 +146,176 @@ static inline int group_lo(const ew_conv_desc *d, const grouping *g, int i) {
     return (int)((long)i * d->n / g->ng);
 }
 
-/* Scratch layout per thread: col [K x gmax*P] then tmp [oc x gmax*P]; then (T-1) partial
- * weight/bias gradient buffers. */
+/* Scratch layout per thread: col [K x gmax*P], tmp [oc x gmax*P], position tables
+ * [3 x gmax*P ints]; then (T-1) partial weight gradients; then the K tables [3 x K ints]. */
 static size_t ws_per_thread(const ew_conv_desc *d, const grouping *g) {
     size_t K = (size_t)d->c * d->kh * d->kw, W = (size_t)g->gmax * d->oh * d->ow;
-    size_t s = K * W + (size_t)d->oc * W;
+    size_t s = K * W + (size_t)d->oc * W + 3 * W;
     return (s + 15) & ~(size_t)15;
+}
+
+static size_t ws_part(const ew_conv_desc *d) {
+    return ((size_t)d->oc * d->c * d->kh * d->kw + 15) & ~(size_t)15;
 }
 
 static size_t cpu_conv_workspace(const ew_backend *be, const ew_conv_desc *d) {
     grouping g = conv_grouping(be, d);
     size_t K = (size_t)d->c * d->kh * d->kw;
-    size_t part = ((size_t)d->oc * K + 15) & ~(size_t)15;
-    return ws_per_thread(d, &g) * (size_t)g.T + part * (size_t)(g.T - 1) + 16;
+    return ws_per_thread(d, &g) * (size_t)g.T + ws_part(d) * (size_t)(g.T - 1) + 3 * K + 16;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Implicit im2col for the packed AVX-512 GEMM: the patch matrix is never written; the GEMM's
+ * b-panel packing gathers it straight from the image. Tables: per patch row kk (c, ki, kj):
+ * koff = c*h*w + ki*w + kj, ki, kj; per column (sample s of the group, output oy, ox):
+ * pbase = s*c*h*w + iy0*w + ix0, iy0 = oy*sh - ph, ix0 = ox*sw - pw. Element (kk, col) is
+ * x[pbase + koff] when 0 <= iy0+ki < h and 0 <= ix0+kj < w, else 0. */
+typedef struct {
+    const ew_conv_desc *d;
+    const float *x;     /* first sample of the group */
+    const int *koff, *kki, *kkj;
+    const int *pbase, *piy, *pix;
+} implicit_cols;
+
+static void k_tables(const ew_conv_desc *d, int *koff, int *kki, int *kkj) {
+    int kk = 0;
+    for (int c = 0; c < d->c; c++)
+        for (int ki = 0; ki < d->kh; ki++)
+            for (int kj = 0; kj < d->kw; kj++, kk++) {
+                koff[kk] = (c * d->h + ki) * d->w + kj;
+                kki[kk] = ki;
+                kkj[kk] = kj;
+            }
+}
+
+static void pos_tables(const ew_conv_desc *d, int gc, int *pbase, int *piy, int *pix) {
+    int j = 0, chw = d->c * d->h * d->w;
+    for (int s = 0; s < gc; s++)
+        for (int oy = 0; oy < d->oh; oy++)
+            for (int ox = 0; ox < d->ow; ox++, j++) {
+                piy[j] = oy * d->sh - d->ph;
+                pix[j] = ox * d->sw - d->pw;
+                pbase[j] = s * chw + piy[j] * d->w + pix[j];
+            }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define NRV (EW_GEMM_NR / 16)
+
+static inline __mmask16 lane_mask(int cols, int v) {
+    int lanes = cols - 16 * v;
+    return lanes >= 16 ? (__mmask16)0xFFFF : lanes <= 0 ? (__mmask16)0 : (__mmask16)((1u << lanes) - 1u);
+}
+
+/* b = patch matrix (rows: patch index kk, columns: output positions) */
+__attribute__((target("avx512f"))) static void pack_cols_fwd(const void *vctx, int k0, int kc, int j0, int nc,
+                                                             float *bp) {
+    const implicit_cols *ic = vctx;
+    const __m512i H = _mm512_set1_epi32(ic->d->h), W = _mm512_set1_epi32(ic->d->w);
+    for (int s = 0; s * EW_GEMM_NR < nc; s++) {
+        float *dst = bp + (size_t)s * kc * EW_GEMM_NR;
+        int jb = j0 + s * EW_GEMM_NR, cols = nc - s * EW_GEMM_NR;
+        __m512i base[NRV], iy0[NRV], ix0[NRV];
+        __mmask16 valid[NRV];
+        for (int v = 0; v < NRV; v++) {
+            valid[v] = lane_mask(cols, v);
+            base[v] = _mm512_maskz_loadu_epi32(valid[v], ic->pbase + jb + 16 * v);
+            iy0[v] = _mm512_maskz_loadu_epi32(valid[v], ic->piy + jb + 16 * v);
+            ix0[v] = _mm512_maskz_loadu_epi32(valid[v], ic->pix + jb + 16 * v);
+        }
+        for (int k = 0; k < kc; k++) {
+            int kk = k0 + k;
+            __m512i ki = _mm512_set1_epi32(ic->kki[kk]), kj = _mm512_set1_epi32(ic->kkj[kk]);
+            __m512i off = _mm512_set1_epi32(ic->koff[kk]);
+            float *o = dst + (size_t)k * EW_GEMM_NR;
+            for (int v = 0; v < NRV; v++) {
+                __mmask16 m = valid[v] & _mm512_cmplt_epu32_mask(_mm512_add_epi32(iy0[v], ki), H) &
+                              _mm512_cmplt_epu32_mask(_mm512_add_epi32(ix0[v], kj), W);
+                __m512 g = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_add_epi32(base[v], off), ic->x, 4);
+                _mm512_store_ps(o + 16 * v, g);
+            }
+        }
+    }
+}
+
+/* b = transposed patch matrix (rows: output positions, columns: patch index kk) */
+__attribute__((target("avx512f"))) static void pack_cols_bwdw(const void *vctx, int k0, int kc, int j0, int nc,
+                                                              float *bp) {
+    const implicit_cols *ic = vctx;
+    const __m512i H = _mm512_set1_epi32(ic->d->h), W = _mm512_set1_epi32(ic->d->w);
+    for (int s = 0; s * EW_GEMM_NR < nc; s++) {
+        float *dst = bp + (size_t)s * kc * EW_GEMM_NR;
+        int jb = j0 + s * EW_GEMM_NR, cols = nc - s * EW_GEMM_NR;
+        __m512i off[NRV], ki[NRV], kj[NRV];
+        __mmask16 valid[NRV];
+        for (int v = 0; v < NRV; v++) {
+            valid[v] = lane_mask(cols, v);
+            off[v] = _mm512_maskz_loadu_epi32(valid[v], ic->koff + jb + 16 * v);
+            ki[v] = _mm512_maskz_loadu_epi32(valid[v], ic->kki + jb + 16 * v);
+            kj[v] = _mm512_maskz_loadu_epi32(valid[v], ic->kkj + jb + 16 * v);
+        }
+        for (int k = 0; k < kc; k++) {
+            int pos = k0 + k;
+            __m512i iy = _mm512_set1_epi32(ic->piy[pos]), ix = _mm512_set1_epi32(ic->pix[pos]);
+            __m512i base = _mm512_set1_epi32(ic->pbase[pos]);
+            float *o = dst + (size_t)k * EW_GEMM_NR;
+            for (int v = 0; v < NRV; v++) {
+                __mmask16 m = valid[v] & _mm512_cmplt_epu32_mask(_mm512_add_epi32(ki[v], iy), H) &
+                              _mm512_cmplt_epu32_mask(_mm512_add_epi32(kj[v], ix), W);
+                __m512 g = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_add_epi32(off[v], base), ic->x, 4);
+                _mm512_store_ps(o + 16 * v, g);
+            }
+        }
+    }
+}
+#else
+/* Without x86-64 intrinsics the own GEMM is never selected (ew_gemm_avx512_available() == 0),
+ * so the implicit path is not taken; these portable versions keep the table complete. */
+static void pack_cols_generic(const implicit_cols *ic, int rows_are_kk, int k0, int kc, int j0, int nc, float *bp) {
+    for (int s = 0; s * EW_GEMM_NR < nc; s++)
+        for (int k = 0; k < kc; k++)
+            for (int j = 0; j < EW_GEMM_NR; j++) {
+                int col = j0 + s * EW_GEMM_NR + j, row = k0 + k;
+                float v = 0.0f;
+                if (s * EW_GEMM_NR + j < nc) {
+                    int kk = rows_are_kk ? row : col, pos = rows_are_kk ? col : row;
+                    int iy = ic->piy[pos] + ic->kki[kk], ix = ic->pix[pos] + ic->kkj[kk];
+                    if (iy >= 0 && iy < ic->d->h && ix >= 0 && ix < ic->d->w) v = ic->x[ic->pbase[pos] + ic->koff[kk]];
+                }
+                bp[((size_t)s * kc + k) * EW_GEMM_NR + j] = v;
+            }
+}
+static void pack_cols_fwd(const void *c, int k0, int kc, int j0, int nc, float *bp) { pack_cols_generic(c, 1, k0, kc, j0, nc, bp); }
+static void pack_cols_bwdw(const void *c, int k0, int kc, int j0, int nc, float *bp) { pack_cols_generic(c, 0, k0, kc, j0, nc, bp); }
+#endif
+
+/* c = a * implicit b (accumulate: +=), split over threads by columns unless nested. */
+static void own_gemm_implicit(const ew_backend *be, int m, int n, int k, const float *a, int lda,
+                              ew_gemm_pack_b_fn pack, const void *ctx, int accumulate, float *c, int ldc) {
+    const cpu_backend *cb = (const cpu_backend *)be;
+    int T = nthreads(be);
+    if (T == 1 || omp_in_parallel() || 2.0 * m * n * k < GEMM_SPLIT_FLOPS || n < 2 * EW_GEMM_NR) {
+        int t = omp_get_thread_num();
+        ew_gemm_avx512_ex(0, m, n, k, a, lda, pack, ctx, 0, accumulate, c, ldc, cb->pack_a[t], cb->pack_b[t]);
+        return;
+    }
+    int chunk = ((n + T - 1) / T + EW_GEMM_NR - 1) / EW_GEMM_NR * EW_GEMM_NR;
+#pragma omp parallel num_threads(T)
+    {
+        int t = omp_get_thread_num();
+        int j0 = t * chunk, j1 = j0 + chunk < n ? j0 + chunk : n;
+        if (j0 < j1)
+            ew_gemm_avx512_ex(0, m, j1 - j0, k, a, lda, pack, ctx, j0, accumulate, c + j0, ldc, cb->pack_a[t],
+                              cb->pack_b[t]);
+    }
+}
+
+/* The implicit path applies when the own GEMM runs, nothing is nested beyond one level and
+ * every thread that can run here has packing buffers. */
+static int use_implicit(const ew_backend *be, int algo, int gc) {
+    const cpu_backend *cb = (const cpu_backend *)be;
+    return cb->use_own && cb->nbuf >= nthreads(be) && omp_get_level() == 0 && !(algo == ALGO_1X1 && gc == 1);
 }
 
 /* Patch matrix of one sample into col (row stride ldc): row (ci*kh + ki)*kw + kj, column
@@ -301,21 +475,32 @@ static void cpu_conv_fwd(const ew_backend *be, const ew_conv_desc *d, const floa
     }
     grouping g = conv_grouping(be, d);
     size_t wpt = ws_per_thread(d, &g);
+    int *kt = (int *)(ws + wpt * (size_t)g.T + ws_part(d) * (size_t)(g.T - 1));
+    int implicit = use_implicit(be, algo, 2);
+    if (implicit) k_tables(d, kt, kt + K, kt + 2 * K);
     FOR_GROUPS(gi, tid, {
         int n0 = group_lo(d, &g, gi), n1 = group_lo(d, &g, gi + 1), gc = n1 - n0;
         int ld = (int)((size_t)gc * P);
         float *col = ws + (size_t)tid * wpt;
         float *tmp = col + K * (size_t)g.gmax * P;
+        int *pt = (int *)(tmp + (size_t)d->oc * g.gmax * P);
         const float *B = col;
-        if (algo == ALGO_1X1 && gc == 1) {
+        int imp = implicit && !(algo == ALGO_1X1 && gc == 1);
+        implicit_cols icx = {d, x + (size_t)n0 * xs, kt, kt + K, kt + 2 * K, pt, pt + ld, pt + 2 * ld};
+        if (imp) {
+            pos_tables(d, gc, pt, pt + ld, pt + 2 * ld);
+        } else if (algo == ALGO_1X1 && gc == 1) {
             B = x + (size_t)n0 * xs;
         } else {
             for (int s = 0; s < gc; s++) im2col(d, x + (size_t)(n0 + s) * xs, col + (size_t)s * P, ld);
         }
         if (gc == 1) {
             float *yo = y + (size_t)n0 * ys;
-            cpu_gemm(be, 0, 0, d->oc, (int)P, (int)K, 1.0f, w, (int)K, B, ld, accumulate ? 1.0f : 0.0f,
-                     yo, (int)P);
+            if (imp)
+                own_gemm_implicit(be, d->oc, (int)P, (int)K, w, (int)K, pack_cols_fwd, &icx, accumulate, yo, (int)P);
+            else
+                cpu_gemm(be, 0, 0, d->oc, (int)P, (int)K, 1.0f, w, (int)K, B, ld, accumulate ? 1.0f : 0.0f,
+                         yo, (int)P);
             if (bias)
                 for (int o = 0; o < d->oc; o++) {
                     float bo = bias[o];
@@ -323,7 +508,10 @@ static void cpu_conv_fwd(const ew_backend *be, const ew_conv_desc *d, const floa
                     for (size_t p = 0; p < P; p++) r[p] += bo;
                 }
         } else {
-            cpu_gemm(be, 0, 0, d->oc, ld, (int)K, 1.0f, w, (int)K, B, ld, 0.0f, tmp, ld);
+            if (imp)
+                own_gemm_implicit(be, d->oc, ld, (int)K, w, (int)K, pack_cols_fwd, &icx, 0, tmp, ld);
+            else
+                cpu_gemm(be, 0, 0, d->oc, ld, (int)K, 1.0f, w, (int)K, B, ld, 0.0f, tmp, ld);
             for (int s = 0; s < gc; s++)
                 for (int o = 0; o < d->oc; o++) {
                     float bo = bias ? bias[o] : 0.0f;
@@ -393,15 +581,20 @@ static void cpu_conv_bwd_weight(const ew_backend *be, const ew_conv_desc *d, con
     }
     grouping g = conv_grouping(be, d);
     size_t wpt = ws_per_thread(d, &g);
-    size_t part = (wn + 15) & ~(size_t)15;
+    size_t part = ws_part(d);
     float *parts = ws + wpt * (size_t)g.T;
     if (g.T > 1) memset(parts, 0, sizeof(float) * part * (size_t)(g.T - 1));
+    int *kt = (int *)(parts + part * (size_t)(g.T - 1));
+    int implicit = use_implicit(be, algo, 2);
+    if (implicit) k_tables(d, kt, kt + K, kt + 2 * K);
     FOR_GROUPS(gi, tid, {
         int n0 = group_lo(d, &g, gi), n1 = group_lo(d, &g, gi + 1), gc = n1 - n0;
         int ld = (int)((size_t)gc * P);
         float *col = ws + (size_t)tid * wpt;
         float *tmp = col + K * (size_t)g.gmax * P;
+        int *pt = (int *)(tmp + (size_t)d->oc * g.gmax * P);
         float *dwt = tid == 0 ? dw : parts + (size_t)(tid - 1) * part;
+        int imp = implicit && (algo != ALGO_1X1 || gc > 1);
         const float *A = dy + (size_t)n0 * ys;
         const float *B = col;
         if (gc > 1) {
@@ -411,12 +604,18 @@ static void cpu_conv_bwd_weight(const ew_backend *be, const ew_conv_desc *d, con
                            sizeof(float) * P);
             A = tmp;
         }
-        if (algo == ALGO_1X1 && gc == 1) {
-            B = x + (size_t)n0 * xs;
+        if (imp) {
+            implicit_cols icx = {d, x + (size_t)n0 * xs, kt, kt + K, kt + 2 * K, pt, pt + ld, pt + 2 * ld};
+            pos_tables(d, gc, pt, pt + ld, pt + 2 * ld);
+            own_gemm_implicit(be, d->oc, (int)K, ld, A, ld, pack_cols_bwdw, &icx, 1, dwt, (int)K);
         } else {
-            for (int s = 0; s < gc; s++) im2col(d, x + (size_t)(n0 + s) * xs, col + (size_t)s * P, ld);
+            if (algo == ALGO_1X1 && gc == 1) {
+                B = x + (size_t)n0 * xs;
+            } else {
+                for (int s = 0; s < gc; s++) im2col(d, x + (size_t)(n0 + s) * xs, col + (size_t)s * P, ld);
+            }
+            cpu_gemm(be, 0, 1, d->oc, (int)K, ld, 1.0f, A, ld, B, ld, 1.0f, dwt, (int)K);
         }
-        cpu_gemm(be, 0, 1, d->oc, (int)K, ld, 1.0f, A, ld, B, ld, 1.0f, dwt, (int)K);
     });
     for (int t = 1; t < g.T; t++) {
         const float *pt = parts + (size_t)(t - 1) * part;
@@ -625,12 +824,87 @@ static void cpu_sum_channels(const ew_backend *be, int rows, int ch, int inner, 
 
 /* ------------------------------------------------------------------------------------------ */
 
+static void free_packs(cpu_backend *cb) {
+    for (int t = 0; t < cb->nbuf; t++) {
+        free(cb->pack_a[t]);
+        free(cb->pack_b[t]);
+    }
+    free(cb->pack_a);
+    free(cb->pack_b);
+    cb->pack_a = cb->pack_b = NULL;
+    cb->nbuf = 0;
+}
+
+static float *alloc_aligned(size_t floats) {
+    size_t bytes = (floats * sizeof(float) + 63) & ~(size_t)63;
+    return aligned_alloc(64, bytes ? bytes : 64);
+}
+
+/* (Re)allocates one pair of packing buffers per thread. */
+static int alloc_packs(cpu_backend *cb, int threads) {
+    free_packs(cb);
+    size_t na, nb;
+    ew_gemm_pack_floats(&na, &nb);
+    cb->pack_a = calloc((size_t)threads, sizeof(float *));
+    cb->pack_b = calloc((size_t)threads, sizeof(float *));
+    if (!cb->pack_a || !cb->pack_b) {
+        free(cb->pack_a);
+        free(cb->pack_b);
+        cb->pack_a = cb->pack_b = NULL;
+        return -1;
+    }
+    cb->nbuf = threads;
+    for (int t = 0; t < threads; t++) {
+        cb->pack_a[t] = alloc_aligned(na);
+        cb->pack_b[t] = alloc_aligned(nb);
+        if (!cb->pack_a[t] || !cb->pack_b[t]) {
+            free_packs(cb);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int resolve_gemm(cpu_backend *cb) {
+    int avail = ew_gemm_avx512_available();
+    if (cb->gemm_impl == EW_CPU_GEMM_AVX512 && !avail) return -1;
+    cb->use_own = cb->gemm_impl == EW_CPU_GEMM_AVX512 || (cb->gemm_impl == EW_CPU_GEMM_AUTO && avail);
+    return 0;
+}
+
 int ew_set_threads(ew_backend *be, int threads) {
+    cpu_backend *cb = (cpu_backend *)be;
     if (threads < 1) threads = 1;
+    if (be->gemm != cpu_gemm) return -1;
+    if (threads != cb->nbuf && alloc_packs(cb, threads) != 0) {
+        /* consistent fallback: one thread, with buffers if they fit (else OpenBLAS only) */
+        alloc_packs(cb, 1);
+        be->threads = 1;
+        openblas_set_num_threads(1);
+        return -1;
+    }
     be->threads = threads;
     /* our own OpenMP threads do the splitting; OpenBLAS must not add its own on top */
     openblas_set_num_threads(1);
-    return threads;
+    return 0;
+}
+
+int ew_cpu_set_gemm(ew_backend *be, int impl) {
+    if (be->gemm != cpu_gemm || impl < EW_CPU_GEMM_AUTO || impl > EW_CPU_GEMM_AVX512) return -1;
+    cpu_backend *cb = (cpu_backend *)be;
+    int old = cb->gemm_impl;
+    cb->gemm_impl = impl;
+    if (resolve_gemm(cb) != 0) {
+        cb->gemm_impl = old;
+        resolve_gemm(cb);
+        return -1;
+    }
+    return 0;
+}
+
+const char *ew_cpu_gemm_name(const ew_backend *be) {
+    if (be->gemm != cpu_gemm) return "n/a";
+    return ((const cpu_backend *)be)->use_own ? "own-avx512" : "openblas";
 }
 
 ew_backend *ew_backend_cpu_create(int threads) {
@@ -650,11 +924,20 @@ ew_backend *ew_backend_cpu_create(int threads) {
     be->axpy = cpu_axpy;
     be->sum_channels = cpu_sum_channels;
     cb->force_algo = -1;
-    ew_set_threads(be, threads);
+    cb->gemm_impl = EW_CPU_GEMM_AUTO;
+    resolve_gemm(cb);
+    if (ew_set_threads(be, threads) != 0) {
+        ew_backend_destroy(be);
+        return NULL;
+    }
     return be;
 }
 
-void ew_backend_destroy(ew_backend *be) { free(be); }
+void ew_backend_destroy(ew_backend *be) {
+    if (!be) return;
+    if (be->gemm == cpu_gemm) free_packs((cpu_backend *)be);
+    free(be);
+}
 
 int ew_cpu_force_conv_algo(ew_backend *be, int algo) {
     if (be->gemm != cpu_gemm || algo < -1 || algo > ALGO_1X1) return -1;

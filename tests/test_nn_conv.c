@@ -141,8 +141,12 @@ static void random_vs_reference(void) {
     };
     ew_rng r;
     ew_rng_seed(&r, 5);
-    for (int threads = 1; threads <= 2; threads++) {
+    for (int run = 0; run < 4; run++) {
+        int threads = 1 + run % 2;
         ew_backend *be = ew_backend_cpu_create(threads);
+        /* runs 0-1: OpenBLAS with explicit im2col; 2-3: the default (own GEMM with implicit
+         * im2col where the processor has AVX-512) */
+        ew_cpu_set_gemm(be, run < 2 ? EW_CPU_GEMM_BLAS : EW_CPU_GEMM_AUTO);
         ew_graph *g = ew_graph_create(be, 1 << 20);
         for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++)
             for (int algo = -1; algo <= 2; algo++)
@@ -177,7 +181,8 @@ static void random_vs_reference(void) {
                     if (y) {
                         double worst = 0.0;
                         for (size_t i = 0; i < ny; i++) worst = fmax(worst, fabs((double)y->data[i] - ref[i]));
-                        CHECK(worst < 1e-4, "case %zu tr %d algo %d threads %d: max diff %g", k, tr, algo, threads, worst);
+                        CHECK(worst < 1e-4, "case %zu tr %d algo %d threads %d %s: max diff %g", k, tr, algo, threads,
+                              ew_cpu_gemm_name(be), worst);
                     }
                     free(xv);
                     free(wv);

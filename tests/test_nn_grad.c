@@ -296,10 +296,12 @@ static void run_all(ew_backend *be) {
 }
 
 int main(void) {
-    for (int threads = 1; threads <= 2; threads++) {
-        ew_backend *be = ew_backend_cpu_create(threads);
+    for (int run = 0; run < 3; run++) {
+        /* 1 and 2 threads with the default GEMM, then 1 thread with OpenBLAS (explicit im2col) */
+        ew_backend *be = ew_backend_cpu_create(run == 1 ? 2 : 1);
         CHECK(be != NULL, "backend");
         if (!be) return check_done();
+        if (run == 2) ew_cpu_set_gemm(be, EW_CPU_GEMM_BLAS);
         run_all(be);
         ew_backend_destroy(be);
     }

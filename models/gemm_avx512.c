@@ -1,0 +1,218 @@
+/* gemm_avx512.c - packed single-precision GEMM with an 8 x 48 AVX-512 register tile.
+ * See gemm_cpu.h. Functions using AVX-512 are compiled for it with a target attribute and
+ * only called after the runtime check, so the library still runs on any x86-64. */
+#include "models/gemm_cpu.h"
+
+#include <string.h>
+
+#define MR 8
+#define NR EW_GEMM_NR
+#define KC 192
+#define MC 240  /* multiple of MR */
+#define NC 3072 /* multiple of NR */
+
+void ew_gemm_pack_floats(size_t *a_floats, size_t *b_floats) {
+    *a_floats = (size_t)MC * KC;
+    *b_floats = (size_t)KC * NC;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+int ew_gemm_avx512_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+}
+
+/* a block rows [i0, i0+mc) x cols [k0, k0+kc) of op(a) into MR-row slivers:
+ * ap[(s * kc + k) * MR + r], zero-padded to a multiple of MR rows. */
+static void pack_a_block(int ta, const float *a, int lda, int i0, int mc, int k0, int kc, float *ap) {
+    for (int s = 0; s * MR < mc; s++) {
+        float *dst = ap + (size_t)s * kc * MR;
+        int rows = mc - s * MR < MR ? mc - s * MR : MR;
+        if (!ta) {
+            if (rows < MR) memset(dst, 0, sizeof(float) * (size_t)kc * MR);
+            for (int r = 0; r < rows; r++) {
+                const float *src = a + (size_t)(i0 + s * MR + r) * lda + k0;
+                for (int k = 0; k < kc; k++) dst[(size_t)k * MR + r] = src[k];
+            }
+        } else {
+            for (int k = 0; k < kc; k++) {
+                const float *src = a + (size_t)(k0 + k) * lda + i0 + s * MR;
+                float *d = dst + (size_t)k * MR;
+                int r = 0;
+                for (; r < rows; r++) d[r] = src[r];
+                for (; r < MR; r++) d[r] = 0.0f;
+            }
+        }
+    }
+}
+
+/* b panel rows [k0, k0+kc) x cols [j0, j0+nc) of op(b) into NR-column slivers:
+ * bp[(s * kc + k) * NR + j], zero-padded to a multiple of NR columns. */
+static void pack_b_panel(int tb, const float *b, int ldb, int k0, int kc, int j0, int nc, float *bp) {
+    for (int s = 0; s * NR < nc; s++) {
+        float *dst = bp + (size_t)s * kc * NR;
+        int cols = nc - s * NR < NR ? nc - s * NR : NR;
+        if (!tb) {
+            for (int k = 0; k < kc; k++) {
+                const float *src = b + (size_t)(k0 + k) * ldb + j0 + s * NR;
+                float *d = dst + (size_t)k * NR;
+                if (cols == NR) {
+                    memcpy(d, src, sizeof(float) * NR);
+                } else {
+                    int j = 0;
+                    for (; j < cols; j++) d[j] = src[j];
+                    for (; j < NR; j++) d[j] = 0.0f;
+                }
+            }
+        } else {
+            if (cols < NR) memset(dst, 0, sizeof(float) * (size_t)kc * NR);
+            for (int j = 0; j < cols; j++) {
+                const float *src = b + (size_t)(j0 + s * NR + j) * ldb + k0;
+                for (int k = 0; k < kc; k++) dst[(size_t)k * NR + j] = src[k];
+            }
+        }
+    }
+}
+
+#define ROW_FMA(r)                                                \
+    do {                                                          \
+        __m512 a_ = _mm512_set1_ps(ap[r]);                        \
+        c##r##0 = _mm512_fmadd_ps(a_, b0, c##r##0);               \
+        c##r##1 = _mm512_fmadd_ps(a_, b1, c##r##1);               \
+        c##r##2 = _mm512_fmadd_ps(a_, b2, c##r##2);               \
+    } while (0)
+
+#define ROW_STORE(r)                                                              \
+    do {                                                                          \
+        float *cr = c + (size_t)(r) * ldc;                                        \
+        if (acc) {                                                                \
+            c##r##0 = _mm512_add_ps(c##r##0, _mm512_loadu_ps(cr));                \
+            c##r##1 = _mm512_add_ps(c##r##1, _mm512_loadu_ps(cr + 16));           \
+            c##r##2 = _mm512_add_ps(c##r##2, _mm512_loadu_ps(cr + 32));           \
+        }                                                                         \
+        _mm512_storeu_ps(cr, c##r##0);                                            \
+        _mm512_storeu_ps(cr + 16, c##r##1);                                       \
+        _mm512_storeu_ps(cr + 32, c##r##2);                                       \
+    } while (0)
+
+#define ROW_DECL(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps(), c##r##2 = _mm512_setzero_ps()
+
+/* c[0..8) x [0..48) (+)= ap sliver x bp sliver over kc */
+__attribute__((target("avx512f"))) static void kernel_8x48(int kc, const float *restrict ap,
+                                                           const float *restrict bp, float *restrict c,
+                                                           int ldc, int acc) {
+    ROW_DECL(0);
+    ROW_DECL(1);
+    ROW_DECL(2);
+    ROW_DECL(3);
+    ROW_DECL(4);
+    ROW_DECL(5);
+    ROW_DECL(6);
+    ROW_DECL(7);
+    for (int k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16), b2 = _mm512_load_ps(bp + 32);
+        ROW_FMA(0);
+        ROW_FMA(1);
+        ROW_FMA(2);
+        ROW_FMA(3);
+        ROW_FMA(4);
+        ROW_FMA(5);
+        ROW_FMA(6);
+        ROW_FMA(7);
+        ap += MR;
+        bp += NR;
+    }
+    ROW_STORE(0);
+    ROW_STORE(1);
+    ROW_STORE(2);
+    ROW_STORE(3);
+    ROW_STORE(4);
+    ROW_STORE(5);
+    ROW_STORE(6);
+    ROW_STORE(7);
+}
+
+void ew_gemm_avx512_ex(int ta, int m, int n, int k, const float *a, int lda, ew_gemm_pack_b_fn pack,
+                       const void *pctx, int joff, int accumulate, float *c, int ldc, float *pack_a,
+                       float *pack_b) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        if (!accumulate)
+            for (int i = 0; i < m; i++) memset(c + (size_t)i * ldc, 0, sizeof(float) * (size_t)n);
+        return;
+    }
+    float tmp[MR * NR] __attribute__((aligned(64)));
+    for (int jc = 0; jc < n; jc += NC) {
+        int nc = n - jc < NC ? n - jc : NC;
+        for (int pc = 0; pc < k; pc += KC) {
+            int kc = k - pc < KC ? k - pc : KC;
+            int acc = accumulate || pc > 0;
+            pack(pctx, pc, kc, joff + jc, nc, pack_b);
+            for (int ic = 0; ic < m; ic += MC) {
+                int mc = m - ic < MC ? m - ic : MC;
+                pack_a_block(ta, a, lda, ic, mc, pc, kc, pack_a);
+                for (int jr = 0; jr < nc; jr += NR) {
+                    int nr = nc - jr < NR ? nc - jr : NR;
+                    const float *bs = pack_b + (size_t)(jr / NR) * kc * NR;
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        int mr = mc - ir < MR ? mc - ir : MR;
+                        const float *as = pack_a + (size_t)(ir / MR) * kc * MR;
+                        float *cc = c + (size_t)(ic + ir) * ldc + jc + jr;
+                        if (mr == MR && nr == NR) {
+                            kernel_8x48(kc, as, bs, cc, ldc, acc);
+                        } else {
+                            kernel_8x48(kc, as, bs, tmp, NR, 0);
+                            for (int r = 0; r < mr; r++) {
+                                float *cr = cc + (size_t)r * ldc;
+                                const float *tr = tmp + r * NR;
+                                if (acc)
+                                    for (int j = 0; j < nr; j++) cr[j] += tr[j];
+                                else
+                                    for (int j = 0; j < nr; j++) cr[j] = tr[j];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+typedef struct {
+    int tb, ldb;
+    const float *b;
+} matrix_b;
+
+static void pack_matrix_b(const void *ctx, int k0, int kc, int j0, int nc, float *bp) {
+    const matrix_b *mb = ctx;
+    pack_b_panel(mb->tb, mb->b, mb->ldb, k0, kc, j0, nc, bp);
+}
+
+void ew_gemm_avx512(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,
+                    int ldb, int accumulate, float *c, int ldc, float *pack_a, float *pack_b) {
+    matrix_b mb = {tb, ldb, b};
+    ew_gemm_avx512_ex(ta, m, n, k, a, lda, pack_matrix_b, &mb, 0, accumulate, c, ldc, pack_a, pack_b);
+}
+
+#else
+
+int ew_gemm_avx512_available(void) { return 0; }
+
+void ew_gemm_avx512_ex(int ta, int m, int n, int k, const float *a, int lda, ew_gemm_pack_b_fn pack,
+                       const void *pctx, int joff, int accumulate, float *c, int ldc, float *pack_a,
+                       float *pack_b) {
+    /* never called: ew_gemm_avx512_available() is 0 on this platform */
+    (void)ta, (void)m, (void)n, (void)k, (void)a, (void)lda, (void)pack, (void)pctx, (void)joff;
+    (void)accumulate, (void)c, (void)ldc, (void)pack_a, (void)pack_b;
+}
+
+void ew_gemm_avx512(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,
+                    int ldb, int accumulate, float *c, int ldc, float *pack_a, float *pack_b) {
+    /* never called: ew_gemm_avx512_available() is 0 on this platform */
+    (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)a, (void)lda, (void)b, (void)ldb;
+    (void)accumulate, (void)c, (void)ldc, (void)pack_a, (void)pack_b;
+}
+
+#endif
