@@ -1,0 +1,1348 @@
+/* world.c - background traffic (IDM + MOBIL), spawning, lane ends, scripted overrides,
+ * external vehicles, and the ego, on one road (contract: world.h; formulas: idm.h).
+ *
+ * Data layout. Vehicles live struct-of-arrays in ew_vehicles, slots [0, n). Every array
+ * has cap + 1 entries: slot `cap` (EGO below) mirrors the ego (position, speed, size and
+ * IDM constants) so that background vehicles treat it exactly like any other vehicle.
+ * `ord` holds every live slot (the ego included) sorted by x; it is kept sorted by an
+ * insertion sort after each step (vehicles barely reorder in 0.1 s, so this is O(n)).
+ * Per-lane lists are rebuilt from `ord` in one O(n) pass, so each is sorted by x too: a
+ * vehicle's leader is the next entry of its list. A vehicle changing lanes is listed in
+ * both its old and its new lane (followers in both see it; it follows the tighter of its
+ * two leaders); the ego is listed in every lane its footprint overlaps.
+ *
+ * One step: (1) IDM accelerations from the lists (min over the lists a vehicle is in, and
+ * over lane-end obstacles), (2) ballistic integration that cannot overshoot the leader's
+ * previous rear bumper, lateral lane-change motion, MOBIL clocks, (3) the ego by the
+ * kinematic model, (4) removal at the road end or an off-ramp end, (5) sort and lists,
+ * (6) MOBIL decisions of the vehicles whose clock fired, (7) inflow, (8) counting
+ * background-background overlaps among list neighbours.
+ */
+#include "sim/world.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim/idm.h"
+#include "sim/rng.h"
+
+/* sim/collision.h (separating-axis test of two oriented boxes) */
+int ew_obb_overlap(const ew_obb *a, const ew_obb *b);
+
+#define EW_INF 1e30f
+#define SPAWN_QUEUE_MAX 8      /* vehicles waiting at one lane's entry before refusals */
+#define LC_MIN_RATE 0.25f      /* lane-change progress rate floor (stopped vehicles creep over) */
+#define LC_MAX_SLOPE 0.18f     /* lateral speed <= this * speed where possible (about 10 deg) */
+#define LC_HEADING_VMIN 3.0f   /* speed floor used to orient a slow lane-changer */
+#define FORCE_RELAX_DIST 300.0f /* m before a lane end over which MOBIL's incentive relaxes */
+#define EXIT_PREPARE_DIST 1000.0f /* m before an off-ramp's end where exiting vehicles move right */
+#define GAP_MARGIN 1.0f        /* m of extra clearance demanded on both sides of a target gap */
+
+typedef struct {
+    ew_vtype type;
+    uint8_t flags;
+    float len, wid, v0f, T, s0, a_max, b, delta, pol, b_safe, a_thr, kr;
+} vparams;
+
+struct ew_world {
+    ew_world_config cfg;   /* cfg.road is the live road (mutators change it) */
+    ew_road road0;         /* the road at create time, restored by reset */
+    ew_vehicles V;
+    int cap, ego;          /* ego == cap: the ego's mirror slot */
+    /* private per-vehicle arrays (cap + 1) */
+    float *hl, *v0f, *inv_v0, *isab, *lc_y0, *lc_y1, *lc_dur, *lim_x, *lim_v;
+    uint8_t *due, *dead;
+    int *pos;              /* position in the list of lane[i] */
+    /* ordering */
+    int *ord, n_ord, ego_pos;
+    int *lists[EW_MAX_LANES], cnt[EW_MAX_LANES];
+    int *remap;
+    /* the table of per-vehicle arrays, for moving a vehicle between slots */
+    struct { void **p; size_t sz; } fld[48];
+    int n_fld, n_move;     /* all arrays (freed by destroy); the first n_move move with a vehicle */
+    /* lane caches */
+    float stop_x[EW_MAX_LANES];  /* where vehicles staying in the lane stop (EW_INF: none) */
+    float tip_x[EW_MAX_LANES];   /* physical end for vehicles changing out (EW_INF: none) */
+    float limit[EW_MAX_LANES];
+    int nbc[EW_MAX_LANES][2][4], n_nbc[EW_MAX_LANES][2]; /* neighbour candidates (0 right, 1 left) */
+    int offramp;                 /* first off-ramp lane, -1 if none */
+    uint32_t ego_mask;           /* lanes the ego's footprint overlaps */
+    /* spawning */
+    double next_arrival[EW_MAX_LANES];
+    int queue[EW_MAX_LANES];
+    int pend_ok[EW_MAX_LANES];
+    vparams pend[EW_MAX_LANES];
+    ew_rng rng;
+    ew_kin_state ego_state;
+    uint32_t next_id;
+    float max_hl;
+    ew_world_stats st;
+};
+
+static int fail(char *err, int errlen, const char *fmt, ...) {
+    if (err && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, (size_t)errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static int finitef(float v) { return isfinite(v) != 0; }
+
+/* ---- configuration ------------------------------------------------------------------ */
+
+void ew_world_config_default(ew_world_config *c) {
+    memset(c, 0, sizeof *c);
+    c->dt = 0.1f;
+    c->seed = 1;
+    ew_road_init_highway(&c->road, 3, 3.7f, 1000.0f, 29.0f, NULL, 0);
+    c->max_vehicles = 512;
+    for (int l = 0; l < 3; l++) {
+        c->density_per_km[l] = 25.0f;
+        c->flow_per_h[l] = 1500.0f;
+    }
+    c->truck_share = 0.08f;
+    c->moto_share = 0.02f;
+    c->exit_share = 0.0f;
+    ew_vtype_params *car = &c->types[EW_VT_CAR];
+    *car = (ew_vtype_params){.length = 4.5f, .length_std = 0.3f, .width = 1.8f, .width_std = 0.08f,
+                             .v0_factor = 1.0f, .v0_factor_std = 0.08f, .T = 1.5f, .T_std = 0.15f,
+                             .s0 = 2.0f, .a_max = 1.75f, .a_max_std = 0.15f, .b_comf = 2.5f,
+                             .b_comf_std = 0.25f, .delta = 4.0f, .politeness = 0.3f, .b_safe = 4.0f,
+                             .a_thr = 0.15f, .keep_right = 0.2f};
+    c->types[EW_VT_TRUCK] = (ew_vtype_params){.length = 12.0f, .length_std = 2.0f, .width = 2.5f,
+                                              .width_std = 0.0f, .v0_factor = 0.8f, .v0_factor_std = 0.04f,
+                                              .T = 1.8f, .T_std = 0.15f, .s0 = 3.0f, .a_max = 0.8f,
+                                              .a_max_std = 0.1f, .b_comf = 1.8f, .b_comf_std = 0.2f,
+                                              .delta = 4.0f, .politeness = 0.5f, .b_safe = 3.0f,
+                                              .a_thr = 0.2f, .keep_right = 0.4f};
+    c->types[EW_VT_MOTO] = (ew_vtype_params){.length = 2.2f, .length_std = 0.1f, .width = 0.8f,
+                                             .width_std = 0.05f, .v0_factor = 1.1f, .v0_factor_std = 0.08f,
+                                             .T = 1.2f, .T_std = 0.15f, .s0 = 1.5f, .a_max = 2.5f,
+                                             .a_max_std = 0.3f, .b_comf = 3.0f, .b_comf_std = 0.3f,
+                                             .delta = 4.0f, .politeness = 0.1f, .b_safe = 4.0f,
+                                             .a_thr = 0.1f, .keep_right = 0.1f};
+    c->mobil_period = 1.0f;
+    c->lc_duration = 3.0f;
+    c->idm_noise = 0.0f;
+    c->ego_enabled = 1;
+    c->ego_lane = 1;
+    c->ego_x = 150.0f;
+    c->ego_speed = 20.0f;
+    c->ego_length = 4.5f;
+    c->ego_width = 1.8f;
+    ew_kin_limits_default(&c->ego_limits);
+}
+
+int ew_world_config_validate(const ew_world_config *c, char *err, int errlen) {
+    if (!(c->dt > 0.0f && c->dt <= 1.0f)) return fail(err, errlen, "world: dt must be in (0, 1] s (got %g)", (double)c->dt);
+    if (ew_road_validate(&c->road, err, errlen) != 0) return -1;
+    if (c->max_vehicles < 1 || c->max_vehicles > 100000)
+        return fail(err, errlen, "world: max_vehicles must be 1..100000 (got %d)", c->max_vehicles);
+    for (int l = 0; l < c->road.n_lanes; l++) {
+        if (!(c->density_per_km[l] >= 0.0f && c->density_per_km[l] <= 200.0f))
+            return fail(err, errlen, "world: density_per_km[%d] must be in [0, 200] (got %g)", l, (double)c->density_per_km[l]);
+        if (!(c->flow_per_h[l] >= 0.0f && c->flow_per_h[l] <= 5000.0f))
+            return fail(err, errlen, "world: flow_per_h[%d] must be in [0, 5000] (got %g)", l, (double)c->flow_per_h[l]);
+    }
+    if (!(c->truck_share >= 0.0f && c->moto_share >= 0.0f && c->truck_share + c->moto_share <= 1.0f))
+        return fail(err, errlen, "world: truck_share and moto_share must be >= 0 with a sum <= 1");
+    if (!(c->exit_share >= 0.0f && c->exit_share <= 1.0f))
+        return fail(err, errlen, "world: exit_share must be in [0, 1] (got %g)", (double)c->exit_share);
+    static const char *tn[EW_VT_COUNT] = {"car", "truck", "moto"};
+    for (int t = 0; t < EW_VT_COUNT; t++) {
+        const ew_vtype_params *p = &c->types[t];
+        if (!(p->length >= 0.5f && p->length <= 30.0f && p->width >= 0.3f && p->width <= 3.5f))
+            return fail(err, errlen, "world: %s size must be length 0.5..30 m, width 0.3..3.5 m", tn[t]);
+        if (!(p->v0_factor > 0.1f && p->v0_factor <= 3.0f && p->T > 0.0f && p->T <= 10.0f && p->s0 >= 0.0f &&
+              p->s0 <= 20.0f && p->a_max > 0.0f && p->a_max <= 10.0f && p->b_comf > 0.0f && p->b_comf <= 10.0f &&
+              p->delta > 0.0f && p->delta <= 10.0f))
+            return fail(err, errlen, "world: %s IDM parameters out of range (v0_factor, T, s0, a_max, b_comf, delta)", tn[t]);
+        if (!(p->length_std >= 0.0f && p->width_std >= 0.0f && p->v0_factor_std >= 0.0f && p->T_std >= 0.0f &&
+              p->a_max_std >= 0.0f && p->b_comf_std >= 0.0f))
+            return fail(err, errlen, "world: %s standard deviations must be >= 0", tn[t]);
+        if (!(p->politeness >= 0.0f && p->politeness <= 2.0f && p->b_safe > 0.0f && p->b_safe <= 10.0f &&
+              p->a_thr >= 0.0f && p->a_thr <= 5.0f && p->keep_right >= 0.0f && p->keep_right <= 5.0f))
+            return fail(err, errlen, "world: %s MOBIL parameters out of range (politeness, b_safe, a_thr, keep_right)", tn[t]);
+    }
+    if (!(c->mobil_period > 0.0f && c->mobil_period <= 100.0f))
+        return fail(err, errlen, "world: mobil_period must be in (0, 100] s (got %g)", (double)c->mobil_period);
+    if (!(c->lc_duration >= 0.5f && c->lc_duration <= 30.0f))
+        return fail(err, errlen, "world: lc_duration must be in [0.5, 30] s (got %g)", (double)c->lc_duration);
+    if (!(c->idm_noise >= 0.0f && c->idm_noise <= 5.0f))
+        return fail(err, errlen, "world: idm_noise must be in [0, 5] (got %g)", (double)c->idm_noise);
+    if (c->ego_enabled) {
+        if (c->ego_lane < 0 || c->ego_lane >= c->road.n_lanes)
+            return fail(err, errlen, "world: ego_lane %d does not exist", c->ego_lane);
+        const ew_lane *l = &c->road.lanes[c->ego_lane];
+        if (!(c->ego_x >= l->x_start && c->ego_x < l->x_end))
+            return fail(err, errlen, "world: ego_x %g is outside lane %d", (double)c->ego_x, c->ego_lane);
+        if (!(c->ego_speed >= 0.0f && c->ego_speed <= 100.0f))
+            return fail(err, errlen, "world: ego_speed must be in [0, 100] m/s (got %g)", (double)c->ego_speed);
+        if (!(c->ego_length >= 0.5f && c->ego_length <= 30.0f && c->ego_width >= 0.3f && c->ego_width <= 3.5f))
+            return fail(err, errlen, "world: ego size out of range");
+        const ew_kin_limits *k = &c->ego_limits;
+        if (!(k->a_min < 0.0f && k->a_max > 0.0f && k->b_max > 0.0f && finitef(k->a_min) && finitef(k->a_max) &&
+              finitef(k->b_max)))
+            return fail(err, errlen, "world: ego_limits must have a_min < 0 < a_max and b_max > 0");
+    }
+    return 0;
+}
+
+/* ---- lane caches -------------------------------------------------------------------- */
+
+static void lane_cache(ew_world *w) {
+    const ew_road *r = &w->cfg.road;
+    w->offramp = -1;
+    for (int l = 0; l < r->n_lanes; l++) {
+        const ew_lane *ln = &r->lanes[l];
+        w->limit[l] = ln->speed_limit;
+        if (ln->exit_at_end) {
+            w->stop_x[l] = w->tip_x[l] = EW_INF;
+        } else {
+            w->stop_x[l] = ln->x_end - ln->taper_out;
+            w->tip_x[l] = ln->x_end;
+        }
+        if (ln->kind == EW_LANE_OFFRAMP && w->offramp < 0) w->offramp = l;
+        for (int s = 0; s < 2; s++) {
+            float edge = s ? ln->y_right + ln->width : ln->y_right;
+            w->n_nbc[l][s] = 0;
+            for (int m = 0; m < r->n_lanes; m++) {
+                if (m == l) continue;
+                const ew_lane *o = &r->lanes[m];
+                float medge = s ? o->y_right : o->y_right + o->width;
+                if (fabsf(medge - edge) < 1e-3f && w->n_nbc[l][s] < 4) w->nbc[l][s][w->n_nbc[l][s]++] = m;
+            }
+        }
+    }
+}
+
+/* The neighbour on side s (0 right, 1 left) of lane l that exists at x, or -1. */
+static int neighbor(const ew_world *w, int l, int s, float x) {
+    for (int k = 0; k < w->n_nbc[l][s]; k++) {
+        int m = w->nbc[l][s][k];
+        const ew_lane *o = &w->cfg.road.lanes[m];
+        if (x >= o->x_start && x < o->x_end) return m;
+    }
+    return -1;
+}
+
+/* ---- lists -------------------------------------------------------------------------- */
+
+static void ego_mirror(ew_world *w) {
+    ew_vehicles *V = &w->V;
+    int e = w->ego;
+    const ew_kin_state *s = &w->ego_state;
+    V->x[e] = s->x;
+    V->y[e] = s->y;
+    V->hx[e] = s->dx;
+    V->hy[e] = s->dy;
+    V->v[e] = s->s * s->dx;
+    V->len[e] = w->cfg.ego_length;
+    V->wid[e] = w->cfg.ego_width;
+    w->hl[e] = 0.5f * w->cfg.ego_length;
+    int lane = ew_road_lane_at(&w->cfg.road, s->x, s->y);
+    if (lane >= 0) {
+        V->lane[e] = V->lane_from[e] = (int8_t)lane;
+        V->v0[e] = w->v0f[e] * w->limit[lane];
+        w->inv_v0[e] = 1.0f / V->v0[e];
+    }
+    float ext = 0.5f * (fabsf(s->dy) * w->cfg.ego_length + fabsf(s->dx) * w->cfg.ego_width);
+    uint32_t mask = 0;
+    const ew_road *r = &w->cfg.road;
+    for (int l = 0; l < r->n_lanes; l++) {
+        const ew_lane *ln = &r->lanes[l];
+        if (s->x < ln->x_start || s->x >= ln->x_end) continue;
+        if (s->y + ext > ln->y_right && s->y - ext < ln->y_right + ln->width) mask |= 1u << l;
+    }
+    w->ego_mask = mask;
+}
+
+static void rebuild_lists(ew_world *w) {
+    const ew_vehicles *V = &w->V;
+    int nl = w->cfg.road.n_lanes;
+    for (int l = 0; l < nl; l++) w->cnt[l] = 0;
+    w->ego_pos = -1;
+    for (int k = 0; k < w->n_ord; k++) {
+        int i = w->ord[k];
+        if (i == w->ego) {
+            w->ego_pos = k;
+            for (int l = 0; l < nl; l++)
+                if (w->ego_mask & (1u << l)) w->lists[l][w->cnt[l]++] = i;
+            continue;
+        }
+        int a = V->lane[i], b = V->lane_from[i];
+        w->pos[i] = w->cnt[a];
+        w->lists[a][w->cnt[a]++] = i;
+        if (b != a) w->lists[b][w->cnt[b]++] = i;
+    }
+}
+
+static void sort_ord(ew_world *w) {
+    const float *x = w->V.x;
+    int *o = w->ord;
+    for (int k = 1; k < w->n_ord; k++) {
+        int i = o[k];
+        float xi = x[i];
+        int m = k - 1;
+        if (x[o[m]] <= xi) continue;
+        while (m >= 0 && x[o[m]] > xi) {
+            o[m + 1] = o[m];
+            m--;
+        }
+        o[m + 1] = i;
+    }
+}
+
+/* First position in list l whose x is > x. */
+static int list_upper(const ew_world *w, int l, float x) {
+    const int *L = w->lists[l];
+    const float *X = w->V.x;
+    int lo = 0, hi = w->cnt[l];
+    while (lo < hi) {
+        int mid = (lo + hi) >> 1;
+        if (X[L[mid]] > x) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
+static void ord_insert(ew_world *w, int i) {
+    const float *X = w->V.x;
+    int lo = 0, hi = w->n_ord;
+    while (lo < hi) {
+        int mid = (lo + hi) >> 1;
+        if (X[w->ord[mid]] > X[i]) hi = mid;
+        else lo = mid + 1;
+    }
+    memmove(w->ord + lo + 1, w->ord + lo, (size_t)(w->n_ord - lo) * sizeof(int));
+    w->ord[lo] = i;
+    w->n_ord++;
+}
+
+/* Moves vehicle i within ord to its sorted place (after its x changed). */
+static void ord_fix(ew_world *w, int i) {
+    int k = 0;
+    while (k < w->n_ord && w->ord[k] != i) k++;
+    if (k == w->n_ord) return;
+    const float *X = w->V.x;
+    while (k > 0 && X[w->ord[k - 1]] > X[i]) {
+        w->ord[k] = w->ord[k - 1];
+        w->ord[--k] = i;
+    }
+    while (k + 1 < w->n_ord && X[w->ord[k + 1]] < X[i]) {
+        w->ord[k] = w->ord[k + 1];
+        w->ord[++k] = i;
+    }
+}
+
+/* Removes every slot with dead[i] set (swap with the last slot); keeps ord consistent.
+ * The lists must be rebuilt afterwards (pos[] is used as scratch here). */
+static void compact(ew_world *w) {
+    ew_vehicles *V = &w->V;
+    int n = V->n;
+    int *orig = w->pos; /* slot -> original index */
+    for (int i = 0; i <= w->cap; i++) w->remap[i] = i;
+    for (int i = 0; i < n; i++) orig[i] = i;
+    for (int i = n - 1; i >= 0; i--) {
+        if (!w->dead[i]) continue;
+        int last = n - 1;
+        w->remap[orig[i]] = -1;
+        if (i != last) {
+            for (int f = 0; f < w->n_move; f++) {
+                char *p = (char *)*w->fld[f].p;
+                size_t sz = w->fld[f].sz;
+                memcpy(p + (size_t)i * sz, p + (size_t)last * sz, sz);
+            }
+            orig[i] = orig[last];
+            w->remap[orig[i]] = i;
+        }
+        w->dead[last] = 0;
+        n--;
+    }
+    V->n = n;
+    int m = 0;
+    for (int k = 0; k < w->n_ord; k++) {
+        int j = w->remap[w->ord[k]];
+        if (j >= 0) w->ord[m++] = j;
+    }
+    w->n_ord = m;
+}
+
+/* ---- IDM helpers -------------------------------------------------------------------- */
+
+static inline ew_idm_p idm_of(const ew_world *w, int i) {
+    ew_idm_p p;
+    p.inv_v0 = w->inv_v0[i];
+    p.T = w->V.T[i];
+    p.s0 = w->V.s0[i];
+    p.a_max = w->V.a_max[i];
+    p.inv_2sqrt_ab = w->isab[i];
+    p.delta = w->V.delta[i];
+    return p;
+}
+
+/* IDM acceleration of i behind j (j < 0: free road) at i's current state. */
+static float accel_behind(const ew_world *w, int i, int j) {
+    ew_idm_p p = idm_of(w, i);
+    const ew_vehicles *V = &w->V;
+    if (j < 0) return ew_idm_free(&p, V->v[i]);
+    float s = (V->x[j] - w->hl[j]) - (V->x[i] + w->hl[i]);
+    return ew_idm_accel(&p, V->v[i], V->v[i] - V->v[j], s);
+}
+
+/* IDM acceleration of i as if placed at x = xi in lane l behind leader j (or free), with
+ * the lane's end obstacle. */
+static float accel_lane(const ew_world *w, int i, float xi, int j, int l) {
+    ew_idm_p p = idm_of(w, i);
+    const ew_vehicles *V = &w->V;
+    float front = xi + w->hl[i];
+    float a;
+    if (j >= 0) a = ew_idm_accel(&p, V->v[i], V->v[i] - V->v[j], (V->x[j] - w->hl[j]) - front);
+    else a = ew_idm_free(&p, V->v[i]);
+    float stop = w->stop_x[l];
+    if (stop < EW_INF && front <= stop + 0.5f) {
+        float ae = ew_idm_accel(&p, V->v[i], V->v[i], stop - front);
+        if (ae < a) a = ae;
+    }
+    return a;
+}
+
+/* ---- vehicles ----------------------------------------------------------------------- */
+
+static float sample(ew_rng *r, float mean, float sd) {
+    if (sd <= 0.0f) return mean;
+    float v = mean + sd * (float)ew_rng_normal(r);
+    if (v < 0.5f * mean) v = 0.5f * mean;
+    if (v > 1.5f * mean) v = 1.5f * mean;
+    return v;
+}
+
+static vparams sample_type(ew_world *w, ew_vtype t) {
+    const ew_vtype_params *p = &w->cfg.types[t];
+    ew_rng *r = &w->rng;
+    vparams q;
+    q.type = t;
+    q.flags = 0;
+    q.len = sample(r, p->length, p->length_std);
+    q.wid = sample(r, p->width, p->width_std);
+    q.v0f = sample(r, p->v0_factor, p->v0_factor_std);
+    q.T = sample(r, p->T, p->T_std);
+    q.s0 = p->s0;
+    q.a_max = sample(r, p->a_max, p->a_max_std);
+    q.b = sample(r, p->b_comf, p->b_comf_std);
+    q.delta = p->delta;
+    q.pol = p->politeness;
+    q.b_safe = p->b_safe;
+    q.a_thr = p->a_thr;
+    q.kr = p->keep_right;
+    return q;
+}
+
+/* A random vehicle for lane l (type by the shares; exiting by exit_share on main lanes
+ * upstream of an off-ramp). */
+static vparams sample_vehicle(ew_world *w, int l, float x) {
+    double u = ew_rng_uniform(&w->rng);
+    ew_vtype t = u < w->cfg.truck_share ? EW_VT_TRUCK
+               : (u < w->cfg.truck_share + w->cfg.moto_share ? EW_VT_MOTO : EW_VT_CAR);
+    vparams q = sample_type(w, t);
+    if (w->cfg.exit_share > 0.0f && w->offramp >= 0 && w->cfg.road.lanes[l].kind == EW_LANE_MAIN &&
+        x < w->cfg.road.lanes[w->offramp].x_start && ew_rng_uniform(&w->rng) < w->cfg.exit_share)
+        q.flags |= EW_VF_EXITING;
+    return q;
+}
+
+/* Writes a new vehicle into slot n (not yet in ord/lists). Returns its slot. */
+static int add_slot(ew_world *w, const vparams *q, int lane, float x, float y, float v, float v0) {
+    ew_vehicles *V = &w->V;
+    int i = V->n++;
+    V->id[i] = w->next_id++;
+    if (w->next_id == 0) w->next_id = 1;
+    V->type[i] = (uint8_t)q->type;
+    V->flags[i] = q->flags;
+    V->x[i] = x;
+    V->y[i] = y;
+    V->hx[i] = 1.0f;
+    V->hy[i] = 0.0f;
+    V->v[i] = v;
+    V->acc[i] = 0.0f;
+    V->len[i] = q->len;
+    V->wid[i] = q->wid;
+    w->hl[i] = 0.5f * q->len;
+    if (w->hl[i] > w->max_hl) w->max_hl = w->hl[i];
+    V->lane[i] = V->lane_from[i] = (int8_t)lane;
+    V->lc_t[i] = 0.0f;
+    w->v0f[i] = v0 > 0.0f ? v0 / w->limit[lane] : q->v0f;
+    V->v0[i] = w->v0f[i] * w->limit[lane];
+    w->inv_v0[i] = 1.0f / V->v0[i];
+    V->T[i] = q->T;
+    V->s0[i] = q->s0;
+    V->a_max[i] = q->a_max;
+    V->b_comf[i] = q->b;
+    V->delta[i] = q->delta;
+    w->isab[i] = 1.0f / (2.0f * sqrtf(q->a_max * q->b));
+    V->politeness[i] = q->pol;
+    V->b_safe[i] = q->b_safe;
+    V->a_thr[i] = q->a_thr;
+    V->keep_right[i] = q->kr;
+    V->mobil_clock[i] = (float)ew_rng_range(&w->rng, 0.0, w->cfg.mobil_period);
+    V->brake_decel[i] = 0.0f;
+    V->brake_time[i] = 0.0f;
+    w->lc_y0[i] = w->lc_y1[i] = y;
+    w->lc_dur[i] = w->cfg.lc_duration;
+    w->due[i] = 0;
+    w->dead[i] = 0;
+    w->st.spawned++;
+    return i;
+}
+
+static void start_change(ew_world *w, int i, int to, float dur) {
+    ew_vehicles *V = &w->V;
+    V->lane_from[i] = V->lane[i];
+    V->lane[i] = (int8_t)to;
+    V->flags[i] |= EW_VF_CHANGING;
+    V->lc_t[i] = 0.0f;
+    w->lc_y0[i] = V->y[i];
+    w->lc_y1[i] = ew_road_lane_center(&w->cfg.road, to);
+    w->lc_dur[i] = dur;
+    V->v0[i] = w->v0f[i] * w->limit[to];
+    w->inv_v0[i] = 1.0f / V->v0[i];
+    w->st.lane_changes++;
+}
+
+/* ---- create / destroy / reset -------------------------------------------------------- */
+
+#define FIELD(arr) do { w->fld[w->n_fld].p = (void **)&(arr); w->fld[w->n_fld].sz = sizeof *(arr); w->n_fld++; } while (0)
+
+ew_world *ew_world_create(const ew_world_config *cfg, char *err, int errlen) {
+    if (ew_world_config_validate(cfg, err, errlen) != 0) return NULL;
+    ew_world *w = calloc(1, sizeof *w);
+    if (!w) {
+        fail(err, errlen, "world: out of memory");
+        return NULL;
+    }
+    w->cfg = *cfg;
+    w->road0 = cfg->road;
+    w->cap = cfg->max_vehicles;
+    w->ego = w->cap;
+    ew_vehicles *V = &w->V;
+    V->cap = w->cap;
+    FIELD(V->id); FIELD(V->type); FIELD(V->flags); FIELD(V->x); FIELD(V->y); FIELD(V->hx);
+    FIELD(V->hy); FIELD(V->v); FIELD(V->acc); FIELD(V->len); FIELD(V->wid); FIELD(V->lane);
+    FIELD(V->lane_from); FIELD(V->lc_t); FIELD(V->v0); FIELD(V->T); FIELD(V->s0);
+    FIELD(V->a_max); FIELD(V->b_comf); FIELD(V->delta); FIELD(V->politeness); FIELD(V->b_safe);
+    FIELD(V->a_thr); FIELD(V->keep_right); FIELD(V->mobil_clock); FIELD(V->brake_decel);
+    FIELD(V->brake_time);
+    FIELD(w->hl); FIELD(w->v0f); FIELD(w->inv_v0); FIELD(w->isab); FIELD(w->lc_y0);
+    FIELD(w->lc_y1); FIELD(w->lc_dur); FIELD(w->due); FIELD(w->dead);
+    w->n_move = w->n_fld;
+    FIELD(w->lim_x); FIELD(w->lim_v); FIELD(w->pos); FIELD(w->ord); FIELD(w->remap);
+    size_t n1 = (size_t)w->cap + 1;
+    int ok = 1;
+    for (int f = 0; f < w->n_fld; f++) {
+        *w->fld[f].p = calloc(n1, w->fld[f].sz);
+        if (!*w->fld[f].p) ok = 0;
+    }
+    for (int l = 0; l < EW_MAX_LANES && ok; l++) {
+        w->lists[l] = calloc(n1, sizeof(int));
+        if (!w->lists[l]) ok = 0;
+    }
+    if (!ok) {
+        ew_world_destroy(w);
+        fail(err, errlen, "world: out of memory for %d vehicles", cfg->max_vehicles);
+        return NULL;
+    }
+    ew_world_reset(w, cfg->seed);
+    return w;
+}
+
+void ew_world_destroy(ew_world *w) {
+    if (!w) return;
+    for (int f = 0; f < w->n_fld; f++) free(*w->fld[f].p);
+    for (int l = 0; l < EW_MAX_LANES; l++) free(w->lists[l]);
+    free(w);
+}
+
+/* Fills lane l from the densities: vehicles placed downstream to upstream with gaps of at
+ * least each follower's IDM equilibrium gap at the initial speed plus a random extra. */
+static void fill_lane(ew_world *w, int l) {
+    const ew_lane *ln = &w->cfg.road.lanes[l];
+    float d = w->cfg.density_per_km[l];
+    if (d <= 0.0f || ln->kind == EW_LANE_OFFRAMP) return;
+    const ew_vtype_params *car = &w->cfg.types[EW_VT_CAR];
+    float h = 1000.0f / d;                   /* mean centre spacing */
+    float gap_mean = h - car->length;
+    if (gap_mean < car->s0 + 0.5f) gap_mean = car->s0 + 0.5f;
+    float v0c = car->v0_factor * ln->speed_limit;
+    float v_init = (float)ew_idm_equilibrium_speed(0.8 * gap_mean, v0c, car->T, car->s0, car->delta);
+    float se_mean = (float)ew_idm_equilibrium_gap(v_init, v0c, car->T, car->s0, car->delta);
+    float extra_mean = gap_mean - se_mean;
+    if (extra_mean < 0.3f) extra_mean = 0.3f;
+    float x_hi = w->stop_x[l] < EW_INF ? w->stop_x[l] : ln->x_end;
+    float x_lo = ln->x_start + ln->taper_in;
+    float cursor = x_hi - (float)ew_rng_uniform(&w->rng) * h; /* rear of the previous vehicle */
+    float lead_v = -1.0f;
+    const ew_vehicles *V = &w->V;
+    int ego_here = w->cfg.ego_enabled && (w->ego_mask & (1u << l));
+    float ego_rear = V->x[w->ego] - w->hl[w->ego], ego_front = V->x[w->ego] + w->hl[w->ego];
+    while (w->V.n < w->cap) {
+        vparams q = sample_vehicle(w, l, cursor);
+        float v0 = q.v0f * ln->speed_limit;
+        float vv = v_init < 0.95f * v0 ? v_init : 0.95f * v0;
+        if (lead_v >= 0.0f && vv > lead_v) vv = lead_v;
+        float se = (float)ew_idm_equilibrium_gap(vv, v0, q.T, q.s0, q.delta);
+        float gap = lead_v >= 0.0f ? se + extra_mean * (float)-log(1.0 - ew_rng_uniform(&w->rng)) : 0.0f;
+        float front = cursor - gap;
+        if (ego_here && front + se > ego_rear && front - q.len - se < ego_front) {
+            /* keep clear of the ego: continue behind it at its speed */
+            front = ego_rear - se;
+            if (vv > w->ego_state.s) vv = w->ego_state.s;
+        }
+        if (front - q.len < x_lo) break;
+        if (w->stop_x[l] < EW_INF) {
+            float vmax = sqrtf(q.b * fmaxf(0.0f, w->stop_x[l] - front));
+            if (vv > vmax) vv = vmax;
+        }
+        int i = add_slot(w, &q, l, front - 0.5f * q.len, ew_road_lane_center(&w->cfg.road, l), vv, 0.0f);
+        ord_insert(w, i);
+        cursor = front - q.len;
+        lead_v = vv;
+    }
+}
+
+void ew_world_reset(ew_world *w, uint64_t seed) {
+    w->cfg.seed = seed;
+    w->cfg.road = w->road0;
+    lane_cache(w);
+    ew_rng_seed(&w->rng, seed);
+    memset(&w->st, 0, sizeof w->st);
+    w->V.n = 0;
+    w->n_ord = 0;
+    w->next_id = 1;
+    w->max_hl = 0.0f;
+    /* the ego's slot: car means as IDM constants (others judge it as a car) */
+    const ew_vtype_params *car = &w->cfg.types[EW_VT_CAR];
+    ew_vehicles *V = &w->V;
+    int e = w->ego;
+    V->id[e] = 0;
+    V->type[e] = EW_VT_CAR;
+    V->flags[e] = EW_VF_EXTERNAL;
+    V->T[e] = car->T;
+    V->s0[e] = car->s0;
+    V->a_max[e] = car->a_max;
+    V->b_comf[e] = car->b_comf;
+    V->delta[e] = car->delta;
+    w->isab[e] = 1.0f / (2.0f * sqrtf(car->a_max * car->b_comf));
+    w->v0f[e] = car->v0_factor;
+    V->v0[e] = car->v0_factor * w->limit[0];
+    w->inv_v0[e] = 1.0f / V->v0[e];
+    V->politeness[e] = car->politeness;
+    V->b_safe[e] = car->b_safe;
+    V->a_thr[e] = car->a_thr;
+    V->keep_right[e] = car->keep_right;
+    V->lane[e] = V->lane_from[e] = 0;
+    w->ego_mask = 0;
+    if (w->cfg.ego_enabled) {
+        int l = w->cfg.ego_lane;
+        w->ego_state = (ew_kin_state){w->cfg.ego_x, ew_road_lane_center(&w->cfg.road, l), 1.0f, 0.0f,
+                                      w->cfg.ego_speed};
+        ego_mirror(w);
+        w->ord[w->n_ord++] = e;
+    } else {
+        w->ego_state = (ew_kin_state){0.0f, 0.0f, 1.0f, 0.0f, 0.0f};
+        V->x[e] = -EW_INF;
+    }
+    for (int l = 0; l < w->cfg.road.n_lanes; l++) fill_lane(w, l);
+    w->st.spawned = 0; /* the initial fill is not inflow */
+    for (int l = 0; l < EW_MAX_LANES; l++) {
+        w->queue[l] = 0;
+        w->pend_ok[l] = 0;
+        float f = l < w->cfg.road.n_lanes ? w->cfg.flow_per_h[l] : 0.0f;
+        w->next_arrival[l] = f > 0.0f ? -log(1.0 - ew_rng_uniform(&w->rng)) * 3600.0 / f : INFINITY;
+    }
+    rebuild_lists(w);
+}
+
+/* ---- one step ----------------------------------------------------------------------- */
+
+static void accelerations(ew_world *w) {
+    ew_vehicles *V = &w->V;
+    const float *X = V->x, *VV = V->v, *HL = w->hl;
+    int n = V->n;
+    float *acc = V->acc, *limx = w->lim_x, *limv = w->lim_v;
+    for (int i = 0; i < n; i++) {
+        acc[i] = EW_INF;
+        limx[i] = EW_INF;
+        limv[i] = EW_INF;
+    }
+    int nl = w->cfg.road.n_lanes;
+    for (int l = 0; l < nl; l++) {
+        const int *L = w->lists[l];
+        int c = w->cnt[l];
+        float stop = w->stop_x[l], tip = w->tip_x[l];
+        for (int k = 0; k < c; k++) {
+            int i = L[k];
+            if (i == w->ego || (V->flags[i] & EW_VF_EXTERNAL)) continue;
+            ew_idm_p p = idm_of(w, i);
+            float vi = VV[i], front = X[i] + HL[i];
+            float a, s = EW_INF;
+            if (k + 1 < c) {
+                int j = L[k + 1];
+                float rear = X[j] - HL[j];
+                s = rear - front;
+                a = ew_idm_accel(&p, vi, vi - VV[j], s);
+                float xl = rear - HL[i];
+                if (xl < limx[i]) {
+                    limx[i] = xl;
+                    limv[i] = VV[j];
+                }
+            } else {
+                a = ew_idm_free(&p, vi);
+            }
+            if (stop < EW_INF) {
+                float end = (V->lane[i] != l) ? tip : stop; /* changing out of l: its physical end */
+                float se = end - front;
+                if (se < s && se > -0.5f && se < 400.0f) {
+                    float ae = ew_idm_accel(&p, vi, vi, se);
+                    if (ae < a) a = ae;
+                    float xl = end - HL[i];
+                    if (xl < limx[i]) {
+                        limx[i] = xl;
+                        limv[i] = 0.0f;
+                    }
+                }
+            }
+            if (a < acc[i]) acc[i] = a;
+        }
+    }
+}
+
+static void integrate(ew_world *w) {
+    ew_vehicles *V = &w->V;
+    int n = V->n;
+    float dt = w->cfg.dt, period = w->cfg.mobil_period, noise = w->cfg.idm_noise;
+    int64_t upd = 0;
+    for (int i = 0; i < n; i++) {
+        uint8_t fl = V->flags[i];
+        if (fl & EW_VF_EXTERNAL) continue;
+        upd++;
+        float a = V->acc[i];
+        if (fl & (EW_VF_BRAKING | EW_VF_STALLED)) {
+            if (-V->brake_decel[i] < a) a = -V->brake_decel[i];
+            if (fl & EW_VF_BRAKING) {
+                V->brake_time[i] -= dt;
+                if (V->brake_time[i] <= 0.0f) V->flags[i] = (uint8_t)(V->flags[i] & ~EW_VF_BRAKING);
+            }
+        }
+        if (noise > 0.0f) a += noise * (float)ew_rng_normal(&w->rng);
+        V->acc[i] = a;
+        float v = V->v[i];
+        float x0 = V->x[i];
+        float xn = x0 + ew_ballistic(&v, a, dt);
+        if (xn > w->lim_x[i]) {
+            xn = w->lim_x[i] > x0 ? w->lim_x[i] : x0;
+            float lv = w->lim_v[i] > 0.0f ? w->lim_v[i] : 0.0f;
+            if (v > lv) v = lv;
+        }
+        V->x[i] = xn;
+        V->v[i] = v;
+        if (fl & EW_VF_CHANGING) {
+            float dy = w->lc_y1[i] - w->lc_y0[i], dur = w->lc_dur[i];
+            float peak = 1.875f * fabsf(dy) / dur;
+            float allowed = LC_MAX_SLOPE * v;
+            float rate = (peak > allowed) ? allowed / peak : 1.0f;
+            if (rate < LC_MIN_RATE) rate = LC_MIN_RATE;
+            float t = V->lc_t[i] + dt * rate;
+            V->lc_t[i] = t;
+            float tau = t / dur;
+            if (tau >= 1.0f) {
+                V->y[i] = w->lc_y1[i];
+                V->hx[i] = 1.0f;
+                V->hy[i] = 0.0f;
+                V->lane_from[i] = V->lane[i];
+                V->flags[i] = (uint8_t)(V->flags[i] & ~EW_VF_CHANGING);
+                V->lc_t[i] = 0.0f;
+            } else {
+                V->y[i] = w->lc_y0[i] + dy * ew_lc_profile(tau);
+                float vy = dy * ew_lc_profile_d(tau) * rate / dur;
+                float vx = v > LC_HEADING_VMIN ? v : LC_HEADING_VMIN;
+                float inv = 1.0f / sqrtf(vx * vx + vy * vy);
+                V->hx[i] = vx * inv;
+                V->hy[i] = vy * inv;
+            }
+        }
+        float ck = V->mobil_clock[i] - dt;
+        if (ck <= 0.0f) {
+            ck += period;
+            if (ck <= 0.0f) ck = period;
+            w->due[i] = 1;
+        }
+        V->mobil_clock[i] = ck;
+    }
+    w->st.vehicle_updates += upd;
+}
+
+static int removals(ew_world *w) {
+    ew_vehicles *V = &w->V;
+    const ew_road *r = &w->cfg.road;
+    int any = 0;
+    for (int i = 0; i < V->n; i++) {
+        if (V->flags[i] & EW_VF_EXTERNAL) continue;
+        const ew_lane *ln = &r->lanes[V->lane[i]];
+        if (V->x[i] >= r->length || (ln->exit_at_end && V->x[i] >= ln->x_end)) {
+            w->dead[i] = 1;
+            w->st.exited++;
+            any = 1;
+        }
+    }
+    if (any) compact(w);
+    return any;
+}
+
+/* MOBIL decision for vehicle i (not changing, not external/stalled/braking). */
+static void mobil(ew_world *w, int i) {
+    ew_vehicles *V = &w->V;
+    const ew_road *r = &w->cfg.road;
+    int l = V->lane[i];
+    float xi = V->x[i], hl = w->hl[i], front = xi + hl, vi = V->v[i];
+    const ew_lane *ln = &r->lanes[l];
+    /* forced-merge bonus: on an on-ramp always, before any other lane end as it nears */
+    float bonus = 0.0f;
+    if (w->stop_x[l] < EW_INF) {
+        float dist = w->stop_x[l] - front;
+        float f = 1.0f - dist / FORCE_RELAX_DIST;
+        if (f < 0.0f) f = 0.0f;
+        if (f > 1.0f) f = 1.0f;
+        if (ln->kind == EW_LANE_ONRAMP) bonus = V->a_thr[i] + 1.0f + 8.0f * f;
+        else if (f > 0.0f) bonus = V->a_thr[i] + 10.0f * f;
+    }
+    int exiting = (V->flags[i] & EW_VF_EXITING) && w->offramp >= 0 && xi < r->lanes[w->offramp].x_end &&
+                  r->lanes[w->offramp].x_end - xi < EXIT_PREPARE_DIST;
+    const int *L = w->lists[l];
+    int c = w->cnt[l], k = w->pos[i];
+    int old_lead = k + 1 < c ? L[k + 1] : -1;
+    int old_fol = k > 0 ? L[k - 1] : -1;
+    float ac_old = accel_lane(w, i, xi, old_lead, l);
+    float pol = V->politeness[i];
+    float ao_old = 0.0f, ao_new = 0.0f;
+    if (pol > 0.0f && old_fol >= 0) {
+        ao_old = accel_behind(w, old_fol, i);
+        ao_new = accel_behind(w, old_fol, old_lead);
+    }
+    int best = -1;
+    float best_inc = V->a_thr[i];
+    for (int s = 0; s < 2; s++) {
+        int t = neighbor(w, l, s, xi);
+        if (t < 0) continue;
+        const ew_lane *tl = &r->lanes[t];
+        if (xi - hl < tl->x_start + tl->taper_in) continue; /* not fully open here */
+        if (tl->kind == EW_LANE_ONRAMP) continue;
+        if (tl->kind == EW_LANE_OFFRAMP && !(exiting && s == 0)) continue;
+        if (w->stop_x[t] < EW_INF && w->stop_x[t] - front < 100.0f + vi * (w->cfg.lc_duration + 4.0f) &&
+            w->stop_x[t] <= w->stop_x[l])
+            continue; /* never into a lane that ends soon */
+        if (exiting && s == 1 && bonus <= 0.0f) continue;
+        int kk = list_upper(w, t, xi);
+        int lead = kk < w->cnt[t] ? w->lists[t][kk] : -1;
+        int fol = kk > 0 ? w->lists[t][kk - 1] : -1;
+        float margin = GAP_MARGIN + 0.5f * V->s0[i];
+        if (lead >= 0 && (V->x[lead] - w->hl[lead]) - front < margin) continue;
+        float gf = 0.0f;
+        if (fol >= 0) {
+            gf = (xi - hl) - (V->x[fol] + w->hl[fol]);
+            if (gf < margin) continue;
+        }
+        float ac_new = accel_lane(w, i, xi, lead, t);
+        float bsafe = V->b_safe[i];
+        if (ac_new < -bsafe) continue;
+        float an_new = 0.0f, an_old = 0.0f;
+        if (fol >= 0) {
+            ew_idm_p pf = idm_of(w, fol);
+            an_new = ew_idm_accel(&pf, V->v[fol], V->v[fol] - vi, gf);
+            if (an_new < -bsafe) continue; /* the safety criterion */
+            if (pol > 0.0f) an_old = accel_behind(w, fol, lead);
+        }
+        float inc = ew_mobil_incentive(ac_new, ac_old, an_new, an_old, ao_new, ao_old, pol);
+        inc += s ? -V->keep_right[i] : V->keep_right[i];
+        inc += bonus;
+        if (exiting && s == 0) inc += (t == w->offramp) ? 10.0f : 1.0f;
+        if (inc > best_inc) {
+            best_inc = inc;
+            best = t;
+        }
+    }
+    if (best >= 0) {
+        start_change(w, i, best, w->cfg.lc_duration);
+        rebuild_lists(w);
+    } else if (bonus > 1.0f) {
+        /* pressed to merge: look again soon */
+        float soon = 0.2f * w->cfg.mobil_period;
+        if (V->mobil_clock[i] > soon) V->mobil_clock[i] = soon;
+    }
+}
+
+static void decisions(ew_world *w) {
+    ew_vehicles *V = &w->V;
+    for (int i = 0; i < V->n; i++) {
+        if (!w->due[i]) continue;
+        w->due[i] = 0;
+        if (V->flags[i] & (EW_VF_EXTERNAL | EW_VF_STALLED | EW_VF_BRAKING | EW_VF_CHANGING)) continue;
+        mobil(w, i);
+    }
+}
+
+/* Tries to let the head of lane l's entry queue in. Returns 1 when a vehicle entered. */
+static int try_enter(ew_world *w, int l) {
+    const ew_lane *ln = &w->cfg.road.lanes[l];
+    if (w->V.n >= w->cap) {
+        w->queue[l]--;
+        w->pend_ok[l] = 0;
+        w->st.refused_spawns++;
+        return 0;
+    }
+    if (!w->pend_ok[l]) {
+        w->pend[l] = sample_vehicle(w, l, ln->x_start);
+        w->pend_ok[l] = 1;
+    }
+    const vparams *q = &w->pend[l];
+    const ew_vehicles *V = &w->V;
+    float xc = ln->x_start + 0.5f * q->len;
+    float v0 = q->v0f * ln->speed_limit;
+    float ve = v0 < ln->speed_limit ? v0 : ln->speed_limit;
+    int kk = list_upper(w, l, xc);
+    if (kk < w->cnt[l]) {
+        int j = w->lists[l][kk];
+        float gap = (V->x[j] - w->hl[j]) - (xc + 0.5f * q->len);
+        if (V->v[j] < ve) ve = V->v[j];
+        if (gap < q->s0 + 1.0f) return 0;
+        float vg = (gap - q->s0) / q->T;
+        if (vg < ve) ve = vg;
+        float vmin = 0.2f * ln->speed_limit < 5.0f ? 0.2f * ln->speed_limit : 5.0f;
+        if (ve < vmin) return 0;
+    }
+    if (kk > 0) {
+        int f = w->lists[l][kk - 1];
+        float gf = (xc - 0.5f * q->len) - (V->x[f] + w->hl[f]);
+        if (gf < 2.0f + 0.5f * V->v[f]) return 0;
+    }
+    if (w->stop_x[l] < EW_INF) {
+        float vmax = sqrtf(q->b * fmaxf(0.0f, w->stop_x[l] - (xc + 0.5f * q->len)));
+        if (ve > vmax) ve = vmax;
+    }
+    int i = add_slot(w, q, l, xc, ew_road_lane_center(&w->cfg.road, l), ve, 0.0f);
+    ord_insert(w, i);
+    w->queue[l]--;
+    w->pend_ok[l] = 0;
+    return 1;
+}
+
+static void inflow(ew_world *w) {
+    double t1 = w->st.time + w->cfg.dt;
+    int any = 0;
+    for (int l = 0; l < w->cfg.road.n_lanes; l++) {
+        float f = w->cfg.flow_per_h[l];
+        if (f <= 0.0f || w->cfg.road.lanes[l].kind == EW_LANE_OFFRAMP) continue;
+        while (w->next_arrival[l] <= t1) {
+            if (w->queue[l] < SPAWN_QUEUE_MAX) w->queue[l]++;
+            else w->st.refused_spawns++;
+            w->next_arrival[l] += -log(1.0 - ew_rng_uniform(&w->rng)) * 3600.0 / f;
+        }
+        if (w->queue[l] > 0 && try_enter(w, l)) {
+            any = 1;
+            rebuild_lists(w);
+        }
+    }
+    (void)any;
+}
+
+static ew_obb obb_of(const ew_vehicles *V, int i) {
+    ew_obb b;
+    b.c = ew_v2(V->x[i], V->y[i]);
+    b.d = ew_v2(V->hx[i], V->hy[i]);
+    b.len = V->len[i];
+    b.wid = V->wid[i];
+    return b;
+}
+
+static void count_collisions(ew_world *w) {
+    const ew_vehicles *V = &w->V;
+    int nl = w->cfg.road.n_lanes;
+    float reach = w->max_hl + 0.5f;
+    for (int l = 0; l < nl; l++) {
+        const int *L = w->lists[l];
+        int c = w->cnt[l];
+        for (int k = 0; k < c; k++) {
+            int i = L[k];
+            if (i == w->ego) continue;
+            float xi = V->x[i], lim = w->hl[i] + reach;
+            for (int m = k + 1; m < c; m++) {
+                int j = L[m];
+                float dx = V->x[j] - xi;
+                if (dx > lim) break;
+                if (j == w->ego) continue;
+                if (dx > w->hl[i] + w->hl[j] + 0.5f) continue;
+                if ((V->flags[i] & V->flags[j]) & EW_VF_EXTERNAL) continue;
+                uint32_t common = ((1u << V->lane[i]) | (1u << V->lane_from[i])) &
+                                  ((1u << V->lane[j]) | (1u << V->lane_from[j]));
+                if ((common & (~common + 1u)) != (1u << l)) continue; /* count once: lowest shared lane */
+                ew_obb a = obb_of(V, i), b = obb_of(V, j);
+                if (ew_obb_overlap(&a, &b)) w->st.bg_collisions++;
+            }
+        }
+    }
+}
+
+void ew_world_step(ew_world *w, const ew_action *ego_action) {
+    accelerations(w);
+    integrate(w);
+    if (w->cfg.ego_enabled) {
+        ew_action u = ego_action ? *ego_action : (ew_action){0.0f, 0.0f};
+        u = ew_kin_clip(&w->cfg.ego_limits, u);
+        ew_kin_state nx;
+        ew_kin_step(&w->ego_state, u, w->cfg.dt, w->cfg.ego_limits.allow_reverse, &nx);
+        w->ego_state = nx;
+        ego_mirror(w);
+    }
+    removals(w);
+    sort_ord(w);
+    rebuild_lists(w);
+    decisions(w);
+    inflow(w);
+    count_collisions(w);
+    w->st.steps++;
+    w->st.time = (double)w->st.steps * w->cfg.dt;
+}
+
+/* ---- queries ------------------------------------------------------------------------ */
+
+const ew_world_config *ew_world_config_of(const ew_world *w) { return &w->cfg; }
+const ew_road *ew_world_road(const ew_world *w) { return &w->cfg.road; }
+const ew_vehicles *ew_world_vehicles(const ew_world *w) { return &w->V; }
+const ew_kin_state *ew_world_ego(const ew_world *w) { return &w->ego_state; }
+ew_world_stats ew_world_get_stats(const ew_world *w) { return w->st; }
+double ew_world_time(const ew_world *w) { return w->st.time; }
+
+int ew_world_find(const ew_world *w, uint32_t id) {
+    if (id == 0) return -1;
+    for (int i = 0; i < w->V.n; i++)
+        if (w->V.id[i] == id) return i;
+    return -1;
+}
+
+int ew_world_leader(const ew_world *w, int lane, float x, int skip) {
+    if (lane < 0 || lane >= w->cfg.road.n_lanes) return -1;
+    const int *L = w->lists[lane];
+    for (int k = list_upper(w, lane, x); k < w->cnt[lane]; k++)
+        if (L[k] != skip && L[k] != w->ego) return L[k];
+    return -1;
+}
+
+int ew_world_follower(const ew_world *w, int lane, float x, int skip) {
+    if (lane < 0 || lane >= w->cfg.road.n_lanes) return -1;
+    const int *L = w->lists[lane];
+    const float *X = w->V.x;
+    int k = list_upper(w, lane, x) - 1;
+    while (k >= 0 && X[L[k]] >= x) k--; /* strictly behind */
+    for (; k >= 0; k--)
+        if (L[k] != skip && L[k] != w->ego) return L[k];
+    return -1;
+}
+
+/* ---- the ego ------------------------------------------------------------------------ */
+
+void ew_world_ego_idm_action(const ew_world *w, ew_action *out) {
+    out->a = 0.0f;
+    out->b = 0.0f;
+    if (!w->cfg.ego_enabled) return;
+    const ew_kin_state *e = &w->ego_state;
+    const ew_road *r = &w->cfg.road;
+    const ew_vehicles *V = &w->V;
+    int lane = ew_road_lane_at(r, e->x, e->y);
+    if (lane < 0) {
+        /* off every lane: aim for the nearest main lane */
+        float best = EW_INF;
+        for (int l = 0; l < r->n_main; l++) {
+            float d = fabsf(ew_road_lane_center(r, l) - e->y);
+            if (d < best) {
+                best = d;
+                lane = l;
+            }
+        }
+    }
+    int target = lane;
+    /* the lane ends ahead: keep to the lane it merges into */
+    if (w->stop_x[lane] < EW_INF && w->stop_x[lane] - e->x < 150.0f + 4.0f * e->s) {
+        int side = r->lanes[lane].merge_side >= 0 ? 1 : 0;
+        int t = neighbor(w, lane, side, e->x);
+        if (t < 0) t = neighbor(w, lane, 1 - side, e->x);
+        if (t >= 0) target = t;
+    }
+    /* longitudinal: IDM with car-mean constants toward the tightest leader of the lanes the
+     * ego occupies (and its target lane), and the end of its lane */
+    ew_idm_p p = idm_of(w, w->ego);
+    float v0 = w->v0f[w->ego] * w->limit[target];
+    p.inv_v0 = 1.0f / v0;
+    float v = e->s * e->dx, front = e->x + w->hl[w->ego];
+    float a = ew_idm_free(&p, v);
+    uint32_t mask = w->ego_mask | (1u << target);
+    for (int l = 0; l < r->n_lanes; l++) {
+        if (!(mask & (1u << l))) continue;
+        int j = ew_world_leader(w, l, e->x, -1);
+        if (j >= 0) {
+            float aj = ew_idm_accel(&p, v, v - V->v[j], (V->x[j] - w->hl[j]) - front);
+            if (aj < a) a = aj;
+        }
+    }
+    if (target == lane && w->stop_x[lane] < EW_INF && front <= w->stop_x[lane] + 0.5f) {
+        float ae = ew_idm_accel(&p, v, v, w->stop_x[lane] - front);
+        if (ae < a) a = ae;
+    }
+    const ew_kin_limits *k = &w->cfg.ego_limits;
+    if (a < k->a_min) a = k->a_min;
+    if (a > k->a_max) a = k->a_max;
+    /* lateral: curvature that brings the lateral error e and the heading angle th to zero
+     * critically damped over a distance scale Ls (de/ds = sin th, dth/ds = b) */
+    float err_y = e->y - ew_road_lane_center(r, target);
+    float Ls = 1.2f * e->s;
+    if (Ls < 8.0f) Ls = 8.0f;
+    float b = -err_y / (Ls * Ls) - 2.0f * e->dy / Ls;
+    if (b > k->b_max) b = k->b_max;
+    if (b < -k->b_max) b = -k->b_max;
+    out->a = a;
+    out->b = b;
+}
+
+int ew_world_ego_collision(const ew_world *w, float tol) {
+    if (!w->cfg.ego_enabled || w->ego_pos < 0) return 0;
+    const ew_vehicles *V = &w->V;
+    const ew_kin_state *e = &w->ego_state;
+    ew_obb eb;
+    eb.c = ew_v2(e->x, e->y);
+    eb.d = ew_v2(e->dx, e->dy);
+    eb.len = w->cfg.ego_length - tol;
+    eb.wid = w->cfg.ego_width - tol;
+    if (eb.len < 0.01f) eb.len = 0.01f;
+    if (eb.wid < 0.01f) eb.wid = 0.01f;
+    float reach = 0.5f * (w->cfg.ego_length + w->cfg.ego_width) + w->max_hl + 0.5f;
+    for (int dir = -1; dir <= 1; dir += 2) {
+        for (int k = w->ego_pos + dir; k >= 0 && k < w->n_ord; k += dir) {
+            int i = w->ord[k];
+            if (fabsf(V->x[i] - e->x) > reach) break;
+            ew_obb b = obb_of(V, i);
+            if (ew_obb_overlap(&eb, &b)) return 1;
+        }
+    }
+    return 0;
+}
+
+int ew_world_ego_offroad(const ew_world *w) {
+    if (!w->cfg.ego_enabled) return 0;
+    const ew_kin_state *e = &w->ego_state;
+    ew_obb eb = {ew_v2(e->x, e->y), ew_v2(e->dx, e->dy), w->cfg.ego_length, w->cfg.ego_width};
+    ew_vec2 c[4];
+    ew_obb_corners(&eb, c);
+    for (int k = 0; k < 4; k++)
+        if (!ew_road_drivable(&w->cfg.road, c[k].x, c[k].y)) return 1;
+    return 0;
+}
+
+void ew_world_set_ego(ew_world *w, const ew_kin_state *s) {
+    if (!w->cfg.ego_enabled) return;
+    w->ego_state = *s;
+    ego_mirror(w);
+    sort_ord(w);
+    rebuild_lists(w);
+}
+
+/* ---- mutators ----------------------------------------------------------------------- */
+
+static int overlaps_any(const ew_world *w, const ew_obb *b, int skip) {
+    const ew_vehicles *V = &w->V;
+    float reach = 0.5f * (b->len + b->wid) + w->max_hl + 0.5f;
+    for (int k = 0; k < w->n_ord; k++) {
+        int i = w->ord[k];
+        if (i == skip || fabsf(V->x[i] - b->c.x) > reach) continue;
+        ew_obb o = obb_of(V, i);
+        if (ew_obb_overlap(b, &o)) return 1;
+    }
+    return 0;
+}
+
+uint32_t ew_world_spawn(ew_world *w, const ew_spawn *s, char *err, int errlen) {
+    const ew_road *r = &w->cfg.road;
+    if (!s) {
+        fail(err, errlen, "spawn: no description");
+        return 0;
+    }
+    if ((int)s->type < 0 || s->type >= EW_VT_COUNT) {
+        fail(err, errlen, "spawn: unknown vehicle type %d", (int)s->type);
+        return 0;
+    }
+    if (s->lane < 0 || s->lane >= r->n_lanes) {
+        fail(err, errlen, "spawn: no lane %d (the road has %d)", s->lane, r->n_lanes);
+        return 0;
+    }
+    const ew_lane *ln = &r->lanes[s->lane];
+    int external = (s->flags & EW_VF_EXTERNAL) != 0;
+    if (!finitef(s->x) || !(s->x >= 0.0f && s->x < r->length)) {
+        fail(err, errlen, "spawn: x = %g is not on the road [0, %g)", (double)s->x, (double)r->length);
+        return 0;
+    }
+    if (!external && !(s->x >= ln->x_start && s->x < ln->x_end)) {
+        fail(err, errlen, "spawn: lane %d does not exist at x = %g", s->lane, (double)s->x);
+        return 0;
+    }
+    if (!(finitef(s->v) && s->v >= 0.0f && s->v <= 100.0f)) {
+        fail(err, errlen, "spawn: speed must be in [0, 100] m/s (got %g)", (double)s->v);
+        return 0;
+    }
+    if (!finitef(s->y) || !finitef(s->length) || !finitef(s->width) || !finitef(s->v0) ||
+        s->length > 30.0f || s->width > 3.5f || s->v0 > 100.0f) {
+        fail(err, errlen, "spawn: y, length (<= 30), width (<= 3.5) and v0 (<= 100) must be finite");
+        return 0;
+    }
+    if (s->flags & ~(EW_VF_EXTERNAL | EW_VF_EXITING)) {
+        fail(err, errlen, "spawn: only the EXTERNAL and EXITING flags may be given (got 0x%x)", s->flags);
+        return 0;
+    }
+    if (w->V.n >= w->cap) {
+        w->st.refused_spawns++;
+        fail(err, errlen, "spawn: no room (max_vehicles = %d)", w->cap);
+        return 0;
+    }
+    vparams q = sample_type(w, s->type);
+    q.flags = s->flags;
+    if (s->length > 0.0f) q.len = s->length;
+    if (s->width > 0.0f) q.wid = s->width;
+    float y = s->y < -1e29f ? ew_road_lane_center(r, s->lane) : s->y;
+    ew_obb b = {ew_v2(s->x, y), ew_v2(1.0f, 0.0f), q.len, q.wid};
+    if (overlaps_any(w, &b, -1)) {
+        fail(err, errlen, "spawn: a vehicle at x = %g in lane %d would overlap another vehicle", (double)s->x, s->lane);
+        return 0;
+    }
+    int i = add_slot(w, &q, s->lane, s->x, y, s->v, s->v0);
+    ord_insert(w, i);
+    rebuild_lists(w);
+    return w->V.id[i];
+}
+
+static int find_or_fail(const ew_world *w, uint32_t id, const char *what, char *err, int errlen) {
+    int i = ew_world_find(w, id);
+    if (i < 0) fail(err, errlen, "%s: no vehicle with id %u", what, (unsigned)id);
+    return i;
+}
+
+int ew_world_remove(ew_world *w, uint32_t id, char *err, int errlen) {
+    int i = find_or_fail(w, id, "remove", err, errlen);
+    if (i < 0) return -1;
+    w->dead[i] = 1;
+    compact(w);
+    rebuild_lists(w);
+    return 0;
+}
+
+int ew_world_change_lane(ew_world *w, uint32_t id, int to, float duration, char *err, int errlen) {
+    int i = find_or_fail(w, id, "change_lane", err, errlen);
+    if (i < 0) return -1;
+    ew_vehicles *V = &w->V;
+    if (V->flags[i] & EW_VF_EXTERNAL) return fail(err, errlen, "change_lane: vehicle %u is external", (unsigned)id);
+    if (V->flags[i] & EW_VF_CHANGING)
+        return fail(err, errlen, "change_lane: vehicle %u is already changing lanes", (unsigned)id);
+    if (!finitef(duration) || duration > 30.0f)
+        return fail(err, errlen, "change_lane: duration must be <= 30 s (got %g)", (double)duration);
+    if (duration <= 0.0f) duration = w->cfg.lc_duration;
+    if (duration < 0.5f) duration = 0.5f;
+    int l = V->lane[i];
+    if (to < 0 || to >= w->cfg.road.n_lanes) return fail(err, errlen, "change_lane: no lane %d", to);
+    if (to != neighbor(w, l, 0, V->x[i]) && to != neighbor(w, l, 1, V->x[i]))
+        return fail(err, errlen, "change_lane: lane %d is not next to lane %d at x = %g", to, l, (double)V->x[i]);
+    start_change(w, i, to, duration);
+    rebuild_lists(w);
+    return 0;
+}
+
+int ew_world_brake(ew_world *w, uint32_t id, float decel, float duration, char *err, int errlen) {
+    int i = find_or_fail(w, id, "brake", err, errlen);
+    if (i < 0) return -1;
+    if (!(finitef(decel) && decel > 0.0f && decel <= 15.0f))
+        return fail(err, errlen, "brake: decel must be in (0, 15] m/s^2 (got %g)", (double)decel);
+    if (!(finitef(duration) && duration > 0.0f))
+        return fail(err, errlen, "brake: duration must be > 0 s (got %g)", (double)duration);
+    if (w->V.flags[i] & EW_VF_EXTERNAL) return fail(err, errlen, "brake: vehicle %u is external", (unsigned)id);
+    w->V.flags[i] |= EW_VF_BRAKING;
+    w->V.brake_decel[i] = decel;
+    w->V.brake_time[i] = duration;
+    return 0;
+}
+
+int ew_world_stall(ew_world *w, uint32_t id, float decel, char *err, int errlen) {
+    int i = find_or_fail(w, id, "stall", err, errlen);
+    if (i < 0) return -1;
+    if (!finitef(decel) || decel > 15.0f) return fail(err, errlen, "stall: decel must be <= 15 m/s^2 (got %g)", (double)decel);
+    if (w->V.flags[i] & EW_VF_EXTERNAL) return fail(err, errlen, "stall: vehicle %u is external", (unsigned)id);
+    w->V.flags[i] = (uint8_t)((w->V.flags[i] | EW_VF_STALLED) & ~EW_VF_BRAKING);
+    w->V.brake_decel[i] = decel > 0.0f ? decel : w->V.b_comf[i];
+    w->V.brake_time[i] = 0.0f;
+    return 0;
+}
+
+int ew_world_close_lane(ew_world *w, int lane, float x_from, float taper, char *err, int errlen) {
+    if (ew_road_close_lane(&w->cfg.road, lane, x_from, taper, err, errlen) != 0) return -1;
+    lane_cache(w);
+    if (w->cfg.ego_enabled) ego_mirror(w);
+    rebuild_lists(w);
+    return 0;
+}
+
+int ew_world_set_speed_limit(ew_world *w, int lane, float v, char *err, int errlen) {
+    if (ew_road_set_speed_limit(&w->cfg.road, lane, v, err, errlen) != 0) return -1;
+    lane_cache(w);
+    ew_vehicles *V = &w->V;
+    for (int i = 0; i < V->n; i++) {
+        if (V->lane[i] != lane) continue;
+        V->v0[i] = w->v0f[i] * w->limit[lane];
+        w->inv_v0[i] = 1.0f / V->v0[i];
+    }
+    return 0;
+}
+
+int ew_world_set_external(ew_world *w, uint32_t id, float x, float y, float hx, float hy, float v,
+                          char *err, int errlen) {
+    int i = find_or_fail(w, id, "set_external", err, errlen);
+    if (i < 0) return -1;
+    ew_vehicles *V = &w->V;
+    if (!(V->flags[i] & EW_VF_EXTERNAL)) return fail(err, errlen, "set_external: vehicle %u is not external", (unsigned)id);
+    if (!(finitef(x) && finitef(y) && finitef(hx) && finitef(hy) && finitef(v)))
+        return fail(err, errlen, "set_external: non-finite state for vehicle %u", (unsigned)id);
+    float nh = sqrtf(hx * hx + hy * hy);
+    if (!(nh > 1e-6f)) return fail(err, errlen, "set_external: zero heading for vehicle %u", (unsigned)id);
+    if (v < 0.0f || v > 100.0f) return fail(err, errlen, "set_external: speed must be in [0, 100] m/s (got %g)", (double)v);
+    V->x[i] = x;
+    V->y[i] = y;
+    V->hx[i] = hx / nh;
+    V->hy[i] = hy / nh;
+    V->v[i] = v;
+    int lane = ew_road_lane_at(&w->cfg.road, x, y);
+    if (lane < 0) {
+        /* off every lane: the lane whose strip is nearest in y */
+        const ew_road *r = &w->cfg.road;
+        float best = EW_INF;
+        for (int l = 0; l < r->n_lanes; l++) {
+            float d = fabsf(ew_road_lane_center(r, l) - y);
+            if (d < best) {
+                best = d;
+                lane = l;
+            }
+        }
+    }
+    V->lane[i] = V->lane_from[i] = (int8_t)lane;
+    ord_fix(w, i);
+    rebuild_lists(w);
+    return 0;
+}
