@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include "models/layers.h"
@@ -170,6 +171,9 @@ int ew_bench_nn_run(const ew_bench_nn_config *c, FILE *out) {
         hh = (hh + 2 - 4) / 2 + 1;
         hw = (hw + 2 - 4) / 2 + 1;
     }
+    /* the optimizer's OpenMP loops use the default team size: hold it to the bench's count */
+    int old_threads = omp_get_max_threads();
+    omp_set_num_threads(c->threads);
     ew_backend *be = ew_backend_cpu_create(c->threads);
     ew_graph *g = be ? ew_graph_create(be, 0) : NULL;
     fm_model m;
@@ -270,6 +274,7 @@ done:
     free(b.tstate);
     ew_graph_destroy(g);
     if (be) ew_backend_destroy(be);
+    omp_set_num_threads(old_threads);
     return rc;
 }
 
