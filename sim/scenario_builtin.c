@@ -25,7 +25,7 @@ int ew_scenario_builtin(const char *name, ew_world_config *c, char *err, int err
     if (strcmp(name, "dense-3lane") == 0) {
         /* 35 veh/km/lane on 1 km of 3 lanes: about 100 vehicles at 14-16 m/s */
         rc = ew_road_init_highway(&c->road, 3, 3.7f, 1000.0f, 29.0f, err, errlen);
-        lanes(c, 0, 3, 35.0f, 1900.0f);
+        lanes(c, 0, 3, 35.0f, 1600.0f);
         c->ego_lane = 1;
         c->ego_x = 150.0f;
         c->ego_speed = 15.0f;
@@ -52,7 +52,7 @@ int ew_scenario_builtin(const char *name, ew_world_config *c, char *err, int err
     } else if (strcmp(name, "closure-3lane") == 0) {
         rc = ew_road_init_highway(&c->road, 3, 3.7f, 1000.0f, 29.0f, err, errlen);
         if (rc == 0) rc = ew_road_close_lane(&c->road, 2, 650.0f, 60.0f, err, errlen);
-        lanes(c, 0, 3, 25.0f, 1300.0f);
+        lanes(c, 0, 3, 25.0f, 1100.0f);
         c->ego_lane = 1;
         c->ego_x = 150.0f;
         c->ego_speed = 18.0f;

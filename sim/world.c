@@ -27,11 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sim/collision.h"
 #include "sim/idm.h"
 #include "sim/rng.h"
-
-/* sim/collision.h (separating-axis test of two oriented boxes) */
-int ew_obb_overlap(const ew_obb *a, const ew_obb *b);
 
 #define EW_INF 1e30f
 #define SPAWN_QUEUE_MAX 8      /* vehicles waiting at one lane's entry before refusals */
@@ -919,12 +917,22 @@ static int try_enter(ew_world *w, int l) {
     if (kk < w->cnt[l]) {
         int j = w->lists[l][kk];
         float gap = (V->x[j] - w->hl[j]) - (xc + 0.5f * q->len);
-        if (V->v[j] < ve) ve = V->v[j];
         if (gap < q->s0 + 1.0f) return 0;
-        float vg = (gap - q->s0) / q->T;
-        if (vg < ve) ve = vg;
+        /* enter at the highest speed (up to the desired one) at which IDM would brake no
+         * harder than b/2 behind this leader: the speed SUMO calls departSpeed="max" */
+        ew_idm_p p = ew_idm_params(v0, q->T, q->s0, q->a_max, q->b, q->delta);
+        float vl = V->v[j], thr = -0.5f * q->b;
         float vmin = 0.2f * ln->speed_limit < 5.0f ? 0.2f * ln->speed_limit : 5.0f;
-        if (ve < vmin) return 0;
+        if (ew_idm_accel(&p, vmin, vmin - vl, gap) < thr) return 0;
+        if (ew_idm_accel(&p, ve, ve - vl, gap) < thr) {
+            float lo = vmin, hi = ve;
+            for (int it = 0; it < 14; it++) {
+                float mid = 0.5f * (lo + hi);
+                if (ew_idm_accel(&p, mid, mid - vl, gap) >= thr) lo = mid;
+                else hi = mid;
+            }
+            ve = lo;
+        }
     }
     if (kk > 0) {
         int f = w->lists[l][kk - 1];
