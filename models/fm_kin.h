@@ -1,0 +1,34 @@
+/* fm_kin.h - the ego's kinematic model (DESIGN.md section 3, sim/ego.h) as a differentiable
+ * tensor op on normalised states, for the FM-KM world-model variants and the planner.
+ *
+ * Contract: ew_fm_kin_step(g, s, a, k) takes s [B, 5] normalised states (x, y, dx, dy, speed;
+ * physical = s * state_std + state_mean), a [B, 2] physical actions (a: m/s^2, b: 1/m) and
+ * returns the normalised next states [B, 5]. Per row, in float and in this order:
+ *     u = s * std + mean                                   (de-normalise)
+ *     x' = x + dt * sp * dx,   y' = y + dt * sp * dy
+ *     k = b * sp * dt,  ex = dx + k * (-dy),  ey = dy + k * dx,  n = sqrtf(ex*ex + ey*ey)
+ *     dx' = ex / n,  dy' = ey / n
+ *     sp' = sp + a * dt, then sp' = max(sp', 0) unless allow_reverse
+ *     out = (u' - mean) / std                              (re-normalise)
+ * (n >= 1 for a unit heading; a zero vector e gives a zero heading and zero gradient.)
+ * ew_fm_kin_ref() is the same computation on one row of plain floats (the reference the
+ * tests compare against bit for bit). The backward pass is the analytic Jacobian: the max()
+ * has derivative 0 where sp + a dt <= 0 (clamped side). Gradients flow to s and a when they
+ * require them. Shape errors: NULL and a message in the graph.
+ */
+#ifndef EW_FM_KIN_H
+#define EW_FM_KIN_H
+
+#include "models/autodiff.h"
+
+typedef struct {
+    float mean[5], std[5]; /* state normalisation (std > 0) */
+    float dt;              /* seconds per step */
+    int allow_reverse;     /* 0: speed clamped at 0 */
+} ew_fm_kin;
+
+ew_tensor *ew_fm_kin_step(ew_graph *g, ew_tensor *s, ew_tensor *a, const ew_fm_kin *k);
+/* One row: s_norm[5], act[2] -> out_norm[5]. */
+void ew_fm_kin_ref(const ew_fm_kin *k, const float *s_norm, const float *act, float *out_norm);
+
+#endif
