@@ -195,6 +195,7 @@ static int probe_frame(void *ctx, const ew_viewer_frame *f, char *err, int errle
     p->ego_ok[k] = near_rgb(c, EW_VIZ_EGO, 2);
     if (!p->ego_ok[k]) fprintf(stderr, "frame %ld: ego pixel (%d,%d,%d) at %.1f,%.1f\n", k, c[0], c[1], c[2], (double)sx, (double)sy);
 
+    if (f->ov->cost_h > 0) goto inset; /* the cost mask tints the road: no road probes */
     const ew_road *r = ew_world_road(f->world);
     float ytop = r->lanes[r->n_main - 1].y_right + r->lanes[r->n_main - 1].width;
     /* road edges (solid paint) at y = 0 and y = ytop, at x positions clear of vehicles */
@@ -235,6 +236,7 @@ static int probe_frame(void *ctx, const ew_viewer_frame *f, char *err, int errle
         ew_camera_to_screen(&f->cam, e->x - 30.0f, -12.0f, &ox, &oy);
         if (near_rgb(px(f, ox, oy), EW_VIZ_OFFROAD, 2)) p->offroad_ok++;
     }
+inset:
     /* inset tiles == the raster, pixel for pixel */
     if (f->inset.n_channels > 0) {
         uint8_t *ras = malloc((size_t)f->rc * (size_t)f->rh * (size_t)f->rw);

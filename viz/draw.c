@@ -558,7 +558,7 @@ static void draw_hud(ew_scene *s, const ew_viz_input *in) {
             int has = k == EW_OVL_PLAN ? in->ov->n_plan > 0
                     : k == EW_OVL_FUTURES ? in->ov->fut_samples > 0
                     : k == EW_OVL_COST ? in->ov->cost_h > 0 : in->ov->n_agents > 0;
-            if (!has) have = "(no data)";
+            if (!has) have = " (no data)";
         }
         n = append(t, (int)sizeof t, n, " %d:%s %s%s", k + 1, ovn[k], in->show[k] ? "on" : "off", have);
     }
@@ -590,9 +590,10 @@ int ew_viz_build(ew_scene *s, const ew_viz_input *in) {
     draw_markings(s, cam, r, x0 < 0.0f ? 0.0f : x0, x1, 0);
     if (in->ov && in->show[EW_OVL_COST]) draw_cost_world(s, in);
     if (in->ov && in->show[EW_OVL_FUTURES]) draw_futures_world(s, in);
-    if (in->ov && in->show[EW_OVL_PLAN]) draw_plan(s, in); /* under the vehicles: the ego stays visible */
-    draw_vehicles(s, in, x0, x1);
+    /* plan and ellipses under the vehicles: every vehicle and the ego stay visible */
+    if (in->ov && in->show[EW_OVL_PLAN]) draw_plan(s, in);
     if (in->ov && in->show[EW_OVL_ELLIPSES]) draw_ellipses(s, in, x0, x1);
+    draw_vehicles(s, in, x0, x1);
     if (in->show_inset && in->raster.data) draw_inset(s, in);
     if (in->show_hud) draw_hud(s, in);
     if (in->show_help) draw_help(s);

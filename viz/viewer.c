@@ -299,7 +299,7 @@ typedef struct {
     int width, height;
     /* interaction */
     int paused, quit, quit_by_user, help, show[EW_OVL_COUNT], show_inset, show_hud;
-    int pending_steps, shot;
+    int pending_steps, shot, reset_req;
     float speed, zoom, pan_x, pan_y;
     double acc;
     uint64_t seed;
@@ -377,7 +377,7 @@ static void key_event(viewer *v, int key, int down) {
     case 'n': case '.': v->pending_steps++; break;
     case '+': case '=': if (v->speed < 64.0f) v->speed *= 2.0f; break;
     case '-': case '_': if (v->speed > 1.0f / 16.0f) v->speed *= 0.5f; break;
-    case 'r': v->pending_steps = -1; break; /* handled in the loop (may fail) */
+    case 'r': v->reset_req = 1; break; /* handled in the loop (may fail) */
     case '1': case 't': v->show[EW_OVL_PLAN] ^= 1; break;
     case '2': case 'f': v->show[EW_OVL_FUTURES] ^= 1; break;
     case '3': case 'c': v->show[EW_OVL_COST] ^= 1; break;
@@ -419,8 +419,8 @@ static ew_camera camera_of(const viewer *v) {
     c.w = v->width;
     c.h = v->height;
     c.ppm = v->zoom;
-    /* the ego sits left of centre (a fifth of the view) so more road ahead is visible */
-    c.cx = e->x + 0.2f * (float)v->width / v->zoom + v->pan_x;
+    /* the ego sits a quarter of the width from the left edge: more road ahead is visible */
+    c.cx = e->x + 0.25f * (float)v->width / v->zoom + v->pan_x;
     c.cy = e->y + v->pan_y;
     return c;
 }
@@ -550,6 +550,10 @@ int ew_viewer_run(const ew_viewer_opts *opts, ew_world *w, ew_episode *ep, ew_co
         viewer_free(&v);
         return -1;
     }
+    if (o.stats) {
+        memset(o.stats, 0, sizeof *o.stats);
+        snprintf(o.stats->renderer, sizeof o.stats->renderer, "software (headless)");
+    }
     SDL_Window *win = NULL;
     SDL_GLContext glc = NULL;
     gl_state gls = {NULL, 0};
@@ -571,12 +575,17 @@ int ew_viewer_run(const ew_viewer_opts *opts, ew_world *w, ew_episode *ep, ew_co
             goto done;
         }
         SDL_GL_SetSwapInterval(o.vsync ? 1 : 0);
+        if (o.stats) {
+            const char *rn = (const char *)glGetString(GL_RENDERER), *ver = (const char *)glGetString(GL_VERSION);
+            snprintf(o.stats->renderer, sizeof o.stats->renderer, "%s, OpenGL %s", rn ? rn : "?", ver ? ver : "?");
+        }
         int dw, dh;
         SDL_GL_GetDrawableSize(win, &dw, &dh);
         if (dw != v.width || dh != v.height) {
-            rc = fail(err, errlen, "viewer: the window got another size than asked (%s)", "window manager resize");
-            if (o.record) goto done;
-            rc = 0;
+            if (o.record) {
+                rc = fail(err, errlen, "viewer: the window got another size than asked (%s)", "recording needs a fixed size");
+                goto done;
+            }
             v.width = dw;
             v.height = dh;
             uint8_t *nb = realloc(v.rgb, (size_t)dw * (size_t)dh * 3);
@@ -639,7 +648,8 @@ int ew_viewer_run(const ew_viewer_opts *opts, ew_world *w, ew_episode *ep, ew_co
                 }
             }
         }
-        if (v.pending_steps < 0) { /* reset requested */
+        if (v.reset_req) {
+            v.reset_req = 0;
             v.pending_steps = 0;
             if (do_reset(&v, err, errlen) != 0) {
                 rc = -1;

@@ -66,6 +66,7 @@ typedef struct {
     double wall_s;
     double fps, sps;             /* frames and steps per wall second over the run */
     int quit_by_user;            /* q, Esc or window closed */
+    char renderer[128];          /* GL_RENDERER and GL_VERSION, or "software" when headless */
 } ew_viewer_stats;
 
 typedef struct {

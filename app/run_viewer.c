@@ -1,0 +1,91 @@
+/* run_viewer.c - `egoworld run` through the viewer: window, benchmark, video recording. */
+#include "app/run_viewer.h"
+
+#include <string.h>
+
+#ifdef EGOWORLD_HAVE_VIEWER
+#include "viz/viewer.h"
+
+static int is_video(const char *p) {
+    static const char *const suf[] = {".mp4", ".mkv", ".webm", ".mov"};
+    size_t n = p ? strlen(p) : 0;
+    for (int i = 0; i < 4; i++) {
+        size_t k = strlen(suf[i]);
+        if (n >= k && !strcmp(p + n - k, suf[i])) return 1;
+    }
+    return 0;
+}
+
+int ew_run_viewer_mode(int headless, const char *record) {
+    if (!headless && ew_viewer_display_available()) return 1;
+    if (record && is_video(record)) return 2;
+    return 0;
+}
+
+int ew_run_viewer(const ew_run_viewer_args *a, int mode, ew_world *w, ew_episode *ep, ew_controller *ctrl) {
+    ew_viewer_opts o;
+    ew_viewer_opts_default(&o);
+    ew_viewer_stats st;
+    o.stats = &st;
+    o.seed = a->seed;
+    o.record = a->record;
+    o.quiet = a->quiet;
+    o.headless = mode == 2;
+    if (a->bench_frames > 0) {
+        if (mode != 1) {
+            fprintf(stderr, "egoworld run: --bench-frames needs a display (try xvfb-run -a egoworld run ...)\n");
+            return 1;
+        }
+        o.max_frames = a->bench_frames;
+        o.steps_per_frame = 0; /* real time: the simulation at 10 Hz, frames as fast as they go */
+        o.vsync = 0;
+    }
+    char err[512];
+    if (ew_viewer_run(&o, w, ep, ctrl, err, (int)sizeof err) != 0) {
+        fprintf(stderr, "egoworld run: %s\n", err);
+        return 1;
+    }
+    if (a->bench_frames > 0) {
+        FILE *out = a->json ? stderr : stdout;
+        fprintf(out,
+                "viewer bench: %ld frames in %.3f s = %.1f frames/s; %ld steps (%.1f steps/s); %d vehicles; "
+                "%dx%d, all overlays on; %s\n",
+                st.frames, st.wall_s, st.fps, st.steps, st.sps, ew_world_vehicles(w)->n, o.width, o.height,
+                st.renderer);
+    }
+    return 0;
+}
+
+void ew_run_viewer_help(FILE *out) {
+    fprintf(out,
+            "  --bench-frames N    viewer benchmark: render N frames as fast as possible and print frames/s\n"
+            "\n"
+            "With a display (DISPLAY or WAYLAND_DISPLAY) and without --headless, run opens the viewer;\n"
+            "--record DIR then writes the window's frames as PNG, --record FILE.mp4 (.mkv, .webm, .mov)\n"
+            "pipes them to ffmpeg (also headless, drawn by the software renderer). Viewer keys:\n");
+    ew_viewer_print_keys(out);
+}
+
+#else /* no viewer built */
+
+int ew_run_viewer_mode(int headless, const char *record) {
+    (void)headless;
+    (void)record;
+    return 0;
+}
+
+int ew_run_viewer(const ew_run_viewer_args *a, int mode, ew_world *w, ew_episode *ep, ew_controller *ctrl) {
+    (void)a;
+    (void)mode;
+    (void)w;
+    (void)ep;
+    (void)ctrl;
+    fprintf(stderr, "egoworld run: the viewer is not built (SDL2 was not found at configure time)\n");
+    return 1;
+}
+
+void ew_run_viewer_help(FILE *out) {
+    fprintf(out, "\nThe viewer is not built (SDL2 was not found at configure time): run is always headless.\n");
+}
+
+#endif
