@@ -8,6 +8,7 @@
 
 #include "app/cli.h"
 #include "app/record.h"
+#include "app/run_viewer.h"
 #include "sim/controller.h"
 #include "sim/episode.h"
 #include "sim/scenario_builtin.h"
@@ -32,6 +33,7 @@ static void help(void) {
            "                      (top_NNNNN.png) for every step into DIR\n"
            "  --json              print the episode metrics as one JSON object on stdout\n"
            "  --quiet             no progress display\n");
+    ew_run_viewer_help(stdout); /* viewer options and keys (app/run_viewer.c) */
 }
 
 static int mkdir_p(const char *dir) {
@@ -57,6 +59,7 @@ int cmd_run(int argc, char **argv) {
     uint64_t seed = 1;
     double goal = 215.0;
     int json = 0, headless = 0, quiet = 0;
+    long bench_frames = 0, bench_vehicles = 0; /* viewer benchmark (app/run_viewer.h) */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { help(); return 0; }
@@ -69,10 +72,13 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--steps")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 100000000, &steps)) return 2; }
         else if (!strcmp(a, "--n-cond")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 0, 100000, &n_cond)) return 2; }
         else if (!strcmp(a, "--seed")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_u64(cmd, a, v, &seed)) return 2; }
+        else if (!strcmp(a, "--bench-frames")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 100000000, &bench_frames)) return 2; }
+        else if (!strcmp(a, "--bench-vehicles")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 100000, &bench_vehicles)) return 2; }
         else if (!strcmp(a, "--goal")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, a, v, 1.0, 1e6, &goal)) return 2; }
         else return cli_unknown(cmd, a);
     }
-    (void)headless; /* the headless path is the only one until the viewer is built */
+    /* viewer: 1 window, 2 headless software rendering to a video file, 0 the loop below */
+    int viewer_mode = ew_run_viewer_mode(headless, record);
 
     char err[512];
     ew_world_config wc;
@@ -81,6 +87,10 @@ int cmd_run(int argc, char **argv) {
         return 1;
     }
     wc.seed = seed;
+    if (bench_vehicles > 0 && ew_run_viewer_set_vehicles(&wc, bench_vehicles, err, (int)sizeof err) != 0) {
+        fprintf(stderr, "egoworld run: %s\n", err);
+        return 2;
+    }
     ew_episode_cfg ec;
     ew_episode_cfg_default(&ec);
     ec.n_cond = (int)n_cond;
@@ -102,7 +112,7 @@ int cmd_run(int argc, char **argv) {
     if (ctrl.reset) ctrl.reset(ctrl.ctx, w);
 
     ew_recorder *rec = NULL;
-    if (record) {
+    if (record && !viewer_mode) {
         if (mkdir_p(record) != 0) {
             fprintf(stderr, "egoworld run: --record: cannot create directory '%s': %s\n", record, strerror(errno));
             ew_world_destroy(w);
@@ -124,8 +134,12 @@ int cmd_run(int argc, char **argv) {
     cli_progress_begin(&pg, "run", steps);
     int rc = 0;
     double t0 = cli_now();
+    if (viewer_mode || bench_frames > 0) {
+        ew_run_viewer_args va = {scenario, seed, record, bench_frames, json, quiet};
+        rc = ew_run_viewer(&va, viewer_mode, w, &ep, &ctrl);
+    }
     if (rec && ew_recorder_frame(rec, w, 0, err, (int)sizeof err) != 0) rc = 1;
-    while (rc == 0 && ew_episode_step(&ep, w, &ctrl)) {
+    while (rc == 0 && !viewer_mode && bench_frames == 0 && ew_episode_step(&ep, w, &ctrl)) {
         if (rec && ew_recorder_frame(rec, w, ep.m.steps, err, (int)sizeof err) != 0) rc = 1;
         if (!quiet) {
             char extra[96];
@@ -138,7 +152,7 @@ int cmd_run(int argc, char **argv) {
         rc = 1;
     double wall = cli_now() - t0;
     if (!quiet) cli_progress_end(&pg);
-    if (rc) fprintf(stderr, "egoworld run: --record: %s\n", err);
+    if (rc && rec) fprintf(stderr, "egoworld run: --record: %s\n", err);
 
     const ew_episode_metrics *m = &ep.m;
     ew_world_stats st = ew_world_get_stats(w);

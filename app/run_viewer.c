@@ -3,6 +3,21 @@
 
 #include <string.h>
 
+int ew_run_viewer_set_vehicles(ew_world_config *wc, long vehicles, char *err, int errlen) {
+    const ew_road *r = &wc->road;
+    float lane_km = 0.0f;
+    for (int l = 0; l < r->n_lanes; l++) lane_km += (r->lanes[l].x_end - r->lanes[l].x_start) / 1000.0f;
+    float d = lane_km > 0.0f ? (float)vehicles / lane_km : 0.0f;
+    if (vehicles < 1 || !(d <= 200.0f)) {
+        snprintf(err, (size_t)errlen, "--bench-vehicles %ld does not fit this road (at most %.0f)", vehicles,
+                 (double)(200.0f * lane_km));
+        return -1;
+    }
+    for (int l = 0; l < r->n_lanes; l++) wc->density_per_km[l] = d;
+    if (wc->max_vehicles < 2 * vehicles) wc->max_vehicles = (int)(2 * vehicles);
+    return 0;
+}
+
 #ifdef EGOWORLD_HAVE_VIEWER
 #include "viz/viewer.h"
 
@@ -59,6 +74,7 @@ int ew_run_viewer(const ew_run_viewer_args *a, int mode, ew_world *w, ew_episode
 void ew_run_viewer_help(FILE *out) {
     fprintf(out,
             "  --bench-frames N    viewer benchmark: render N frames as fast as possible and print frames/s\n"
+            "  --bench-vehicles V  start the scenario with about V vehicles (scales its densities)\n"
             "\n"
             "With a display (DISPLAY or WAYLAND_DISPLAY) and without --headless, run opens the viewer;\n"
             "--record DIR then writes the window's frames as PNG, --record FILE.mp4 (.mkv, .webm, .mov)\n"

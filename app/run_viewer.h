@@ -25,6 +25,9 @@ int ew_run_viewer_mode(int headless, const char *record);
 /* Runs the begun episode through the viewer (mode 1 or 2). Returns 0, or 1 after printing
  * "egoworld run: <reason>" on stderr. */
 int ew_run_viewer(const ew_run_viewer_args *a, int mode, ew_world *w, ew_episode *ep, ew_controller *ctrl);
+/* Scales the scenario's initial densities so that about `vehicles` vehicles start on the
+ * road (--bench-vehicles; capacity raised to fit). Returns 0, or -1 with a message. */
+int ew_run_viewer_set_vehicles(ew_world_config *wc, long vehicles, char *err, int errlen);
 /* The viewer's options and keys for `run --help` (one line saying it is not built otherwise). */
 void ew_run_viewer_help(FILE *out);
 
