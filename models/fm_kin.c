@@ -1,23 +1,26 @@
 /* fm_kin.c - differentiable kinematic step on normalised states (see fm_kin.h). */
 #include "models/fm_kin.h"
 
-#include <math.h>
 #include <string.h>
 
-void ew_fm_kin_ref(const ew_fm_kin *k, const float *sn, const float *act, float *out) {
-    float u[5], v[5];
+#include "sim/ego.h"
+
+static void denorm(const ew_fm_kin *k, const float *sn, ew_kin_state *s) {
+    float u[5];
     for (int i = 0; i < 5; i++) u[i] = sn[i] * k->std[i] + k->mean[i];
-    float dt = k->dt, sp = u[4];
-    v[0] = u[0] + dt * sp * u[2];
-    v[1] = u[1] + dt * sp * u[3];
-    float kk = act[1] * sp * dt;
-    float ex = u[2] + kk * (-u[3]), ey = u[3] + kk * u[2];
-    float n = sqrtf(ex * ex + ey * ey);
-    v[2] = n > 0.0f ? ex / n : 0.0f;
-    v[3] = n > 0.0f ? ey / n : 0.0f;
-    float s1 = sp + act[0] * dt;
-    if (!k->allow_reverse && s1 < 0.0f) s1 = 0.0f;
-    v[4] = s1;
+    s->x = u[0];
+    s->y = u[1];
+    s->dx = u[2];
+    s->dy = u[3];
+    s->s = u[4];
+}
+
+void ew_fm_kin_ref(const ew_fm_kin *k, const float *sn, const float *act, float *out) {
+    ew_kin_state s, n;
+    denorm(k, sn, &s);
+    ew_action u = {act[0], act[1]};
+    ew_kin_step(&s, u, k->dt, k->allow_reverse, &n);
+    float v[5] = {n.x, n.y, n.dx, n.dy, n.s};
     for (int i = 0; i < 5; i++) out[i] = (v[i] - k->mean[i]) / k->std[i];
 }
 
@@ -35,47 +38,26 @@ static void kin_bwd(ew_graph *g, void *c) {
     if (!ds && !da) return;
     const ew_fm_kin *k = &u->k;
     int B = u->s->shape[0];
-    float dt = k->dt;
     for (int r = 0; r < B; r++) {
         const float *sn = u->s->data + 5 * (size_t)r, *act = u->a->data + 2 * (size_t)r;
-        float p[5], gv[5], gu[5] = {0, 0, 0, 0, 0}, ga = 0.0f, gb = 0.0f;
-        for (int i = 0; i < 5; i++) {
-            p[i] = sn[i] * k->std[i] + k->mean[i];
-            gv[i] = dy[5 * (size_t)r + i] / k->std[i];
-        }
-        float dx = p[2], dyh = p[3], sp = p[4];
-        /* positions */
-        gu[0] += gv[0];
-        gu[1] += gv[1];
-        gu[4] += dt * dx * gv[0] + dt * dyh * gv[1];
-        gu[2] += dt * sp * gv[0];
-        gu[3] += dt * sp * gv[1];
-        /* heading: d' = e / |e| */
-        float kk = act[1] * sp * dt;
-        float ex = dx - kk * dyh, ey = dyh + kk * dx;
-        float n = sqrtf(ex * ex + ey * ey);
-        if (n > 0.0f) {
-            float ox = ex / n, oy = ey / n;
-            float dot = gv[2] * ox + gv[3] * oy;
-            float gex = (gv[2] - dot * ox) / n, gey = (gv[3] - dot * oy) / n;
-            gu[2] += gex + kk * gey;
-            gu[3] += -kk * gex + gey;
-            float gk = -dyh * gex + dx * gey;
-            gb += gk * sp * dt;
-            gu[4] += gk * act[1] * dt;
-        }
-        /* speed */
-        float s1 = sp + act[0] * dt;
-        if (k->allow_reverse || s1 > 0.0f) {
-            gu[4] += gv[4];
-            ga += gv[4] * dt;
-        }
+        ew_kin_state s;
+        denorm(k, sn, &s);
+        ew_action ua = {act[0], act[1]};
+        float Js[5][5], Ja[5][2], gv[5];
+        ew_kin_jacobian(&s, ua, k->dt, k->allow_reverse, Js, Ja);
+        for (int i = 0; i < 5; i++) gv[i] = dy[5 * (size_t)r + i] / k->std[i];
         if (ds)
-            for (int i = 0; i < 5; i++) ds[5 * (size_t)r + i] += gu[i] * k->std[i];
-        if (da) {
-            da[2 * (size_t)r] += ga;
-            da[2 * (size_t)r + 1] += gb;
-        }
+            for (int j = 0; j < 5; j++) {
+                float acc = 0.0f;
+                for (int i = 0; i < 5; i++) acc += gv[i] * Js[i][j];
+                ds[5 * (size_t)r + j] += acc * k->std[j];
+            }
+        if (da)
+            for (int j = 0; j < 2; j++) {
+                float acc = 0.0f;
+                for (int i = 0; i < 5; i++) acc += gv[i] * Ja[i][j];
+                da[2 * (size_t)r + j] += acc;
+            }
     }
 }
 

@@ -3,16 +3,13 @@
  *
  * Contract: ew_fm_kin_step(g, s, a, k) takes s [B, 5] normalised states (x, y, dx, dy, speed;
  * physical = s * state_std + state_mean), a [B, 2] physical actions (a: m/s^2, b: 1/m) and
- * returns the normalised next states [B, 5]. Per row, in float and in this order:
- *     u = s * std + mean                                   (de-normalise)
- *     x' = x + dt * sp * dx,   y' = y + dt * sp * dy
- *     k = b * sp * dt,  ex = dx + k * (-dy),  ey = dy + k * dx,  n = sqrtf(ex*ex + ey*ey)
- *     dx' = ex / n,  dy' = ey / n
- *     sp' = sp + a * dt, then sp' = max(sp', 0) unless allow_reverse
- *     out = (u' - mean) / std                              (re-normalise)
- * (n >= 1 for a unit heading; a zero vector e gives a zero heading and zero gradient.)
- * ew_fm_kin_ref() is the same computation on one row of plain floats (the reference the
- * tests compare against bit for bit). The backward pass is the analytic Jacobian: the max()
+ * returns the normalised next states [B, 5]. Per row, in float:
+ *     u = s * std + mean                      (de-normalise)
+ *     u' = ew_kin_step(u, a, dt, allow_reverse)   (sim/ego.h, the simulator's own function:
+ *          p' = p + dt sp d, d' = normalize(d + b sp dt d_perp), sp' = max(sp + a dt, 0))
+ *     out = (u' - mean) / std                 (re-normalise)
+ * ew_fm_kin_ref() is the same on one row of plain floats (what the op computes, bit for bit).
+ * The backward pass chains ew_kin_jacobian() (sim/ego.h) with the normalisation: the max()
  * has derivative 0 where sp + a dt <= 0 (clamped side). Gradients flow to s and a when they
  * require them. Shape errors: NULL and a message in the graph.
  */
