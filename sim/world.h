@@ -13,6 +13,16 @@
  *  - Vehicles are stored struct-of-arrays in ew_vehicles; indices are not stable across
  *    steps (vehicles leave and enter); ids are. Read-only access through ew_world_vehicles().
  *  - Mutators used by scenarios and events return 0 or -1 with a message.
+ *  - Details of the implementation (world.c): a vehicle changing lanes belongs to both its
+ *    old and its new lane (leader/follower lookups in either lane find it) and follows the
+ *    tighter of its two leaders; the ego belongs to every lane its footprint overlaps and
+ *    background vehicles react to it as to any vehicle (lookups never return it). A lane
+ *    that ends inside the road (on-ramp, closure) is a standing obstacle at the start of
+ *    its end taper for vehicles in it, and at its tip for vehicles merging out of it.
+ *    Background vehicles move along x at speed v (their heading deviates from +x only
+ *    during a lane change, by at most about 10 degrees). stats.bg_collisions counts, every
+ *    step, the overlapping pairs of background vehicles. ew_world_reset() also restores the
+ *    road of the config (undoing close_lane / set_speed_limit).
  */
 #ifndef EW_WORLD_H
 #define EW_WORLD_H

@@ -75,6 +75,7 @@ static void fill_and_inflow(void) {
     ew_scenario_builtin("free-2lane", &c, err, sizeof err);
     w = ew_world_create(&c, err, sizeof err);
     if (!w) return;
+    V = ew_world_vehicles(w);
     for (int k = 0; k < 6000; k++) ew_world_step(w, NULL);
     ew_world_stats st = ew_world_get_stats(w);
     double demand = (c.flow_per_h[0] + c.flow_per_h[1]) / 6.0; /* 10 minutes */
