@@ -375,7 +375,8 @@ int ew_fm_unroll(ew_graph *g, const ew_fm *m, const ew_fm_inputs *in, const ew_f
     out->images = ew_arena_calloc(ar, sizeof(ew_tensor *) * (size_t)T);
     out->states = ew_arena_calloc(ar, sizeof(ew_tensor *) * (size_t)T);
     out->states_phys = ew_arena_calloc(ar, sizeof(ew_tensor *) * (size_t)T);
-    if (!out->images || !out->states || !out->states_phys) {
+    ew_tensor **frame_list = ew_arena_calloc(ar, sizeof(ew_tensor *) * (size_t)(nc + T));
+    if (!out->images || !out->states || !out->states_phys || !frame_list) {
         ew_graph_fail(g, "arena: out of memory");
         return -1;
     }
@@ -422,11 +423,14 @@ int ew_fm_unroll(ew_graph *g, const ew_fm *m, const ew_fm_inputs *in, const ew_f
                 kl_sum = kl_sum ? ew_add(g, kl_sum, kl) : kl;
             }
         }
+        frame_list[nc + t] = so_out.image;
         if (t + 1 < T) {
-            ew_tensor *fparts[2] = {nc > 1 ? ew_slice(g, win, 1, C, C * (nc - 1)) : NULL, so_out.image};
+            /* the next window: frames t+1 .. t+nc of the list (input frames sliced once) */
+            for (int j = t + 1; j < nc; j++)
+                if (!frame_list[j]) frame_list[j] = ew_slice(g, in->frames, 1, C * j, C);
+            win = nc > 1 ? ew_concat(g, frame_list + t + 1, nc, 1) : so_out.image;
             ew_tensor *sparts[2] = {nc > 1 ? ew_slice(g, swin, 1, 1, nc - 1) : NULL,
                                     ew_reshape(g, so_out.state, 3, s15)};
-            win = nc > 1 ? ew_concat(g, fparts, 2, 1) : so_out.image;
             swin = nc > 1 ? ew_concat(g, sparts, 2, 1) : sparts[1];
         }
     }

@@ -102,7 +102,67 @@ static void reproducible(ew_backend *be) {
     ew_fm_free(&b);
     ew_fm_free(&d);
     fm_test_batch_free(&tb);
-    (void)prior_a;
+    CHECK(prior_a >= 0 && prior_a <= 4 * c.n_pred, "prior step count in range");
+}
+
+/* Autoregression: step t + 1 of the unroll is one step on the window whose oldest frame and
+ * state were dropped and the predicted ones appended (given z, no dropout: comparable). */
+static void autoregressive(ew_backend *be, int n_cond) {
+    char err[256] = "";
+    ew_fm_config c = fm_tiny_config(EW_FM_PLAIN, 1);
+    c.n_cond = n_cond;
+    ew_fm_stats st = fm_test_stats();
+    ew_fm m;
+    CHECK(ew_fm_init(&m, &c, &st, err, sizeof err) == 0, "init: %s", err);
+    enum { B = 2, T = 3 };
+    fm_test_batch tb;
+    fm_test_batch_make(&tb, &c, B, T, 6);
+    ew_graph *g = ew_graph_create(be, 0);
+    ew_set_grad_enabled(g, 0);
+    int C = 3, H = c.height, W = c.width;
+    int fs[4] = {B, n_cond * C, H, W}, ss[3] = {B, n_cond, 5}, as[3] = {B, T, 2}, zs3[3] = {T, B, c.nz};
+    ew_tensor *z = ew_tensor_new(g, 3, zs3);
+    ew_rng r;
+    ew_rng_seed(&r, 1);
+    for (size_t i = 0; i < ew_numel(z); i++) z->data[i] = (float)ew_rng_normal(&r);
+    ew_fm_inputs in = {ew_tensor_wrap(g, 4, fs, tb.b.frames), ew_tensor_wrap(g, 3, ss, tb.b.states),
+                       ew_tensor_wrap(g, 3, as, tb.b.actions), NULL, NULL};
+    ew_fm_unroll_opts o = {0, EW_FM_Z_GIVEN, 0.0f, z, NULL};
+    ew_fm_unroll_out out;
+    CHECK(ew_fm_unroll(g, &m, &in, &o, &out) == 0, "unroll: %s", ew_graph_error(g) ? ew_graph_error(g) : "");
+    CHECK(out.loss == NULL && out.prior_steps == 0, "no targets, no loss");
+    /* manual windows */
+    size_t img = (size_t)C * H * W;
+    float *win = malloc(sizeof(float) * B * n_cond * img), *sw = malloc(sizeof(float) * B * n_cond * 5);
+    memcpy(win, tb.b.frames, sizeof(float) * B * n_cond * img);
+    for (int b = 0; b < B; b++) ew_fm_normalize_states(&m, tb.b.states + (size_t)b * n_cond * 5, sw + (size_t)b * n_cond * 5, (size_t)n_cond);
+    int same = 1;
+    for (int t = 0; t < T; t++) {
+        int s2[2] = {B, 2}, zs[2] = {B, c.nz};
+        float act[B * 2], zt[B * 3];
+        for (int b = 0; b < B; b++) memcpy(act + 2 * b, tb.b.actions + ((size_t)b * T + t) * 2, sizeof(float) * 2);
+        memcpy(zt, z->data + (size_t)t * B * c.nz, sizeof zt);
+        ew_fm_step_opts so = {0, EW_FM_Z_GIVEN, ew_tensor_from(g, 2, zs, zt), NULL};
+        ew_fm_step_out o1;
+        CHECK(ew_fm_step(g, &m, ew_tensor_from(g, 4, fs, win), ew_tensor_from(g, 3, ss, sw), ew_tensor_from(g, 2, s2, act), NULL,
+                         &so, &o1) == 0,
+              "step: %s", ew_graph_error(g) ? ew_graph_error(g) : "");
+        same &= !memcmp(o1.image->data, out.images[t]->data, sizeof(float) * B * img) &&
+                !memcmp(o1.state->data, out.states[t]->data, sizeof(float) * B * 5);
+        for (int b = 0; b < B; b++) {
+            float *wb = win + (size_t)b * n_cond * img, *sb = sw + (size_t)b * n_cond * 5;
+            memmove(wb, wb + img, sizeof(float) * (n_cond - 1) * img);
+            memcpy(wb + (n_cond - 1) * img, o1.image->data + b * img, sizeof(float) * img);
+            memmove(sb, sb + 5, sizeof(float) * (n_cond - 1) * 5);
+            memcpy(sb + (n_cond - 1) * 5, o1.state->data + b * 5, sizeof(float) * 5);
+        }
+    }
+    CHECK(same, "n_cond %d: the unroll equals steps on shifted windows with the predictions appended", n_cond);
+    free(win);
+    free(sw);
+    ew_graph_destroy(g);
+    ew_fm_free(&m);
+    fm_test_batch_free(&tb);
 }
 
 /* z-dropout coin per step: same seed same choices, frequency about z_dropout; 0 and 1 are
@@ -200,6 +260,9 @@ int main(void) {
         for (int s = 0; s < 2; s++) loss_decreases(be, (ew_fm_variant)v, s);
     reproducible(be);
     zdropout_and_dropout(be);
+    autoregressive(be, 1);
+    autoregressive(be, 2);
+    autoregressive(be, 5);
     ew_backend_destroy(be);
     return check_done();
 }
