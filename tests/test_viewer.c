@@ -5,7 +5,7 @@
  * toggle the plan overlay, reset); each frame is read back and checked: the ego's colour
  * at the ego's screen position, marking paint on the road edges, asphalt in the lanes,
  * off-road colour off the road, the inset tiles equal to the simulator's raster
- * (ew_raster_ego) pixel for pixel, the plan overlay where the IDM preview says it is and
+ * (ew_raster_world) pixel for pixel, the plan overlay where the IDM preview says it is and
  * gone after its key, steps counted as the keys dictate. A second window run feeds the
  * overlay interface (cost mask) and checks the cost tile. The headless path must write
  * identical frames in two runs and agree with the OpenGL frame of the same state.
@@ -243,7 +243,7 @@ inset:
         ew_raster_cfg rc;
         ew_raster_cfg_default(&rc);
         char e2[128];
-        if (ras && ew_raster_ego(&rc, f->world, ras, e2, (int)sizeof e2) == 0) {
+        if (ras && ew_raster_world(&rc, f->world, ras, e2, (int)sizeof e2) == 0) {
             int ks = f->inset.scale_channel;
             for (int ch = 0; ch < f->inset.n_channels; ch++)
                 for (int y = 0; y < f->rh; y++)

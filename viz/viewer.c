@@ -481,7 +481,7 @@ static void viewer_free(viewer *v) {
 }
 
 static int build_frame(viewer *v, float sim_rate, float render_rate, ew_viz_input *in, char *err, int errlen) {
-    if (ew_raster_ego(&v->rcfg, v->w, v->raster, err, errlen) != 0) return -1;
+    if (ew_raster_world(&v->rcfg, v->w, v->raster, err, errlen) != 0) return -1;
     memset(in, 0, sizeof *in);
     in->w = v->w;
     in->ep = v->ep;
