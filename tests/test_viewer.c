@@ -28,7 +28,7 @@
 
 #ifndef EGOWORLD_HAVE_VIEWER
 int main(void) {
-    check_skip("the viewer is not built (EGOWORLD_VIEWER off: SDL2 not found)");
+    check_skip("the viewer is not built (EGOWORLD_VIEWER off, or sim/ lacks what viz/CMakeLists.txt waits for)");
     return check_done();
 }
 #else
