@@ -97,5 +97,9 @@ int ew_cpu_conv_algo(const ew_conv_desc *d);
 /* Forces the CPU backend's conv algorithm (-1: pick per shape; 2 falls back to 0 where the
  * shape is not 1x1). For tests comparing paths. Returns -1 if be is not the CPU backend. */
 int ew_cpu_force_conv_algo(ew_backend *be, int algo);
+/* Forces how the implicit im2col path packs patches for the AVX-512 GEMM: -1 per shape,
+ * 0 vector gathers, 1 contiguous runs (strides 1 and 2 in the forward packing; other strides
+ * gather). For tests comparing paths. Returns -1 if be is not the CPU backend or mode is bad. */
+int ew_cpu_force_conv_pack(ew_backend *be, int mode);
 
 #endif

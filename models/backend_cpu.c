@@ -27,8 +27,10 @@
 typedef struct {
     ew_backend base;
     int force_algo;
+    int force_pack;     /* implicit im2col packing: -1 per shape, 0 gathers, 1 runs */
     int gemm_impl;      /* EW_CPU_GEMM_* asked for */
     int use_own;        /* resolved: the packed AVX-512 GEMM */
+    int simd;           /* the processor has AVX-512F: vector elementwise loops */
     int nbuf;           /* packing buffers for threads 0..nbuf-1 */
     float **pack_a, **pack_b;
 } cpu_backend;
@@ -148,9 +150,27 @@ static inline int group_lo(const ew_conv_desc *d, const grouping *g, int i) {
 
 /* Scratch layout per thread: col [K x gmax*P], tmp [oc x gmax*P], position tables
  * [3 x gmax*P ints]; then (T-1) partial weight gradients; then the K tables [3 x K ints]. */
+/* Floats of the input copies the run packers read (see pack_cols_fwd_runs), 16 of slack. */
+static size_t relayout_fwd_floats(const ew_conv_desc *d, int gc) {
+    size_t yq = (size_t)d->oh + (size_t)(d->kh - 1) / d->sh, xq = (size_t)d->ow + (size_t)(d->kw - 1) / d->sw;
+    return (size_t)gc * d->c * d->sh * d->sw * yq * xq + 16;
+}
+static size_t relayout_bwdw_floats(const ew_conv_desc *d, int gc) {
+    return (size_t)gc * d->c * (size_t)(d->h + 2 * d->ph) * (size_t)(d->w + 2 * d->pw) + 16;
+}
+
+/* The col area: an explicit patch matrix for the group, or the run packers' input copy. */
+static size_t col_floats(const ew_conv_desc *d, const grouping *g) {
+    size_t s = (size_t)d->c * d->kh * d->kw * g->gmax * d->oh * d->ow;
+    size_t f = relayout_fwd_floats(d, g->gmax), b = relayout_bwdw_floats(d, g->gmax);
+    if (f > s) s = f;
+    if (b > s) s = b;
+    return (s + 15) & ~(size_t)15;
+}
+
 static size_t ws_per_thread(const ew_conv_desc *d, const grouping *g) {
-    size_t K = (size_t)d->c * d->kh * d->kw, W = (size_t)g->gmax * d->oh * d->ow;
-    size_t s = K * W + (size_t)d->oc * W + 3 * W;
+    size_t W = (size_t)g->gmax * d->oh * d->ow;
+    size_t s = col_floats(d, g) + (size_t)d->oc * W + 3 * W;
     return (s + 15) & ~(size_t)15;
 }
 
@@ -209,7 +229,7 @@ static inline __mmask16 lane_mask(int cols, int v) {
 }
 
 /* b = patch matrix (rows: patch index kk, columns: output positions) */
-__attribute__((target("avx512f"))) static void pack_cols_fwd(const void *vctx, int k0, int kc, int j0, int nc,
+__attribute__((target("avx512f"))) static void pack_cols_fwd_gather(const void *vctx, int k0, int kc, int j0, int nc,
                                                              float *bp) {
     const implicit_cols *ic = vctx;
     const __m512i H = _mm512_set1_epi32(ic->d->h), W = _mm512_set1_epi32(ic->d->w);
@@ -240,7 +260,7 @@ __attribute__((target("avx512f"))) static void pack_cols_fwd(const void *vctx, i
 }
 
 /* b = transposed patch matrix (rows: output positions, columns: patch index kk) */
-__attribute__((target("avx512f"))) static void pack_cols_bwdw(const void *vctx, int k0, int kc, int j0, int nc,
+__attribute__((target("avx512f"))) static void pack_cols_bwdw_gather(const void *vctx, int k0, int kc, int j0, int nc,
                                                               float *bp) {
     const implicit_cols *ic = vctx;
     const __m512i H = _mm512_set1_epi32(ic->d->h), W = _mm512_set1_epi32(ic->d->w);
@@ -269,6 +289,80 @@ __attribute__((target("avx512f"))) static void pack_cols_bwdw(const void *vctx, 
         }
     }
 }
+
+/* Run-based packing from a re-laid-out copy of the group's input (built per group by
+ * relayout_fwd / relayout_bwdw below, in the thread's col scratch): every patch element is then
+ * an unmasked load with no bounds test, and consecutive columns are consecutive floats.
+ *   forward (rows kk, columns = output positions): a phase split of the zero-padded input,
+ *     q[s][c][py][px][Y][X] = x[s][c][sh*Y + py - ph][sw*X + px - pw], so element
+ *     (c, ki, kj | oy, ox) is q[s][c][ki%sh][kj%sw][oy + ki/sh][ox + kj/sw]: runs along ox;
+ *   bwdw (rows = output positions, columns kk): the zero-padded input, element
+ *     (oy, ox | c, ki, kj) is xp[s][c][sh*oy + ki][sw*ox + kj]: runs along kj.
+ * Tables: koff[kk] and pbase[col] are offsets into the copy, pix[col] holds ox (forward).
+ * A run is copied with a 16-float load and store; the store may spill past the run into
+ * columns written later (or into the buffer's slack), so runs go in increasing order and the
+ * zero tail of a short sliver is written last. The copy has 16 floats of slack at its end. */
+typedef struct {
+    int dst, base, len; /* column offset in the sliver, source offset, length (<= 16) */
+} pack_run;
+
+__attribute__((target("avx512f"))) static void pack_cols_fwd_runs(const void *vctx, int k0, int kc, int j0, int nc,
+                                                                  float *bp) {
+    const implicit_cols *ic = vctx;
+    const int ow = ic->d->ow;
+    pack_run runs[EW_GEMM_NR];
+    for (int s = 0; s * EW_GEMM_NR < nc; s++) {
+        float *dst = bp + (size_t)s * kc * EW_GEMM_NR;
+        int jb = j0 + s * EW_GEMM_NR, cols = nc - s * EW_GEMM_NR < EW_GEMM_NR ? nc - s * EW_GEMM_NR : EW_GEMM_NR;
+        int nr = 0;
+        for (int j = 0; j < cols;) {
+            int len = ow - ic->pix[jb + j];
+            if (len > cols - j) len = cols - j;
+            if (len > 16) len = 16;
+            runs[nr++] = (pack_run){j, ic->pbase[jb + j], len};
+            j += len;
+        }
+        for (int k = 0; k < kc; k++) {
+            const float *src = ic->x + ic->koff[k0 + k];
+            float *o = dst + (size_t)k * EW_GEMM_NR;
+            for (int r = 0; r < nr; r++) _mm512_storeu_ps(o + runs[r].dst, _mm512_loadu_ps(src + runs[r].base));
+            if (cols < EW_GEMM_NR) memset(o + cols, 0, sizeof(float) * (size_t)(EW_GEMM_NR - cols));
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) static void pack_cols_bwdw_runs(const void *vctx, int k0, int kc, int j0, int nc,
+                                                                   float *bp) {
+    const implicit_cols *ic = vctx;
+    const int kw = ic->d->kw;
+    pack_run runs[EW_GEMM_NR];
+    for (int s = 0; s * EW_GEMM_NR < nc; s++) {
+        float *dst = bp + (size_t)s * kc * EW_GEMM_NR;
+        int jb = j0 + s * EW_GEMM_NR, cols = nc - s * EW_GEMM_NR < EW_GEMM_NR ? nc - s * EW_GEMM_NR : EW_GEMM_NR;
+        int nr = 0, all4 = 1;
+        for (int j = 0; j < cols;) {
+            int len = kw - ic->kkj[jb + j];
+            if (len > cols - j) len = cols - j;
+            if (len > 16) len = 16;
+            all4 &= len == 4 && j == 4 * nr;
+            runs[nr++] = (pack_run){j, ic->koff[jb + j], len};
+            j += len;
+        }
+        for (int k = 0; k < kc; k++) {
+            const float *src = ic->x + ic->pbase[k0 + k];
+            float *o = dst + (size_t)k * EW_GEMM_NR;
+            if (all4) /* 4x4 kernels: every run is one (c, ki) row of 4 */
+                for (int r = 0; r < nr; r++) _mm_storeu_ps(o + 4 * r, _mm_loadu_ps(src + runs[r].base));
+            else
+                for (int r = 0; r < nr; r++) _mm512_storeu_ps(o + runs[r].dst, _mm512_loadu_ps(src + runs[r].base));
+            if (cols < EW_GEMM_NR) memset(o + cols, 0, sizeof(float) * (size_t)(EW_GEMM_NR - cols));
+        }
+    }
+}
+
+/* Which packer: runs where they beat gathers (force: 0 gather, 1 runs). */
+static int runs_fwd(const ew_conv_desc *d, int force) { return force >= 0 ? force : d->ow >= 3; }
+static int runs_bwdw(const ew_conv_desc *d, int force) { return force >= 0 ? force : d->kw >= 3; }
 #else
 /* Without x86-64 intrinsics the own GEMM is never selected (ew_gemm_avx512_available() == 0),
  * so the implicit path is not taken; these portable versions keep the table complete. */
@@ -286,9 +380,95 @@ static void pack_cols_generic(const implicit_cols *ic, int rows_are_kk, int k0, 
                 bp[((size_t)s * kc + k) * EW_GEMM_NR + j] = v;
             }
 }
-static void pack_cols_fwd(const void *c, int k0, int kc, int j0, int nc, float *bp) { pack_cols_generic(c, 1, k0, kc, j0, nc, bp); }
-static void pack_cols_bwdw(const void *c, int k0, int kc, int j0, int nc, float *bp) { pack_cols_generic(c, 0, k0, kc, j0, nc, bp); }
+static void pack_cols_fwd_gather(const void *c, int k0, int kc, int j0, int nc, float *bp) { pack_cols_generic(c, 1, k0, kc, j0, nc, bp); }
+static void pack_cols_bwdw_gather(const void *c, int k0, int kc, int j0, int nc, float *bp) { pack_cols_generic(c, 0, k0, kc, j0, nc, bp); }
+#define pack_cols_fwd_runs pack_cols_fwd_gather   /* never used: runs_fwd() is 0 here */
+#define pack_cols_bwdw_runs pack_cols_bwdw_gather
+static int runs_fwd(const ew_conv_desc *d, int force) { (void)d, (void)force; return 0; }
+static int runs_bwdw(const ew_conv_desc *d, int force) { (void)d, (void)force; return 0; }
 #endif
+
+/* The run packers' input copies and tables (layouts in the comment above pack_cols_fwd_runs). */
+static void relayout_fwd(const ew_conv_desc *d, const float *x, int gc, float *q) {
+    const int yq = d->oh + (d->kh - 1) / d->sh, xq = d->ow + (d->kw - 1) / d->sw;
+    float *o = q;
+    for (int s = 0; s < gc; s++)
+        for (int c = 0; c < d->c; c++) {
+            const float *xc = x + ((size_t)s * d->c + c) * d->h * d->w;
+            for (int py = 0; py < d->sh; py++)
+                for (int px = 0; px < d->sw; px++)
+                    for (int yy = 0; yy < yq; yy++, o += xq) {
+                        int iy = d->sh * yy + py - d->ph;
+                        if (iy < 0 || iy >= d->h) {
+                            memset(o, 0, sizeof(float) * (size_t)xq);
+                            continue;
+                        }
+                        const float *row = xc + (size_t)iy * d->w;
+                        for (int xx = 0; xx < xq; xx++) {
+                            int ix = d->sw * xx + px - d->pw;
+                            o[xx] = ix >= 0 && ix < d->w ? row[ix] : 0.0f;
+                        }
+                    }
+        }
+    memset(o, 0, sizeof(float) * 16);
+}
+
+static void ktables_fwd_runs(const ew_conv_desc *d, int *koff) {
+    const int yq = d->oh + (d->kh - 1) / d->sh, xq = d->ow + (d->kw - 1) / d->sw;
+    int kk = 0;
+    for (int c = 0; c < d->c; c++)
+        for (int ki = 0; ki < d->kh; ki++)
+            for (int kj = 0; kj < d->kw; kj++, kk++)
+                koff[kk] = ((c * d->sh + ki % d->sh) * d->sw + kj % d->sw) * yq * xq + (ki / d->sh) * xq + kj / d->sw;
+}
+
+static void ptables_fwd_runs(const ew_conv_desc *d, int gc, int *pbase, int *pox) {
+    const int yq = d->oh + (d->kh - 1) / d->sh, xq = d->ow + (d->kw - 1) / d->sw;
+    const int ss = d->c * d->sh * d->sw * yq * xq;
+    int j = 0;
+    for (int s = 0; s < gc; s++)
+        for (int oy = 0; oy < d->oh; oy++)
+            for (int ox = 0; ox < d->ow; ox++, j++) {
+                pbase[j] = s * ss + oy * xq + ox;
+                pox[j] = ox;
+            }
+}
+
+static void relayout_bwdw(const ew_conv_desc *d, const float *x, int gc, float *xp) {
+    const int wp = d->w + 2 * d->pw;
+    float *o = xp;
+    for (int s = 0; s < gc; s++)
+        for (int c = 0; c < d->c; c++) {
+            const float *xc = x + ((size_t)s * d->c + c) * d->h * d->w;
+            memset(o, 0, sizeof(float) * (size_t)d->ph * wp);
+            o += (size_t)d->ph * wp;
+            for (int iy = 0; iy < d->h; iy++, o += wp) {
+                memset(o, 0, sizeof(float) * (size_t)d->pw);
+                memcpy(o + d->pw, xc + (size_t)iy * d->w, sizeof(float) * (size_t)d->w);
+                memset(o + d->pw + d->w, 0, sizeof(float) * (size_t)d->pw);
+            }
+            memset(o, 0, sizeof(float) * (size_t)d->ph * wp);
+            o += (size_t)d->ph * wp;
+        }
+    memset(o, 0, sizeof(float) * 16);
+}
+
+/* koff into the padded copy (kki, kkj as k_tables); pbase per output position. */
+static void ktables_bwdw_runs(const ew_conv_desc *d, int *koff) {
+    const int yp = d->h + 2 * d->ph, wp = d->w + 2 * d->pw;
+    int kk = 0;
+    for (int c = 0; c < d->c; c++)
+        for (int ki = 0; ki < d->kh; ki++)
+            for (int kj = 0; kj < d->kw; kj++, kk++) koff[kk] = (c * yp + ki) * wp + kj;
+}
+
+static void ptables_bwdw_runs(const ew_conv_desc *d, int gc, int *pbase) {
+    const int yp = d->h + 2 * d->ph, wp = d->w + 2 * d->pw;
+    int j = 0;
+    for (int s = 0; s < gc; s++)
+        for (int oy = 0; oy < d->oh; oy++)
+            for (int ox = 0; ox < d->ow; ox++, j++) pbase[j] = s * d->c * yp * wp + oy * d->sh * wp + ox * d->sw;
+}
 
 /* c = a * implicit b (accumulate: +=), split over threads by columns unless nested. */
 static void own_gemm_implicit(const ew_backend *be, int m, int n, int k, const float *a, int lda,
@@ -464,6 +644,7 @@ static void direct_bwd_weight(const ew_conv_desc *d, const float *x, const float
 
 static void cpu_conv_fwd(const ew_backend *be, const ew_conv_desc *d, const float *x,
                          const float *w, const float *bias, float *y, int accumulate, float *ws) {
+    const cpu_backend *cb = (const cpu_backend *)be;
     const int algo = conv_algo(be, d);
     const size_t K = (size_t)d->c * d->kh * d->kw, P = (size_t)d->oh * d->ow;
     const size_t xs = (size_t)d->c * d->h * d->w, ys = (size_t)d->oc * P;
@@ -477,17 +658,26 @@ static void cpu_conv_fwd(const ew_backend *be, const ew_conv_desc *d, const floa
     size_t wpt = ws_per_thread(d, &g);
     int *kt = (int *)(ws + wpt * (size_t)g.T + ws_part(d) * (size_t)(g.T - 1));
     int implicit = use_implicit(be, algo, 2);
-    if (implicit) k_tables(d, kt, kt + K, kt + 2 * K);
+    const int runs = implicit && runs_fwd(d, cb->force_pack);
+    const ew_gemm_pack_b_fn packer = runs ? pack_cols_fwd_runs : pack_cols_fwd_gather;
+    if (runs)
+        ktables_fwd_runs(d, kt);
+    else if (implicit)
+        k_tables(d, kt, kt + K, kt + 2 * K);
     FOR_GROUPS(gi, tid, {
         int n0 = group_lo(d, &g, gi), n1 = group_lo(d, &g, gi + 1), gc = n1 - n0;
         int ld = (int)((size_t)gc * P);
         float *col = ws + (size_t)tid * wpt;
-        float *tmp = col + K * (size_t)g.gmax * P;
+        float *tmp = col + col_floats(d, &g);
         int *pt = (int *)(tmp + (size_t)d->oc * g.gmax * P);
         const float *B = col;
         int imp = implicit && !(algo == ALGO_1X1 && gc == 1);
         implicit_cols icx = {d, x + (size_t)n0 * xs, kt, kt + K, kt + 2 * K, pt, pt + ld, pt + 2 * ld};
-        if (imp) {
+        if (imp && runs) {
+            relayout_fwd(d, x + (size_t)n0 * xs, gc, col);
+            ptables_fwd_runs(d, gc, pt, pt + 2 * ld);
+            icx.x = col;
+        } else if (imp) {
             pos_tables(d, gc, pt, pt + ld, pt + 2 * ld);
         } else if (algo == ALGO_1X1 && gc == 1) {
             B = x + (size_t)n0 * xs;
@@ -497,7 +687,7 @@ static void cpu_conv_fwd(const ew_backend *be, const ew_conv_desc *d, const floa
         if (gc == 1) {
             float *yo = y + (size_t)n0 * ys;
             if (imp)
-                own_gemm_implicit(be, d->oc, (int)P, (int)K, w, (int)K, pack_cols_fwd, &icx, accumulate, yo, (int)P);
+                own_gemm_implicit(be, d->oc, (int)P, (int)K, w, (int)K, packer, &icx, accumulate, yo, (int)P);
             else
                 cpu_gemm(be, 0, 0, d->oc, (int)P, (int)K, 1.0f, w, (int)K, B, ld, accumulate ? 1.0f : 0.0f,
                          yo, (int)P);
@@ -509,7 +699,7 @@ static void cpu_conv_fwd(const ew_backend *be, const ew_conv_desc *d, const floa
                 }
         } else {
             if (imp)
-                own_gemm_implicit(be, d->oc, ld, (int)K, w, (int)K, pack_cols_fwd, &icx, 0, tmp, ld);
+                own_gemm_implicit(be, d->oc, ld, (int)K, w, (int)K, packer, &icx, 0, tmp, ld);
             else
                 cpu_gemm(be, 0, 0, d->oc, ld, (int)K, 1.0f, w, (int)K, B, ld, 0.0f, tmp, ld);
             for (int s = 0; s < gc; s++)
@@ -546,7 +736,7 @@ static void cpu_conv_bwd_data(const ew_backend *be, const ew_conv_desc *d, const
         int n0 = group_lo(d, &g, gi), n1 = group_lo(d, &g, gi + 1), gc = n1 - n0;
         int ld = (int)((size_t)gc * P);
         float *col = ws + (size_t)tid * wpt;
-        float *tmp = col + K * (size_t)g.gmax * P;
+        float *tmp = col + col_floats(d, &g);
         const float *A = dy + (size_t)n0 * ys;
         if (gc > 1) {
             for (int s = 0; s < gc; s++)
@@ -571,6 +761,7 @@ static void cpu_conv_bwd_data(const ew_backend *be, const ew_conv_desc *d, const
 
 static void cpu_conv_bwd_weight(const ew_backend *be, const ew_conv_desc *d, const float *x,
                                 const float *dy, float *dw, float *ws) {
+    const cpu_backend *cb = (const cpu_backend *)be;
     const int algo = conv_algo(be, d);
     const size_t K = (size_t)d->c * d->kh * d->kw, P = (size_t)d->oh * d->ow;
     const size_t xs = (size_t)d->c * d->h * d->w, ys = (size_t)d->oc * P;
@@ -586,12 +777,15 @@ static void cpu_conv_bwd_weight(const ew_backend *be, const ew_conv_desc *d, con
     if (g.T > 1) memset(parts, 0, sizeof(float) * part * (size_t)(g.T - 1));
     int *kt = (int *)(parts + part * (size_t)(g.T - 1));
     int implicit = use_implicit(be, algo, 2);
+    const int runs = implicit && runs_bwdw(d, cb->force_pack);
+    const ew_gemm_pack_b_fn packer = runs ? pack_cols_bwdw_runs : pack_cols_bwdw_gather;
     if (implicit) k_tables(d, kt, kt + K, kt + 2 * K);
+    if (runs) ktables_bwdw_runs(d, kt);
     FOR_GROUPS(gi, tid, {
         int n0 = group_lo(d, &g, gi), n1 = group_lo(d, &g, gi + 1), gc = n1 - n0;
         int ld = (int)((size_t)gc * P);
         float *col = ws + (size_t)tid * wpt;
-        float *tmp = col + K * (size_t)g.gmax * P;
+        float *tmp = col + col_floats(d, &g);
         int *pt = (int *)(tmp + (size_t)d->oc * g.gmax * P);
         float *dwt = tid == 0 ? dw : parts + (size_t)(tid - 1) * part;
         int imp = implicit && (algo != ALGO_1X1 || gc > 1);
@@ -606,8 +800,14 @@ static void cpu_conv_bwd_weight(const ew_backend *be, const ew_conv_desc *d, con
         }
         if (imp) {
             implicit_cols icx = {d, x + (size_t)n0 * xs, kt, kt + K, kt + 2 * K, pt, pt + ld, pt + 2 * ld};
-            pos_tables(d, gc, pt, pt + ld, pt + 2 * ld);
-            own_gemm_implicit(be, d->oc, (int)K, ld, A, ld, pack_cols_bwdw, &icx, 1, dwt, (int)K);
+            if (runs) {
+                relayout_bwdw(d, x + (size_t)n0 * xs, gc, col);
+                ptables_bwdw_runs(d, gc, pt);
+                icx.x = col;
+            } else {
+                pos_tables(d, gc, pt, pt + ld, pt + 2 * ld);
+            }
+            own_gemm_implicit(be, d->oc, (int)K, ld, A, ld, packer, &icx, 1, dwt, (int)K);
         } else {
             if (algo == ALGO_1X1 && gc == 1) {
                 B = x + (size_t)n0 * xs;
@@ -632,6 +832,76 @@ static inline float sigmoidf_(float x) {
     return e / (1.0f + e);
 }
 
+/* AVX-512 versions of the hot elementwise loops. Each computes exactly what the scalar loop
+ * computes per element (same operations, no contraction into FMA), so results do not depend
+ * on the path; sum_channels sums in 16 lanes (a fixed order, independent of the thread split). */
+enum { V_LRELU, V_LRELU_BWD, V_AXPY, V_ADD, V_MUL };
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f"))) static void vec_range(int kind, float alpha, long i0, long i1, const float *a,
+                                                         const float *b, float *y) {
+    const __m512 va = _mm512_set1_ps(alpha), z = _mm512_setzero_ps();
+    for (long i = i0; i < i1; i += 16) {
+        __mmask16 m = i1 - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (i1 - i)) - 1u);
+        __m512 x = _mm512_maskz_loadu_ps(m, a + i), r;
+        switch (kind) {
+        case V_LRELU: /* y = x > 0 ? x : alpha x */
+            r = _mm512_mask_mul_ps(x, (__mmask16)~_mm512_cmp_ps_mask(x, z, _CMP_GT_OQ), x, va);
+            break;
+        case V_LRELU_BWD: { /* y += b > 0 ? a : alpha a  (a = dy, b = x) */
+            __m512 xb = _mm512_maskz_loadu_ps(m, b + i);
+            __m512 g = _mm512_mask_mul_ps(x, (__mmask16)~_mm512_cmp_ps_mask(xb, z, _CMP_GT_OQ), x, va);
+            r = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i), g);
+            break;
+        }
+        case V_AXPY: /* y += alpha a (alpha == 1: y += a) */
+            r = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i), alpha == 1.0f ? x : _mm512_mul_ps(va, x));
+            break;
+        case V_ADD:
+            r = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, b + i));
+            break;
+        default: /* V_MUL */
+            r = _mm512_mul_ps(x, _mm512_maskz_loadu_ps(m, b + i));
+            break;
+        }
+        _mm512_mask_storeu_ps(y + i, m, r);
+    }
+}
+
+__attribute__((target("avx512f"))) static float vec_sum(const float *p, int n) {
+    __m512 s = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, p + i));
+    }
+    return _mm512_reduce_add_ps(s);
+}
+#else
+static void vec_range(int kind, float alpha, long i0, long i1, const float *a, const float *b, float *y) {
+    (void)kind, (void)alpha, (void)i0, (void)i1, (void)a, (void)b, (void)y; /* never called: simd is 0 */
+}
+static float vec_sum(const float *p, int n) {
+    (void)p, (void)n; /* never called: simd is 0 */
+    return 0.0f;
+}
+#endif
+
+/* Runs vec_range over [0, N) on up to T threads (chunks of multiples of 16). */
+static void vec_par(int T, int kind, float alpha, long N, const float *a, const float *b, float *y) {
+    if (T <= 1 || N <= PAR_MIN) {
+        vec_range(kind, alpha, 0, N, a, b, y);
+        return;
+    }
+    long chunk = ((N + T - 1) / T + 15) & ~15L;
+#pragma omp parallel num_threads(T)
+    {
+        long i0 = (long)omp_get_thread_num() * chunk, i1 = i0 + chunk < N ? i0 + chunk : N;
+        if (i0 < i1) vec_range(kind, alpha, i0, i1, a, b, y);
+    }
+}
+
+static inline int has_simd(const ew_backend *be) { return ((const cpu_backend *)be)->simd; }
+
 static void cpu_unary(const ew_backend *be, ew_unary_op op, float alpha, size_t n, const float *x,
                       float *y) {
     int T = nthreads(be);
@@ -642,6 +912,10 @@ static void cpu_unary(const ew_backend *be, ew_unary_op op, float alpha, size_t 
         for (long i = 0; i < N; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
         break;
     case EW_UNARY_LEAKY_RELU:
+        if (has_simd(be)) {
+            vec_par(T, V_LRELU, alpha, N, x, NULL, y);
+            break;
+        }
 #pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && N > PAR_MIN)
         for (long i = 0; i < N; i++) y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];
         break;
@@ -692,6 +966,10 @@ static void cpu_unary_bwd(const ew_backend *be, ew_unary_op op, float alpha, siz
         for (long i = 0; i < N; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
         break;
     case EW_UNARY_LEAKY_RELU:
+        if (has_simd(be)) {
+            vec_par(T, V_LRELU_BWD, alpha, N, dy, x, dx);
+            break;
+        }
 #pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && N > PAR_MIN)
         for (long i = 0; i < N; i++) dx[i] += x[i] > 0.0f ? dy[i] : alpha * dy[i];
         break;
@@ -736,6 +1014,10 @@ static void cpu_binary(const ew_backend *be, ew_binary_op op, size_t n, const fl
                        const float *b, float *y) {
     int T = nthreads(be);
     long N = (long)n;
+    if (has_simd(be) && (op == EW_BINARY_ADD || op == EW_BINARY_MUL)) {
+        vec_par(T, op == EW_BINARY_ADD ? V_ADD : V_MUL, 0.0f, N, a, b, y);
+        return;
+    }
     switch (op) {
     case EW_BINARY_ADD:
 #pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && N > PAR_MIN)
@@ -756,7 +1038,7 @@ static void cpu_binary(const ew_backend *be, ew_binary_op op, size_t n, const fl
     }
 }
 
-static void cpu_axpy_(int T, long N, float alpha, const float *x, float *y);
+static void cpu_axpy_(int T, int simd, long N, float alpha, const float *x, float *y);
 
 static void cpu_binary_bwd(const ew_backend *be, ew_binary_op op, size_t n, const float *a,
                            const float *b, const float *dy, float *da, float *db) {
@@ -765,8 +1047,8 @@ static void cpu_binary_bwd(const ew_backend *be, ew_binary_op op, size_t n, cons
     switch (op) {
     case EW_BINARY_ADD:
     case EW_BINARY_SUB:
-        if (da) cpu_axpy_(T, N, 1.0f, dy, da);
-        if (db) cpu_axpy_(T, N, op == EW_BINARY_ADD ? 1.0f : -1.0f, dy, db);
+        if (da) cpu_axpy_(T, has_simd(be), N, 1.0f, dy, da);
+        if (db) cpu_axpy_(T, has_simd(be), N, op == EW_BINARY_ADD ? 1.0f : -1.0f, dy, db);
         break;
     case EW_BINARY_MUL:
         if (da) {
@@ -792,11 +1074,13 @@ static void cpu_binary_bwd(const ew_backend *be, ew_binary_op op, size_t n, cons
 }
 
 static void cpu_axpy(const ew_backend *be, size_t n, float alpha, const float *x, float *y) {
-    cpu_axpy_(nthreads(be), (long)n, alpha, x, y);
+    cpu_axpy_(nthreads(be), has_simd(be), (long)n, alpha, x, y);
 }
 
-static void cpu_axpy_(int T, long N, float alpha, const float *x, float *y) {
-    if (alpha == 1.0f) {
+static void cpu_axpy_(int T, int simd, long N, float alpha, const float *x, float *y) {
+    if (simd) {
+        vec_par(T, V_AXPY, alpha, N, x, NULL, y);
+    } else if (alpha == 1.0f) {
 #pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && N > PAR_MIN)
         for (long i = 0; i < N; i++) y[i] += x[i];
     } else {
@@ -809,13 +1093,17 @@ static void cpu_sum_channels(const ew_backend *be, int rows, int ch, int inner, 
                              float *out, int accumulate) {
     int T = nthreads(be);
     long work = (long)rows * ch * inner;
+    const int simd = has_simd(be) && inner >= 16;
 #pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && ch >= T && work > PAR_MIN)
     for (int c = 0; c < ch; c++) {
         double s = 0.0;
         for (int r = 0; r < rows; r++) {
             const float *p = x + ((size_t)r * ch + c) * inner;
             float part = 0.0f;
-            for (int i = 0; i < inner; i++) part += p[i];
+            if (simd)
+                part = vec_sum(p, inner);
+            else
+                for (int i = 0; i < inner; i++) part += p[i];
             s += part;
         }
         out[c] = accumulate ? out[c] + (float)s : (float)s;
@@ -856,7 +1144,7 @@ static int alloc_packs(cpu_backend *cb, int threads) {
     cb->nbuf = threads;
     for (int t = 0; t < threads; t++) {
         cb->pack_a[t] = alloc_aligned(na);
-        cb->pack_b[t] = alloc_aligned(nb);
+        cb->pack_b[t] = alloc_aligned(nb + 16); /* + slack for the run packers' spilling stores */
         if (!cb->pack_a[t] || !cb->pack_b[t]) {
             free_packs(cb);
             return -1;
@@ -924,7 +1212,9 @@ ew_backend *ew_backend_cpu_create(int threads) {
     be->axpy = cpu_axpy;
     be->sum_channels = cpu_sum_channels;
     cb->force_algo = -1;
+    cb->force_pack = -1;
     cb->gemm_impl = EW_CPU_GEMM_AUTO;
+    cb->simd = ew_gemm_avx512_available();
     resolve_gemm(cb);
     if (ew_set_threads(be, threads) != 0) {
         ew_backend_destroy(be);
@@ -942,5 +1232,11 @@ void ew_backend_destroy(ew_backend *be) {
 int ew_cpu_force_conv_algo(ew_backend *be, int algo) {
     if (be->gemm != cpu_gemm || algo < -1 || algo > ALGO_1X1) return -1;
     ((cpu_backend *)be)->force_algo = algo;
+    return 0;
+}
+
+int ew_cpu_force_conv_pack(ew_backend *be, int mode) {
+    if (be->gemm != cpu_gemm || mode < -1 || mode > 1) return -1;
+    ((cpu_backend *)be)->force_pack = mode;
     return 0;
 }
