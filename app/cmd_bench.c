@@ -229,7 +229,7 @@ static int bench_sim(int argc, char **argv) {
 #pragma omp parallel for num_threads(T) reduction(| : bad)
         for (int t = 0; t < T; t++) {
             char e2[256];
-            double m;
+            double m = 0.0;
             traffic_opts o = to;
             o.seed = seed + (uint64_t)t;
             if (bench_traffic(&o, &per[t], &m, e2, (int)sizeof e2) != 0) bad = 1;
