@@ -1,0 +1,609 @@
+/* raster.c - anti-aliased ego-centred and fixed-camera rasters (contract in sim/raster.h).
+ *
+ * Everything is drawn in continuous pixel coordinates (u = column, v = row) through an
+ * orthogonal affine map from the road frame (xform). Primitives:
+ *  - rect_draw: oriented rectangle, coverage = S_len(s) * S_wid(t) where s, t are the pixel
+ *    centre's coordinates along the box axes and S the exact box-filter coverage of a slab
+ *    (difference of two half-plane coverages F, see trap_F). Per row only the columns whose
+ *    centres lie inside the rectangle grown by the filter radius are visited; axis-aligned
+ *    boxes (the common case of the ego view when the ego drives straight) use the separable
+ *    exact form (column overlap x row overlap).
+ *  - band_draw: thin straight band (markings), walked along its major axis; per line of
+ *    pixels the covered length of the line times the band's cross-section overlap at its
+ *    middle.
+ *  - off-road: strips (constant y intervals, the merged lanes) per row with exact half-plane
+ *    coverages, or exact signed-area accumulation of the union's trapezoids.
+ */
+#include "sim/raster.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim/world.h"
+
+void ew_raster_cfg_default(ew_raster_cfg *c) {
+    c->rows = 117;
+    c->cols = 24;
+    c->m_per_px = 0.617f;
+}
+
+static int size_ok(int rows, int cols, float m) {
+    return rows >= 1 && rows <= EW_RASTER_MAX_SIDE && cols >= 1 && cols <= EW_RASTER_MAX_SIDE &&
+           m >= 0.01f && m <= 100.0f;
+}
+
+int ew_raster_cfg_validate(const ew_raster_cfg *c, char *err, int errlen) {
+    if (size_ok(c->rows, c->cols, c->m_per_px)) return 0;
+    if (err && errlen > 0)
+        snprintf(err, (size_t)errlen, "raster: rows and cols must be in [1, %d] and m_per_px in [0.01, 100] (got %d x %d at %g)",
+                 EW_RASTER_MAX_SIDE, c->rows, c->cols, (double)c->m_per_px);
+    return -1;
+}
+
+/* ---- frame ---------------------------------------------------------------------------- */
+
+typedef struct {
+    float ox, oy;   /* world position of pixel coordinate (0, 0) */
+    float ux, uy;   /* world vector of one column step (length m) */
+    float vx, vy;   /* world vector of one row step (length m) */
+    float m, inv_m, inv_m2;
+    int rows, cols;
+} xform;
+
+static void to_px(const xform *t, float x, float y, float *u, float *v) {
+    float rx = x - t->ox, ry = y - t->oy;
+    *u = (rx * t->ux + ry * t->uy) * t->inv_m2;
+    *v = (rx * t->vx + ry * t->vy) * t->inv_m2;
+}
+
+static float clamp01(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
+static uint8_t to_u8(float c) { return (uint8_t)(clamp01(c) * 255.0f + 0.5f); }
+static void put_max(uint8_t *p, uint8_t v) { if (v > *p) *p = v; }
+static int imax(int a, int b) { return a > b ? a : b; }
+static int imin(int a, int b) { return a < b ? a : b; }
+
+/* ---- exact box-filter coverage of a half-plane ------------------------------------------ */
+
+/* For a half-plane {q : n . (q - centre) <= x} with unit normal n = (nu, nv), the covered
+ * fraction of a unit pixel is the CDF of the sum of two uniforms of widths a = max(|nu|,|nv|)
+ * and b = min(...): linear with slope 1/a for |x| <= (a-b)/2, quadratic up to |x| = (a+b)/2. */
+typedef struct { float h1, h2, inv_a, inv_2ab; } trap;
+
+static trap trap_make(float nu, float nv) {
+    float a = fabsf(nu), b = fabsf(nv);
+    if (b > a) { float s = a; a = b; b = s; }
+    trap T;
+    T.h1 = 0.5f * (a - b);
+    T.h2 = 0.5f * (a + b);
+    T.inv_a = 1.0f / a;
+    T.inv_2ab = b > 1e-6f ? 0.5f / (a * b) : 0.0f;
+    return T;
+}
+
+static inline float trap_F(const trap *T, float x) {
+    float xc = x < -T->h2 ? -T->h2 : (x > T->h2 ? T->h2 : x);
+    float t = fabsf(xc) - T->h1;
+    t = t > 0.0f ? t : 0.0f;
+    float q = t * t * T->inv_2ab;
+    return 0.5f + xc * T->inv_a - (xc < 0.0f ? -q : q);
+}
+
+/* Slab |s| <= h: coverage of the pixel whose centre is at s. */
+static inline float slab_cov(const trap *T, float s, float h, int wide) {
+    if (wide) return trap_F(T, h - fabsf(s)); /* h >= (a+b)/2: the two edges never share a pixel */
+    return trap_F(T, h - s) - trap_F(T, -h - s);
+}
+
+/* Overlap length of [lo, hi] with [c, c + 1]. */
+static inline float overlap1(float lo, float hi, float c) {
+    float a = lo > c ? lo : c, b = hi < c + 1.0f ? hi : c + 1.0f;
+    return b > a ? b - a : 0.0f;
+}
+
+/* ---- oriented rectangle ----------------------------------------------------------------- */
+
+/* Centre (uc, vc), unit axis (au, av) along the length, half extents hl, hw (pixels). */
+static void rect_draw(uint8_t *img, int H, int W, float uc, float vc, float au, float av, float hl, float hw) {
+    if (!(hl > 0.0f && hw > 0.0f)) return;
+    if (au == 0.0f || av == 0.0f) {
+        /* axis-aligned: separable and exact */
+        float eu = au == 0.0f ? hw : hl, ev = au == 0.0f ? hl : hw;
+        float u0 = uc - eu, u1 = uc + eu, v0 = vc - ev, v1 = vc + ev;
+        int c0 = imax(0, (int)floorf(u0)), c1 = imin(W - 1, (int)floorf(u1));
+        int r0 = imax(0, (int)floorf(v0)), r1 = imin(H - 1, (int)floorf(v1));
+        if (c0 > c1 || r0 > r1) return;
+        float cu[EW_RASTER_MAX_SIDE];
+        for (int c = c0; c <= c1; c++) cu[c - c0] = overlap1(u0, u1, (float)c) * 255.0f;
+        for (int r = r0; r <= r1; r++) {
+            float cv = overlap1(v0, v1, (float)r);
+            uint8_t *row = img + (size_t)r * (size_t)W;
+            for (int c = c0; c <= c1; c++) {
+                uint8_t val = (uint8_t)(cu[c - c0] * cv + 0.5f);
+                row[c] = val > row[c] ? val : row[c];
+            }
+        }
+        return;
+    }
+    trap T = trap_make(au, av);
+    float e = T.h2;
+    int wl = hl >= e, ww = hw >= e;
+    float A = hl + e, B = hw + e;
+    float ext = A * fabsf(av) + B * fabsf(au);
+    int r0 = imax(0, (int)ceilf(vc - ext - 0.5f)), r1 = imin(H - 1, (int)floorf(vc + ext - 0.5f));
+    float iau = 1.0f / au, iav = 1.0f / av;
+    for (int r = r0; r <= r1; r++) {
+        float dv = (float)r + 0.5f - vc;
+        /* |du au + dv av| < A  and  |dv au - du av| < B */
+        float l1 = (-A - dv * av) * iau, h1 = (A - dv * av) * iau;
+        if (l1 > h1) { float s = l1; l1 = h1; h1 = s; }
+        float l2 = (dv * au - B) * iav, h2 = (dv * au + B) * iav;
+        if (l2 > h2) { float s = l2; l2 = h2; h2 = s; }
+        float lo = l1 > l2 ? l1 : l2, hi = h1 < h2 ? h1 : h2;
+        if (!(hi > lo)) continue;
+        int c0 = imax(0, (int)ceilf(uc + lo - 0.5f)), c1 = imin(W - 1, (int)floorf(uc + hi - 0.5f));
+        uint8_t *row = img + (size_t)r * (size_t)W;
+        for (int c = c0; c <= c1; c++) {
+            float du = (float)c + 0.5f - uc;
+            float s = du * au + dv * av, t = dv * au - du * av;
+            float cov = slab_cov(&T, s, hl, wl) * slab_cov(&T, t, hw, ww);
+            put_max(&row[c], to_u8(cov));
+        }
+    }
+}
+
+/* ---- thin band -------------------------------------------------------------------------- */
+
+/* Band from (p0, q0) to (p1, q1) in (major, minor) coordinates, |p1 - p0| >= |q1 - q0|, of
+ * width w; pixel (i, j) at img[i * s_maj + j * s_min] covers [i, i+1] x [j, j+1]. The caps
+ * are taken perpendicular to the major axis (an error of at most w sin(angle) / 2). */
+static void band_major(uint8_t *img, int n_maj, int n_min, size_t s_maj, size_t s_min, float p0, float q0,
+                       float p1, float q1, float w) {
+    if (p1 < p0) {
+        float t = p0; p0 = p1; p1 = t;
+        t = q0; q0 = q1; q1 = t;
+    }
+    float dp = p1 - p0, dq = q1 - q0;
+    if (!(dp > 0.0f)) return;
+    float k = dq / dp;
+    float hh = 0.5f * w * sqrtf(dp * dp + dq * dq) / dp; /* half width along the minor axis */
+    int i0 = imax(0, (int)floorf(p0)), i1 = imin(n_maj - 1, (int)ceilf(p1) - 1);
+    for (int i = i0; i <= i1; i++) {
+        float a = (float)i > p0 ? (float)i : p0;
+        float b = (float)(i + 1) < p1 ? (float)(i + 1) : p1;
+        float len = b - a;
+        if (!(len > 0.0f)) continue;
+        float qc = q0 + (0.5f * (a + b) - p0) * k;
+        float lo = qc - hh, hi = qc + hh;
+        int j0 = imax(0, (int)floorf(lo)), j1 = imin(n_min - 1, (int)floorf(hi));
+        uint8_t *line = img + (size_t)i * s_maj;
+        float l255 = len * 255.0f;
+        for (int j = j0; j <= j1; j++) {
+            float ov = overlap1(lo, hi, (float)j);
+            float c = ov * l255;
+            uint8_t val = (uint8_t)((c < 255.0f ? c : 255.0f) + 0.5f);
+            put_max(&line[(size_t)j * s_min], val);
+        }
+    }
+}
+
+static void band_draw(uint8_t *img, int H, int W, float u0, float v0, float u1, float v1, float w) {
+    if (fabsf(v1 - v0) >= fabsf(u1 - u0)) band_major(img, H, W, (size_t)W, 1, v0, u0, v1, u1, w);
+    else band_major(img, W, H, 1, (size_t)W, u0, v0, u1, v1, w);
+}
+
+/* ---- the view ----------------------------------------------------------------------------- */
+
+/* World bounding box of the image grown by `margin` pixels. */
+static void world_bounds(const xform *t, float margin, float *x0, float *x1, float *y0, float *y1) {
+    float lo_x = INFINITY, hi_x = -INFINITY, lo_y = INFINITY, hi_y = -INFINITY;
+    for (int k = 0; k < 4; k++) {
+        float u = (k & 1) ? (float)t->cols + margin : -margin;
+        float v = (k & 2) ? (float)t->rows + margin : -margin;
+        float x = t->ox + u * t->ux + v * t->vx, y = t->oy + u * t->uy + v * t->vy;
+        lo_x = x < lo_x ? x : lo_x; hi_x = x > hi_x ? x : hi_x;
+        lo_y = y < lo_y ? y : lo_y; hi_y = y > hi_y ? y : hi_y;
+    }
+    *x0 = lo_x; *x1 = hi_x; *y0 = lo_y; *y1 = hi_y;
+}
+
+/* ---- markings ------------------------------------------------------------------------------ */
+
+/* Joins consecutive collinear abutting segments (ew_road_markings splits edges at break
+ * points; drawing the pieces separately with max would leave a seam). */
+static int merge_segments(ew_segment *s, int n) {
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (m > 0) {
+            ew_segment *p = &s[m - 1];
+            ew_vec2 d0 = ew_v2_sub(p->b, p->a), d1 = ew_v2_sub(s[i].b, s[i].a);
+            float l0 = ew_v2_norm(d0), l1 = ew_v2_norm(d1);
+            if (p->width == s[i].width && fabsf(p->b.x - s[i].a.x) < 1e-4f && fabsf(p->b.y - s[i].a.y) < 1e-4f &&
+                l0 > 0.0f && l1 > 0.0f && fabsf(ew_v2_cross(d0, d1)) <= 1e-6f * l0 * l1 && ew_v2_dot(d0, d1) > 0.0f) {
+                p->b = s[i].b;
+                continue;
+            }
+        }
+        s[m++] = s[i];
+    }
+    return m;
+}
+
+static int draw_markings(const xform *t, const ew_road *road, uint8_t *img) {
+    float x0, x1, y0, y1;
+    world_bounds(t, 2.0f, &x0, &x1, &y0, &y1);
+    ew_segment stack[EW_RASTER_SEG_STACK];
+    ew_segment *seg = stack;
+    int n = ew_road_markings(road, x0, x1, seg, EW_RASTER_SEG_STACK);
+    if (n > EW_RASTER_SEG_STACK) {
+        seg = malloc((size_t)n * sizeof *seg);
+        if (!seg) return -1;
+        n = ew_road_markings(road, x0, x1, seg, n);
+    }
+    n = merge_segments(seg, n);
+    for (int i = 0; i < n; i++) {
+        const ew_segment *s = &seg[i];
+        float hw = 0.5f * s->width;
+        if (fminf(s->a.y, s->b.y) - hw > y1 || fmaxf(s->a.y, s->b.y) + hw < y0) continue;
+        float u0, v0, u1, v1;
+        to_px(t, s->a.x, s->a.y, &u0, &v0);
+        to_px(t, s->b.x, s->b.y, &u1, &v1);
+        band_draw(img, t->rows, t->cols, u0, v0, u1, v1, s->width * t->inv_m);
+    }
+    if (seg != stack) free(seg);
+    return 0;
+}
+
+/* ---- vehicles ------------------------------------------------------------------------------ */
+
+static void draw_box(const xform *t, uint8_t *img, float x, float y, float hx, float hy, float len, float wid) {
+    float uc, vc;
+    to_px(t, x, y, &uc, &vc);
+    float hl = 0.5f * len * t->inv_m, hw = 0.5f * wid * t->inv_m;
+    float rad = hl + hw + 1.0f;
+    if (uc + rad < 0.0f || uc - rad > (float)t->cols || vc + rad < 0.0f || vc - rad > (float)t->rows) return;
+    float au = (hx * t->ux + hy * t->uy) * t->inv_m, av = (hx * t->vx + hy * t->vy) * t->inv_m;
+    float n = sqrtf(au * au + av * av);
+    if (!(n > 0.0f)) return;
+    if (n != 1.0f) { au /= n; av /= n; }
+    rect_draw(img, t->rows, t->cols, uc, vc, au, av, hl, hw);
+}
+
+static void draw_boxes(const xform *t, const ew_boxes *b, uint8_t *img) {
+    if (!b) return;
+    for (int i = 0; i < b->n; i++) draw_box(t, img, b->x[i], b->y[i], b->hx[i], b->hy[i], b->len[i], b->wid[i]);
+}
+
+/* ---- off-road ------------------------------------------------------------------------------ */
+
+/* Lane edges at x with the taper formula extended continuously to the lane's end points. */
+static void lane_edges(const ew_lane *l, float x, float *lo, float *hi) {
+    float f = 1.0f;
+    if (l->taper_in > 0.0f && x < l->x_start + l->taper_in) f = (x - l->x_start) / l->taper_in;
+    if (l->taper_out > 0.0f && x > l->x_end - l->taper_out) {
+        float g = (l->x_end - x) / l->taper_out;
+        f = g < f ? g : f;
+    }
+    f = clamp01(f);
+    float w = l->width, y0 = l->y_right;
+    if (l->merge_side > 0) { *lo = y0 + w * (1.0f - f); *hi = y0 + w; }
+    else if (l->merge_side < 0) { *lo = y0; *hi = y0 + w * f; }
+    else { *lo = y0 + 0.5f * w * (1.0f - f); *hi = y0 + w - 0.5f * w * (1.0f - f); }
+}
+
+typedef struct { float lo, hi; } ival;
+
+static int cmp_ival(const void *a, const void *b) {
+    float x = ((const ival *)a)->lo, y = ((const ival *)b)->lo;
+    return (x > y) - (x < y);
+}
+
+/* Lanes present at x (full-width strips), merged into disjoint intervals. */
+static int merged_strips(const ew_road *r, float x, ival *out) {
+    ival v[EW_MAX_LANES];
+    int n = 0;
+    for (int i = 0; i < r->n_lanes; i++) {
+        const ew_lane *l = &r->lanes[i];
+        if (x < l->x_start || x >= l->x_end) continue;
+        lane_edges(l, x, &v[n].lo, &v[n].hi);
+        if (v[n].hi > v[n].lo) n++;
+    }
+    qsort(v, (size_t)n, sizeof v[0], cmp_ival);
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (m > 0 && v[i].lo <= out[m - 1].hi + 1e-4f) {
+            if (v[i].hi > out[m - 1].hi) out[m - 1].hi = v[i].hi;
+        } else {
+            out[m++] = v[i];
+        }
+    }
+    return m;
+}
+
+/* 1 when every lane is either absent on all of [x0, x1] or at full width on all of it. */
+static int straight_window(const ew_road *r, float x0, float x1) {
+    for (int i = 0; i < r->n_lanes; i++) {
+        const ew_lane *l = &r->lanes[i];
+        if (x1 < l->x_start || x0 >= l->x_end) continue;
+        if (!(x0 >= l->x_start + l->taper_in && x1 < l->x_end - l->taper_out)) return 0;
+    }
+    return 1;
+}
+
+/* Strips constant along x: per row, exact half-plane coverages at the strip edges. The
+ * world y at pixel centre (c, r) is Y0 + c gc + r gr. */
+static void offroad_strips(const xform *t, const ival *st, int ns, uint8_t *img) {
+    int H = t->rows, W = t->cols;
+    float gc = t->uy, gr = t->vy, m = t->m;
+    trap T = trap_make(gc / m, gr / m); /* unit normal of the y field in pixel space */
+    float e = T.h2 * m;         /* beyond this y-distance from an edge a pixel is 0 or 1 */
+    float Y0 = t->oy + 0.5f * t->uy + 0.5f * t->vy;
+    float inv_m = t->inv_m;
+    for (int r = 0; r < H; r++) {
+        uint8_t *row = img + (size_t)r * (size_t)W;
+        float Yr = Y0 + (float)r * gr;
+        if (fabsf(gc) < 1e-7f * m) {
+            float cov = 0.0f;
+            for (int k = 0; k < ns; k++) cov += trap_F(&T, (st[k].hi - Yr) * inv_m) - trap_F(&T, (st[k].lo - Yr) * inv_m);
+            memset(row, 255 - to_u8(cov), (size_t)W);
+            continue;
+        }
+        memset(row, 255, (size_t)W);
+        float igc = 1.0f / gc;
+        /* fully inside: y in [lo + e, hi - e] */
+        for (int k = 0; k < ns; k++) {
+            float ca = (st[k].lo + e - Yr) * igc, cb = (st[k].hi - e - Yr) * igc;
+            if (ca > cb) { float s = ca; ca = cb; cb = s; }
+            int c0 = imax(0, (int)ceilf(ca)), c1 = imin(W - 1, (int)floorf(cb));
+            if (c1 >= c0) memset(row + c0, 0, (size_t)(c1 - c0 + 1));
+        }
+        /* partial columns near each edge */
+        for (int k = 0; k < 2 * ns; k++) {
+            float Y = (k & 1) ? st[k >> 1].hi : st[k >> 1].lo;
+            float ca = (Y - e - Yr) * igc, cb = (Y + e - Yr) * igc;
+            if (ca > cb) { float s = ca; ca = cb; cb = s; }
+            int c0 = imax(0, (int)floorf(ca)), c1 = imin(W - 1, (int)ceilf(cb));
+            for (int c = c0; c <= c1; c++) {
+                float yc = Yr + (float)c * gc, cov = 0.0f;
+                for (int j = 0; j < ns; j++)
+                    cov += trap_F(&T, (st[j].hi - yc) * inv_m) - trap_F(&T, (st[j].lo - yc) * inv_m);
+                row[c] = (uint8_t)(255 - to_u8(cov));
+            }
+        }
+    }
+}
+
+/* Antiderivative of clamp(z, 0, 1). */
+static inline float ramp_int(float z) { return z <= 0.0f ? 0.0f : (z <= 1.0f ? 0.5f * z * z : z - 0.5f); }
+
+/* Signed area accumulation of the edge piece from (xa, ya) to (xb, yb) inside one row band,
+ * x already within [0, W]: acc[c] receives A(c) - A(c-1), A(c) = sign * area of pixel c to
+ * the right of the edge. */
+static void acc_piece(float *acc, float xa, float xb, float dy, float sign) {
+    float xl = xa < xb ? xa : xb, xr = xa < xb ? xb : xa;
+    int c0 = (int)floorf(xl), c1 = (int)floorf(xr) + 1;
+    float dx = xb - xa, prev = 0.0f;
+    for (int c = c0; c <= c1; c++) {
+        float z = (float)(c + 1);
+        float A = fabsf(dx) > 1e-6f ? dy * (ramp_int(z - xa) - ramp_int(z - xb)) / dx : dy * clamp01(z - xa);
+        acc[c] += sign * (A - prev);
+        prev = A;
+    }
+}
+
+/* Edge (x0, y0) -> (x1, y1) in pixel coordinates, its part within row band [r, r + 1]. */
+static void acc_edge_row(float *acc, int W, float x0, float y0, float x1, float y1, int r) {
+    if (y0 == y1) return;
+    float sign = 1.0f;
+    if (y1 < y0) {
+        float s = x0; x0 = x1; x1 = s;
+        s = y0; y0 = y1; y1 = s;
+        sign = -1.0f;
+    }
+    float ya = y0 > (float)r ? y0 : (float)r, yb = y1 < (float)(r + 1) ? y1 : (float)(r + 1);
+    if (!(yb > ya)) return;
+    float k = (x1 - x0) / (y1 - y0);
+    float xa = x0 + (ya - y0) * k, xb = x0 + (yb - y0) * k;
+    /* split where x crosses 0 and W, then clamp (exact for the coverage of columns 0..W-1) */
+    float ys[4] = {ya, 0, 0, yb}, xs[4] = {xa, 0, 0, xb};
+    int np = 1;
+    float cuts[2] = {0.0f, (float)W};
+    float t_c[2];
+    int nc = 0;
+    for (int i = 0; i < 2; i++) {
+        float X = cuts[i];
+        if ((xa - X) * (xb - X) < 0.0f) t_c[nc++] = (X - xa) / (xb - xa);
+    }
+    if (nc == 2 && t_c[0] > t_c[1]) { float s = t_c[0]; t_c[0] = t_c[1]; t_c[1] = s; }
+    for (int i = 0; i < nc; i++) {
+        ys[np] = ya + t_c[i] * (yb - ya);
+        xs[np] = xa + t_c[i] * (xb - xa);
+        np++;
+    }
+    ys[np] = yb;
+    xs[np] = xb;
+    for (int i = 0; i < np; i++) {
+        float pa = xs[i], pb = xs[i + 1];
+        pa = pa < 0.0f ? 0.0f : (pa > (float)W ? (float)W : pa);
+        pb = pb < 0.0f ? 0.0f : (pb > (float)W ? (float)W : pb);
+        float dy = ys[i + 1] - ys[i];
+        if (dy > 0.0f) acc_piece(acc, pa, pb, dy, sign);
+    }
+}
+
+#define MAX_PIECES (EW_MAX_LANES * (4 * EW_MAX_LANES + 2))
+
+/* General case: the drivable union as trapezoids between x break points, exact coverage by
+ * signed-area accumulation, one row at a time. */
+static void offroad_general(const xform *t, const ew_road *road, float x0, float x1, uint8_t *img) {
+    int H = t->rows, W = t->cols;
+    float bp[4 * EW_MAX_LANES + 2];
+    int nb = 0;
+    bp[nb++] = x0;
+    bp[nb++] = x1;
+    for (int i = 0; i < road->n_lanes; i++) {
+        const ew_lane *l = &road->lanes[i];
+        float k[4] = {l->x_start, l->x_start + l->taper_in, l->x_end - l->taper_out, l->x_end};
+        for (int j = 0; j < 4; j++)
+            if (k[j] > x0 && k[j] < x1) bp[nb++] = k[j];
+    }
+    for (int i = 1; i < nb; i++) /* insertion sort */
+        for (int j = i; j > 0 && bp[j] < bp[j - 1]; j--) { float s = bp[j]; bp[j] = bp[j - 1]; bp[j - 1] = s; }
+    /* trapezoid corners in pixel coordinates: (xa, lo), (xb, lo), (xb, hi), (xa, hi) */
+    float pu[MAX_PIECES][4], pv[MAX_PIECES][4], vmin[MAX_PIECES], vmax[MAX_PIECES];
+    int np = 0;
+    for (int k = 0; k + 1 < nb; k++) {
+        float xa = bp[k], xb = bp[k + 1];
+        if (!(xb - xa > 1e-5f)) continue;
+        float mid = 0.5f * (xa + xb);
+        ival st[EW_MAX_LANES];
+        int ns = merged_strips(road, mid, st);
+        for (int s = 0; s < ns && np < MAX_PIECES; s++) {
+            /* edges at the piece ends: min / max over the lanes inside this strip at mid */
+            float loa = INFINITY, lob = INFINITY, hia = -INFINITY, hib = -INFINITY;
+            for (int i = 0; i < road->n_lanes; i++) {
+                const ew_lane *l = &road->lanes[i];
+                if (mid < l->x_start || mid >= l->x_end) continue;
+                float lm, hm;
+                lane_edges(l, mid, &lm, &hm);
+                if (!(hm > lm) || lm < st[s].lo - 1e-3f || hm > st[s].hi + 1e-3f) continue;
+                float la, ha, lb, hb;
+                lane_edges(l, xa, &la, &ha);
+                lane_edges(l, xb, &lb, &hb);
+                loa = fminf(loa, la); hia = fmaxf(hia, ha);
+                lob = fminf(lob, lb); hib = fmaxf(hib, hb);
+            }
+            if (!(hia >= loa && hib >= lob)) continue;
+            float X[4] = {xa, xb, xb, xa}, Y[4] = {loa, lob, hib, hia};
+            vmin[np] = INFINITY;
+            vmax[np] = -INFINITY;
+            for (int j = 0; j < 4; j++) {
+                to_px(t, X[j], Y[j], &pu[np][j], &pv[np][j]);
+                vmin[np] = fminf(vmin[np], pv[np][j]);
+                vmax[np] = fmaxf(vmax[np], pv[np][j]);
+            }
+            np++;
+        }
+    }
+    float acc[EW_RASTER_MAX_SIDE + 2];
+    for (int r = 0; r < H; r++) {
+        memset(acc, 0, sizeof(float) * (size_t)(W + 2));
+        for (int p = 0; p < np; p++) {
+            if (vmax[p] <= (float)r || vmin[p] >= (float)(r + 1)) continue;
+            for (int j = 0; j < 4; j++) {
+                int q = (j + 1) & 3;
+                acc_edge_row(acc, W, pu[p][j], pv[p][j], pu[p][q], pv[p][q], r);
+            }
+        }
+        uint8_t *row = img + (size_t)r * (size_t)W;
+        float sum = 0.0f;
+        for (int c = 0; c < W; c++) {
+            sum += acc[c];
+            row[c] = (uint8_t)(255 - to_u8(fabsf(sum)));
+        }
+    }
+}
+
+static void draw_offroad(const xform *t, const ew_road *road, uint8_t *img) {
+    float x0, x1, y0, y1;
+    world_bounds(t, 2.0f, &x0, &x1, &y0, &y1);
+    if (straight_window(road, x0, x1)) {
+        ival st[EW_MAX_LANES];
+        int ns = merged_strips(road, 0.5f * (x0 + x1), st);
+        offroad_strips(t, st, ns, img);
+    } else {
+        offroad_general(t, road, x0, x1, img);
+    }
+}
+
+/* ---- entry points -------------------------------------------------------------------------- */
+
+static int render(const xform *t, const ew_road *road, const ew_boxes *boxes, const ew_kin_state *ego,
+                  float ego_len, float ego_wid, uint8_t *out) {
+    size_t plane = (size_t)t->rows * (size_t)t->cols;
+    uint8_t *mark = out, *veh = out + plane, *off = out + 2 * plane, *eg = out + 3 * plane;
+    memset(mark, 0, plane);
+    if (draw_markings(t, road, mark) != 0) return -1;
+    memset(veh, 0, plane);
+    draw_boxes(t, boxes, veh);
+    draw_offroad(t, road, off);
+    memset(eg, 0, plane);
+    if (ego) {
+        float n = sqrtf(ego->dx * ego->dx + ego->dy * ego->dy);
+        if (n > 0.0f) draw_box(t, eg, ego->x, ego->y, ego->dx / n, ego->dy / n, ego_len, ego_wid);
+    }
+    return 0;
+}
+
+int ew_raster_ego(const ew_raster_cfg *cfg, const ew_road *road, const ew_kin_state *ego, float ego_len,
+                  float ego_wid, const ew_boxes *others, uint8_t *out) {
+    if (!size_ok(cfg->rows, cfg->cols, cfg->m_per_px)) return -1;
+    float m = cfg->m_per_px;
+    float n = sqrtf(ego->dx * ego->dx + ego->dy * ego->dy);
+    float dx = n > 0.0f ? ego->dx / n : 1.0f, dy = n > 0.0f ? ego->dy / n : 0.0f;
+    xform t;
+    t.m = m;
+    t.inv_m = 1.0f / m;
+    t.inv_m2 = t.inv_m * t.inv_m;
+    t.rows = cfg->rows;
+    t.cols = cfg->cols;
+    /* column step: to the ego's right = -d_perp = (dy, -dx); row step: backward = -d */
+    t.ux = m * dy;
+    t.uy = -m * dx;
+    t.vx = -m * dx;
+    t.vy = -m * dy;
+    float hu = 0.5f * (float)cfg->cols, hv = 0.5f * (float)cfg->rows;
+    t.ox = ego->x - hu * t.ux - hv * t.vx;
+    t.oy = ego->y - hu * t.uy - hv * t.vy;
+    return render(&t, road, others, ego, ego_len, ego_wid, out);
+}
+
+int ew_raster_fixed(const ew_fixed_cfg *cfg, const ew_road *road, const ew_boxes *boxes,
+                    const ew_kin_state *ego, float ego_len, float ego_wid, uint8_t *out) {
+    if (!size_ok(cfg->rows, cfg->cols, cfg->m_per_px)) return -1;
+    float m = cfg->m_per_px;
+    xform t;
+    t.m = m;
+    t.inv_m = 1.0f / m;
+    t.inv_m2 = t.inv_m * t.inv_m;
+    t.rows = cfg->rows;
+    t.cols = cfg->cols;
+    t.ux = m;
+    t.uy = 0.0f;
+    t.vx = 0.0f;
+    t.vy = -m;
+    t.ox = cfg->x0;
+    t.oy = cfg->y0;
+    return render(&t, road, boxes, ego, ego_len, ego_wid, out);
+}
+
+int ew_raster_world(const ew_raster_cfg *cfg, const struct ew_world *w, uint8_t *out, char *err, int errlen) {
+    if (ew_raster_cfg_validate(cfg, err, errlen) != 0) return -1;
+    const ew_vehicles *v = ew_world_vehicles(w);
+    const ew_world_config *wc = ew_world_config_of(w);
+    ew_boxes b = {v->x, v->y, v->hx, v->hy, v->len, v->wid, v->n};
+    if (ew_raster_ego(cfg, ew_world_road(w), ew_world_ego(w), wc->ego_length, wc->ego_width, &b, out) != 0) {
+        if (err && errlen > 0) snprintf(err, (size_t)errlen, "raster: out of memory for marking segments");
+        return -1;
+    }
+    return 0;
+}
+
+void ew_raster_to_f32(const uint8_t *in, int n, float *out) {
+    const float s = 1.0f / 255.0f;
+    for (int i = 0; i < n; i++) out[i] = (float)in[i] * s;
+}
+
+void ew_raster_grey(const uint8_t *in, int rows, int cols, uint8_t *out) {
+    size_t plane = (size_t)rows * (size_t)cols;
+    const uint8_t *mark = in, *veh = in + plane, *off = in + 2 * plane, *eg = in + 3 * plane;
+    for (size_t i = 0; i < plane; i++) {
+        unsigned g = ((unsigned)off[i] * 64u + 127u) / 255u;
+        unsigned mk = ((unsigned)mark[i] * 128u + 127u) / 255u;
+        g = mk > g ? mk : g;
+        g = veh[i] > g ? veh[i] : g;
+        g = eg[i] > g ? eg[i] : g;
+        out[i] = (uint8_t)g;
+    }
+}
