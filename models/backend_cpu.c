@@ -388,8 +388,62 @@ static int runs_fwd(const ew_conv_desc *d, int force) { (void)d, (void)force; re
 static int runs_bwdw(const ew_conv_desc *d, int force) { (void)d, (void)force; return 0; }
 #endif
 
+/* Stride-2 row helpers for relayout_fwd and col2im (AVX-512 where the processor has it; the
+ * arithmetic per element is the scalar loops', so results do not depend on the path).
+ * gather_s2: o[X] = row[2X + off] where 0 <= 2X + off < w, else 0, for X < n.
+ * scatter_add_s2: dst[2 ox] += src[ox] for lo <= ox < hi. */
+static void gather_s2_scalar(const float *row, int w, int off, float *o, int n) {
+    for (int xx = 0; xx < n; xx++) {
+        int ix = 2 * xx + off;
+        o[xx] = ix >= 0 && ix < w ? row[ix] : 0.0f;
+    }
+}
+static void scatter_add_s2_scalar(const float *src, float *dst, int lo, int hi) {
+    for (int ox = lo; ox < hi; ox++) dst[(size_t)ox * 2] += src[ox];
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f"))) static void gather_s2_avx512(const float *row, int w, int off, float *o, int n) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (int x0 = 0; x0 < n; x0 += 16) {
+        int cnt = n - x0 < 16 ? n - x0 : 16;
+        int start = 2 * x0 + off; /* lane t reads row[start + t], t < 2 cnt - 1 */
+        int lo = start < 0 ? -start : 0, hi = w - start < 2 * cnt - 1 ? w - start : 2 * cnt - 1;
+        __m512 v = _mm512_setzero_ps();
+        if (hi > lo) {
+            uint32_t m = (uint32_t)(((1ull << hi) - 1ull) & ~((1ull << lo) - 1ull));
+            const float *src = row + start; /* lanes below lo and from hi on are masked off */
+            __m512 a = _mm512_maskz_loadu_ps((__mmask16)(m & 0xFFFFu), src);
+            __m512 b = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), src + 16);
+            v = _mm512_permutex2var_ps(a, even, b);
+        }
+        _mm512_mask_storeu_ps(o + x0, (__mmask16)((1u << cnt) - 1u), v);
+    }
+}
+__attribute__((target("avx512f"))) static void scatter_add_s2_avx512(const float *src, float *dst, int lo, int hi) {
+    const __m512i dup_lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i dup_hi = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    for (int ox = lo; ox < hi; ox += 16) {
+        int cnt = hi - ox < 16 ? hi - ox : 16;
+        int c0 = cnt < 8 ? cnt : 8, c1 = cnt - c0;
+        __mmask16 m0 = (__mmask16)(0x5555u & ((1u << (2 * c0)) - 1u));
+        __mmask16 m1 = (__mmask16)(0x5555u & ((1u << (2 * c1)) - 1u));
+        __m512 v = _mm512_maskz_loadu_ps((__mmask16)((1u << cnt) - 1u), src + ox);
+        float *d = dst + (size_t)ox * 2;
+        __m512 d0 = _mm512_maskz_loadu_ps(m0, d);
+        _mm512_mask_storeu_ps(d, m0, _mm512_mask_add_ps(d0, m0, d0, _mm512_permutexvar_ps(dup_lo, v)));
+        if (m1) {
+            __m512 d1 = _mm512_maskz_loadu_ps(m1, d + 16);
+            _mm512_mask_storeu_ps(d + 16, m1, _mm512_mask_add_ps(d1, m1, d1, _mm512_permutexvar_ps(dup_hi, v)));
+        }
+    }
+}
+#else
+#define gather_s2_avx512 gather_s2_scalar
+#define scatter_add_s2_avx512 scatter_add_s2_scalar
+#endif
+
 /* The run packers' input copies and tables (layouts in the comment above pack_cols_fwd_runs). */
-static void relayout_fwd(const ew_conv_desc *d, const float *x, int gc, float *q) {
+static void relayout_fwd(const ew_conv_desc *d, const float *x, int gc, float *q, int simd) {
     const int yq = d->oh + (d->kh - 1) / d->sh, xq = d->ow + (d->kw - 1) / d->sw;
     float *o = q;
     for (int s = 0; s < gc; s++)
@@ -404,6 +458,13 @@ static void relayout_fwd(const ew_conv_desc *d, const float *x, int gc, float *q
                             continue;
                         }
                         const float *row = xc + (size_t)iy * d->w;
+                        if (d->sw == 2) {
+                            if (simd)
+                                gather_s2_avx512(row, d->w, px - d->pw, o, xq);
+                            else
+                                gather_s2_scalar(row, d->w, px - d->pw, o, xq);
+                            continue;
+                        }
                         for (int xx = 0; xx < xq; xx++) {
                             int ix = d->sw * xx + px - d->pw;
                             o[xx] = ix >= 0 && ix < d->w ? row[ix] : 0.0f;
@@ -535,7 +596,7 @@ static void im2col(const ew_conv_desc *d, const float *x, float *col, int ldc) {
 }
 
 /* Adds a patch matrix of one sample back into the image dx (inverse scatter of im2col). */
-static void col2im(const ew_conv_desc *d, const float *col, int ldc, float *dx) {
+static void col2im(const ew_conv_desc *d, const float *col, int ldc, float *dx, int simd) {
     const int P = d->ow;
     for (int ci = 0; ci < d->c; ci++) {
         float *xc = dx + (size_t)ci * d->h * d->w;
@@ -552,6 +613,11 @@ static void col2im(const ew_conv_desc *d, const float *col, int ldc, float *dx) 
                     float *dst = xc + (size_t)iy * d->w - d->pw + kj;
                     if (d->sw == 1) {
                         for (int ox = lo; ox < hi; ox++) dst[ox] += src[ox];
+                    } else if (d->sw == 2) {
+                        if (simd)
+                            scatter_add_s2_avx512(src, dst, lo, hi);
+                        else
+                            scatter_add_s2_scalar(src, dst, lo, hi);
                     } else {
                         for (int ox = lo; ox < hi; ox++) dst[(size_t)ox * d->sw] += src[ox];
                     }
@@ -674,7 +740,7 @@ static void cpu_conv_fwd(const ew_backend *be, const ew_conv_desc *d, const floa
         int imp = implicit && !(algo == ALGO_1X1 && gc == 1);
         implicit_cols icx = {d, x + (size_t)n0 * xs, kt, kt + K, kt + 2 * K, pt, pt + ld, pt + 2 * ld};
         if (imp && runs) {
-            relayout_fwd(d, x + (size_t)n0 * xs, gc, col);
+            relayout_fwd(d, x + (size_t)n0 * xs, gc, col, cb->simd);
             ptables_fwd_runs(d, gc, pt, pt + 2 * ld);
             icx.x = col;
         } else if (imp) {
@@ -718,6 +784,7 @@ static void cpu_conv_fwd(const ew_backend *be, const ew_conv_desc *d, const floa
 
 static void cpu_conv_bwd_data(const ew_backend *be, const ew_conv_desc *d, const float *dy,
                               const float *w, float *dx, int accumulate, float *ws) {
+    const cpu_backend *cb = (const cpu_backend *)be;
     const int algo = conv_algo(be, d);
     const size_t K = (size_t)d->c * d->kh * d->kw, P = (size_t)d->oh * d->ow;
     const size_t xs = (size_t)d->c * d->h * d->w, ys = (size_t)d->oc * P;
@@ -753,7 +820,7 @@ static void cpu_conv_bwd_data(const ew_backend *be, const ew_conv_desc *d, const
             for (int s = 0; s < gc; s++) {
                 float *dxs = dx + (size_t)(n0 + s) * xs;
                 if (!accumulate) memset(dxs, 0, sizeof(float) * xs);
-                col2im(d, col + (size_t)s * P, ld, dxs);
+                col2im(d, col + (size_t)s * P, ld, dxs, cb->simd);
             }
         }
     });

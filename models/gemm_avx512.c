@@ -24,13 +24,43 @@ int ew_gemm_avx512_available(void) {
     return __builtin_cpu_supports("avx512f") ? 1 : 0;
 }
 
+/* 8 rows x 8 columns of a row-major matrix (row stride lda) into dst[k * 8 + r]. */
+__attribute__((target("avx512f"))) static inline void transpose8x8(const float *src, int lda, float *dst) {
+    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lda);
+    __m256 r2 = _mm256_loadu_ps(src + 2 * (size_t)lda), r3 = _mm256_loadu_ps(src + 3 * (size_t)lda);
+    __m256 r4 = _mm256_loadu_ps(src + 4 * (size_t)lda), r5 = _mm256_loadu_ps(src + 5 * (size_t)lda);
+    __m256 r6 = _mm256_loadu_ps(src + 6 * (size_t)lda), r7 = _mm256_loadu_ps(src + 7 * (size_t)lda);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + 8, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 16, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 24, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 32, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 40, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 48, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 56, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
 /* a block rows [i0, i0+mc) x cols [k0, k0+kc) of op(a) into MR-row slivers:
  * ap[(s * kc + k) * MR + r], zero-padded to a multiple of MR rows. */
-static void pack_a_block(int ta, const float *a, int lda, int i0, int mc, int k0, int kc, float *ap) {
+__attribute__((target("avx512f"))) static void pack_a_block(int ta, const float *a, int lda, int i0, int mc, int k0, int kc, float *ap) {
     for (int s = 0; s * MR < mc; s++) {
         float *dst = ap + (size_t)s * kc * MR;
         int rows = mc - s * MR < MR ? mc - s * MR : MR;
-        if (!ta) {
+        if (!ta && rows == MR) {
+            const float *src = a + (size_t)(i0 + s * MR) * lda + k0;
+            int k = 0;
+            for (; k + 8 <= kc; k += 8) transpose8x8(src + k, lda, dst + (size_t)k * MR);
+            for (; k < kc; k++)
+                for (int r = 0; r < MR; r++) dst[(size_t)k * MR + r] = src[(size_t)r * lda + k];
+        } else if (!ta) {
             if (rows < MR) memset(dst, 0, sizeof(float) * (size_t)kc * MR);
             for (int r = 0; r < rows; r++) {
                 const float *src = a + (size_t)(i0 + s * MR + r) * lda + k0;
@@ -134,6 +164,56 @@ __attribute__((target("avx512f"))) static void kernel_8x48(int kc, const float *
     ROW_STORE(7);
 }
 
+#define ROW_STORE_M(r)                                                                         \
+    do {                                                                                       \
+        float *cr = c + (size_t)(r) * ldc;                                                     \
+        if (acc) {                                                                             \
+            c##r##0 = _mm512_add_ps(c##r##0, _mm512_maskz_loadu_ps(m0, cr));                  \
+            c##r##1 = _mm512_add_ps(c##r##1, _mm512_maskz_loadu_ps(m1, cr + 16));             \
+            c##r##2 = _mm512_add_ps(c##r##2, _mm512_maskz_loadu_ps(m2, cr + 32));             \
+        }                                                                                      \
+        _mm512_mask_storeu_ps(cr, m0, c##r##0);                                                \
+        _mm512_mask_storeu_ps(cr + 16, m1, c##r##1);                                           \
+        _mm512_mask_storeu_ps(cr + 32, m2, c##r##2);                                           \
+    } while (0)
+
+/* kernel_8x48 for a tile of all 8 rows and nr < 48 columns: masked loads/stores of c. */
+__attribute__((target("avx512f"))) static void kernel_8xn(int kc, const float *restrict ap, const float *restrict bp,
+                                                          float *restrict c, int ldc, int acc, int nr) {
+    const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1u);
+    const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1u);
+    const __mmask16 m2 = nr <= 32 ? 0 : (__mmask16)((1u << (nr - 32)) - 1u);
+    ROW_DECL(0);
+    ROW_DECL(1);
+    ROW_DECL(2);
+    ROW_DECL(3);
+    ROW_DECL(4);
+    ROW_DECL(5);
+    ROW_DECL(6);
+    ROW_DECL(7);
+    for (int k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16), b2 = _mm512_load_ps(bp + 32);
+        ROW_FMA(0);
+        ROW_FMA(1);
+        ROW_FMA(2);
+        ROW_FMA(3);
+        ROW_FMA(4);
+        ROW_FMA(5);
+        ROW_FMA(6);
+        ROW_FMA(7);
+        ap += MR;
+        bp += NR;
+    }
+    ROW_STORE_M(0);
+    ROW_STORE_M(1);
+    ROW_STORE_M(2);
+    ROW_STORE_M(3);
+    ROW_STORE_M(4);
+    ROW_STORE_M(5);
+    ROW_STORE_M(6);
+    ROW_STORE_M(7);
+}
+
 void ew_gemm_avx512_ex(int ta, int m, int n, int k, const float *a, int lda, ew_gemm_pack_b_fn pack,
                        const void *pctx, int joff, int accumulate, float *c, int ldc, float *pack_a,
                        float *pack_b) {
@@ -162,6 +242,8 @@ void ew_gemm_avx512_ex(int ta, int m, int n, int k, const float *a, int lda, ew_
                         float *cc = c + (size_t)(ic + ir) * ldc + jc + jr;
                         if (mr == MR && nr == NR) {
                             kernel_8x48(kc, as, bs, cc, ldc, acc);
+                        } else if (mr == MR) {
+                            kernel_8xn(kc, as, bs, cc, ldc, acc, nr);
                         } else {
                             kernel_8x48(kc, as, bs, tmp, NR, 0);
                             for (int r = 0; r < mr; r++) {
