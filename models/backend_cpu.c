@@ -41,6 +41,8 @@ enum { ALGO_IM2COL = 0, ALGO_DIRECT = 1, ALGO_1X1 = 2 };
 #define GEMM_SPLIT_FLOPS 4.0e6
 /* Elementwise loops shorter than this run on one thread. */
 #define PAR_MIN 32768
+/* Patch-matrix floats computed at a time before col2im consumes them (half of a 1 MiB L2). */
+#define COL_BLOCK_FLOATS 131072
 /* Target GEMM width (columns) for a group of samples in the im2col path. */
 #define GROUP_COLS 384
 
@@ -168,9 +170,14 @@ static size_t col_floats(const ew_conv_desc *d, const grouping *g) {
     return (s + 15) & ~(size_t)15;
 }
 
+/* Scratch of col2im (its phase planes). */
+static size_t col2im_buf_floats(const ew_conv_desc *d) {
+    return (size_t)d->sw * d->oh * (size_t)(d->ow + (d->kw - 1) / d->sw) + 16;
+}
+
 static size_t ws_per_thread(const ew_conv_desc *d, const grouping *g) {
     size_t W = (size_t)g->gmax * d->oh * d->ow;
-    size_t s = col_floats(d, g) + (size_t)d->oc * W + 3 * W;
+    size_t s = col_floats(d, g) + (size_t)d->oc * W + 3 * W + col2im_buf_floats(d);
     return (s + 15) & ~(size_t)15;
 }
 
@@ -388,18 +395,14 @@ static int runs_fwd(const ew_conv_desc *d, int force) { (void)d, (void)force; re
 static int runs_bwdw(const ew_conv_desc *d, int force) { (void)d, (void)force; return 0; }
 #endif
 
-/* Stride-2 row helpers for relayout_fwd and col2im (AVX-512 where the processor has it; the
+/* Stride-2 row gather for relayout_fwd (AVX-512 where the processor has it; the
  * arithmetic per element is the scalar loops', so results do not depend on the path).
- * gather_s2: o[X] = row[2X + off] where 0 <= 2X + off < w, else 0, for X < n.
- * scatter_add_s2: dst[2 ox] += src[ox] for lo <= ox < hi. */
+ * gather_s2: o[X] = row[2X + off] where 0 <= 2X + off < w, else 0, for X < n. */
 static void gather_s2_scalar(const float *row, int w, int off, float *o, int n) {
     for (int xx = 0; xx < n; xx++) {
         int ix = 2 * xx + off;
         o[xx] = ix >= 0 && ix < w ? row[ix] : 0.0f;
     }
-}
-static void scatter_add_s2_scalar(const float *src, float *dst, int lo, int hi) {
-    for (int ox = lo; ox < hi; ox++) dst[(size_t)ox * 2] += src[ox];
 }
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target("avx512f"))) static void gather_s2_avx512(const float *row, int w, int off, float *o, int n) {
@@ -419,27 +422,29 @@ __attribute__((target("avx512f"))) static void gather_s2_avx512(const float *row
         _mm512_mask_storeu_ps(o + x0, (__mmask16)((1u << cnt) - 1u), v);
     }
 }
-__attribute__((target("avx512f"))) static void scatter_add_s2_avx512(const float *src, float *dst, int lo, int hi) {
-    const __m512i dup_lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-    const __m512i dup_hi = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
-    for (int ox = lo; ox < hi; ox += 16) {
-        int cnt = hi - ox < 16 ? hi - ox : 16;
-        int c0 = cnt < 8 ? cnt : 8, c1 = cnt - c0;
-        __mmask16 m0 = (__mmask16)(0x5555u & ((1u << (2 * c0)) - 1u));
-        __mmask16 m1 = (__mmask16)(0x5555u & ((1u << (2 * c1)) - 1u));
-        __m512 v = _mm512_maskz_loadu_ps((__mmask16)((1u << cnt) - 1u), src + ox);
-        float *d = dst + (size_t)ox * 2;
-        __m512 d0 = _mm512_maskz_loadu_ps(m0, d);
-        _mm512_mask_storeu_ps(d, m0, _mm512_mask_add_ps(d0, m0, d0, _mm512_permutexvar_ps(dup_lo, v)));
-        if (m1) {
-            __m512 d1 = _mm512_maskz_loadu_ps(m1, d + 16);
-            _mm512_mask_storeu_ps(d + 16, m1, _mm512_mask_add_ps(d1, m1, d1, _mm512_permutexvar_ps(dup_hi, v)));
-        }
+/* xr[t] += (t even ? e[t / 2] : o[t / 2]) for t0 <= t < t1 (e, o: nq floats each) */
+__attribute__((target("avx512f"))) static void interleave2_add(const float *e, const float *o, int nq, float *xr, int t0,
+                                                               int t1) {
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    for (int t = t0 & ~31; t < t1; t += 32) {
+        int X = t >> 1, ne = nq - X < 16 ? nq - X : 16;
+        __mmask16 me = (__mmask16)((1u << ne) - 1u);
+        __m512 ev = _mm512_maskz_loadu_ps(me, e + X), od = _mm512_maskz_loadu_ps(me, o + X);
+        int a = t0 - t > 0 ? t0 - t : 0, b = t1 - t < 32 ? t1 - t : 32;
+        uint32_t m = (uint32_t)(((1ull << b) - 1ull) & ~((1ull << a) - 1ull));
+        __mmask16 m0 = (__mmask16)(m & 0xFFFFu), m1 = (__mmask16)(m >> 16);
+        __m512 x0 = _mm512_maskz_loadu_ps(m0, xr + t), x1 = _mm512_maskz_loadu_ps(m1, xr + t + 16);
+        _mm512_mask_storeu_ps(xr + t, m0, _mm512_add_ps(x0, _mm512_permutex2var_ps(ev, lo, od)));
+        _mm512_mask_storeu_ps(xr + t + 16, m1, _mm512_add_ps(x1, _mm512_permutex2var_ps(ev, hi, od)));
     }
 }
 #else
+static void interleave2_add(const float *e, const float *o, int nq, float *xr, int t0, int t1) {
+    (void)nq;
+    for (int t = t0; t < t1; t++) xr[t] += t % 2 ? o[t / 2] : e[t / 2];
+}
 #define gather_s2_avx512 gather_s2_scalar
-#define scatter_add_s2_avx512 scatter_add_s2_scalar
 #endif
 
 /* The run packers' input copies and tables (layouts in the comment above pack_cols_fwd_runs). */
@@ -595,33 +600,42 @@ static void im2col(const ew_conv_desc *d, const float *x, float *col, int ldc) {
     }
 }
 
-/* Adds a patch matrix of one sample back into the image dx (inverse scatter of im2col). */
-static void col2im(const ew_conv_desc *d, const float *col, int ldc, float *dx, int simd) {
-    const int P = d->ow;
-    for (int ci = 0; ci < d->c; ci++) {
+/* Adds the patch-matrix rows of channels [c0, c1) of one sample (col: row (ci - c0) * kh * kw
+ * + ki * kw + kj, row stride ldc) back into the image dx (inverse scatter of im2col). Per
+ * (channel, ki), the kw patch rows are summed into sw phase planes (phase p, row oy, column X
+ * holds padded image column sw*X + p: contiguous shifted adds), then each output row's phases
+ * are interleaved into its dx row once (no read-modify-write chains on dx between neighbouring
+ * kj). rowbuf: col2im_buf_floats(d) floats. */
+static void col2im(const ew_conv_desc *d, const float *col, int ldc, int c0, int c1, float *dx, float *rowbuf,
+                   int simd) {
+    const int ow = d->ow, sw = d->sw, span = (ow - 1) * sw + d->kw, nq = ow + (d->kw - 1) / sw;
+    const size_t plane = (size_t)d->oh * nq;
+    const int t0 = d->pw, t1 = span < d->w + d->pw ? span : d->w + d->pw; /* padded column t is dx[t - pw] */
+    for (int ci = c0; ci < c1; ci++) {
         float *xc = dx + (size_t)ci * d->h * d->w;
         for (int ki = 0; ki < d->kh; ki++) {
+            const float *rows = col + (size_t)((ci - c0) * d->kh + ki) * d->kw * ldc;
+            memset(rowbuf, 0, sizeof(float) * (size_t)sw * plane);
             for (int kj = 0; kj < d->kw; kj++) {
-                const float *row = col + (size_t)((ci * d->kh + ki) * d->kw + kj) * ldc;
-                int lo = 0, hi = d->ow;
-                while (lo < hi && lo * d->sw - d->pw + kj < 0) lo++;
-                while (hi > lo && (hi - 1) * d->sw - d->pw + kj >= d->w) hi--;
+                float *ph = rowbuf + (size_t)(kj % sw) * plane + kj / sw;
+                const float *src = rows + (size_t)kj * ldc;
                 for (int oy = 0; oy < d->oh; oy++) {
-                    int iy = oy * d->sh - d->ph + ki;
-                    if (iy < 0 || iy >= d->h) continue;
-                    const float *src = row + (size_t)oy * P;
-                    float *dst = xc + (size_t)iy * d->w - d->pw + kj;
-                    if (d->sw == 1) {
-                        for (int ox = lo; ox < hi; ox++) dst[ox] += src[ox];
-                    } else if (d->sw == 2) {
-                        if (simd)
-                            scatter_add_s2_avx512(src, dst, lo, hi);
-                        else
-                            scatter_add_s2_scalar(src, dst, lo, hi);
-                    } else {
-                        for (int ox = lo; ox < hi; ox++) dst[(size_t)ox * d->sw] += src[ox];
-                    }
+                    float *pr = ph + (size_t)oy * nq;
+                    const float *sr = src + (size_t)oy * ow;
+                    for (int ox = 0; ox < ow; ox++) pr[ox] += sr[ox];
                 }
+            }
+            for (int oy = 0; oy < d->oh; oy++) {
+                int iy = oy * d->sh - d->ph + ki;
+                if (iy < 0 || iy >= d->h) continue;
+                float *xr = xc + (size_t)iy * d->w - d->pw;
+                const float *pr = rowbuf + (size_t)oy * nq;
+                if (sw == 1)
+                    for (int t = t0; t < t1; t++) xr[t] += pr[t];
+                else if (sw == 2 && simd)
+                    interleave2_add(pr, pr + plane, nq, xr, t0, t1);
+                else
+                    for (int t = t0; t < t1; t++) xr[t] += pr[(size_t)(t % sw) * plane + t / sw];
             }
         }
     }
@@ -804,6 +818,7 @@ static void cpu_conv_bwd_data(const ew_backend *be, const ew_conv_desc *d, const
         int ld = (int)((size_t)gc * P);
         float *col = ws + (size_t)tid * wpt;
         float *tmp = col + col_floats(d, &g);
+        float *rowbuf = tmp + (size_t)d->oc * g.gmax * P + 3 * (size_t)g.gmax * P;
         const float *A = dy + (size_t)n0 * ys;
         if (gc > 1) {
             for (int s = 0; s < gc; s++)
@@ -816,11 +831,17 @@ static void cpu_conv_bwd_data(const ew_backend *be, const ew_conv_desc *d, const
             cpu_gemm(be, 1, 0, d->c, (int)P, d->oc, 1.0f, w, (int)K, A, ld, accumulate ? 1.0f : 0.0f,
                      dx + (size_t)n0 * xs, (int)P);
         } else {
-            cpu_gemm(be, 1, 0, (int)K, ld, d->oc, 1.0f, w, (int)K, A, ld, 0.0f, col, ld);
-            for (int s = 0; s < gc; s++) {
-                float *dxs = dx + (size_t)(n0 + s) * xs;
-                if (!accumulate) memset(dxs, 0, sizeof(float) * xs);
-                col2im(d, col + (size_t)s * P, ld, dxs, cb->simd);
+            /* channel blocks whose patch rows stay in cache between the GEMM and col2im */
+            const int khw = d->kh * d->kw;
+            int cb_ch = (int)(COL_BLOCK_FLOATS / ((size_t)khw * ld));
+            if (cb_ch < 1) cb_ch = 1;
+            if (!accumulate)
+                for (int s = 0; s < gc; s++) memset(dx + (size_t)(n0 + s) * xs, 0, sizeof(float) * xs);
+            for (int c0 = 0; c0 < d->c; c0 += cb_ch) {
+                int c1 = c0 + cb_ch < d->c ? c0 + cb_ch : d->c;
+                cpu_gemm(be, 1, 0, (c1 - c0) * khw, ld, d->oc, 1.0f, w + (size_t)c0 * khw, (int)K, A, ld, 0.0f, col, ld);
+                for (int s = 0; s < gc; s++)
+                    col2im(d, col + (size_t)s * P, ld, c0, c1, dx + (size_t)(n0 + s) * xs, rowbuf, cb->simd);
             }
         }
     });
