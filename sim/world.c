@@ -3,20 +3,26 @@
  *
  * Data layout. Vehicles live struct-of-arrays in ew_vehicles, slots [0, n). Every array
  * has cap + 1 entries: slot `cap` (EGO below) mirrors the ego (position, speed, size and
- * IDM constants) so that background vehicles treat it exactly like any other vehicle.
- * `ord` holds every live slot (the ego included) sorted by x; it is kept sorted by an
- * insertion sort after each step (vehicles barely reorder in 0.1 s, so this is O(n)).
- * Per-lane lists are rebuilt from `ord` in one O(n) pass, so each is sorted by x too: a
- * vehicle's leader is the next entry of its list. A vehicle changing lanes is listed in
- * both its old and its new lane (followers in both see it; it follows the tighter of its
- * two leaders); the ego is listed in every lane its footprint overlaps.
+ * IDM constants) so that background vehicles treat it exactly like any other vehicle. The
+ * IDM constants the inner loop reads are also kept packed per vehicle (ip[], ew_idm_p).
+ * Per-lane lists hold slots sorted by x, so a vehicle's leader is the next entry of its
+ * list. A vehicle changing lanes is listed in both its old and its new lane (followers in
+ * both see it; it follows the tighter of its two leaders); the ego is listed in every lane
+ * its footprint overlaps. The lists are maintained incrementally, never rebuilt per step:
+ * IDM with the no-overshoot clamp below keeps every background vehicle behind its leader's
+ * previous rear bumper, so integration preserves each list's order; entries are inserted
+ * (spawn, start of a lane change) and erased (end of a lane change, removal) in place; only
+ * the ego moves freely, and the lists it is in are re-sorted (insertion sort, early exit).
+ * The collision pass re-checks the order of every list it walks and repairs it if needed.
  *
- * One step: (1) IDM accelerations from the lists (min over the lists a vehicle is in, and
- * over lane-end obstacles), (2) ballistic integration that cannot overshoot the leader's
- * previous rear bumper, lateral lane-change motion, MOBIL clocks, (3) the ego by the
- * kinematic model, (4) removal at the road end or an off-ramp end, (5) sort and lists,
- * (6) MOBIL decisions of the vehicles whose clock fired, (7) inflow, (8) counting
- * background-background overlaps among list neighbours.
+ * One step: (1) per lane, back of the queue first, IDM accelerations from the lists (and
+ * lane-end obstacles) and, for vehicles in one list only, the integration at once (their
+ * leader has not moved yet): ballistic motion that cannot overshoot the leader's previous
+ * rear bumper, MOBIL clocks, removal marks; vehicles in two lists (lane changers) take the
+ * min over both and are integrated after all lanes, with their lateral motion; (2) the ego
+ * by the kinematic model, (3) removal of the marked vehicles at the road end or an
+ * off-ramp end, (4) MOBIL decisions of the vehicles whose clock fired, (5) inflow, (6)
+ * counting background-background overlaps among list neighbours.
  */
 #include "sim/world.h"
 
@@ -32,6 +38,11 @@
 #include "sim/rng.h"
 
 #define EW_INF 1e30f
+#if defined(__GNUC__)
+#define EW_NOINLINE __attribute__((noinline))
+#else
+#define EW_NOINLINE
+#endif
 #define SPAWN_QUEUE_MAX 8      /* vehicles waiting at one lane's entry before refusals */
 #define LC_MIN_RATE 0.25f      /* lane-change progress rate floor (stopped vehicles creep over) */
 #define LC_MAX_SLOPE 0.18f     /* lateral speed <= this * speed where possible (about 10 deg) */
@@ -52,13 +63,17 @@ struct ew_world {
     ew_vehicles V;
     int cap, ego;          /* ego == cap: the ego's mirror slot */
     /* private per-vehicle arrays (cap + 1) */
-    float *hl, *v0f, *inv_v0, *isab, *lc_y0, *lc_y1, *lc_dur, *lim_x, *lim_v;
-    uint8_t *due, *dead;
-    int *pos;              /* position in the list of lane[i] */
-    /* ordering */
-    int *ord, n_ord, ego_pos;
+    float *hl, *v0f, *lc_y0, *lc_y1, *lc_dur, *lim_x, *lim_v;
+    ew_idm_p *ip;          /* packed IDM constants (inv_v0 follows the lane's limit) */
+    uint8_t *dead;
+    /* per-lane x-sorted slot lists */
     int *lists[EW_MAX_LANES], cnt[EW_MAX_LANES];
-    int *remap;
+    /* per-step work lists and scratch (cap + 1 each) */
+    int *due, n_due;       /* vehicles whose MOBIL clock fired this step */
+    int n_dead;            /* vehicles marked dead[] this step */
+    uint8_t dirty[EW_MAX_LANES]; /* lists count_collisions must walk this step */
+    int *chg, n_chg;       /* vehicles in two lists this step (integrated after the lanes) */
+    int *remap, *scratch;
     /* the table of per-vehicle arrays, for moving a vehicle between slots */
     struct { void **p; size_t sz; } fld[48];
     int n_fld, n_move;     /* all arrays (freed by destroy); the first n_move move with a vehicle */
@@ -66,6 +81,7 @@ struct ew_world {
     float stop_x[EW_MAX_LANES];  /* where vehicles staying in the lane stop (EW_INF: none) */
     float tip_x[EW_MAX_LANES];   /* physical end for vehicles changing out (EW_INF: none) */
     float limit[EW_MAX_LANES];
+    float gone_x[EW_MAX_LANES];  /* vehicles with lane == l at x >= this leave the road */
     int nbc[EW_MAX_LANES][2][4], n_nbc[EW_MAX_LANES][2]; /* neighbour candidates (0 right, 1 left) */
     int offramp;                 /* first off-ramp lane, -1 if none */
     uint32_t ego_mask;           /* lanes the ego's footprint overlaps */
@@ -201,6 +217,7 @@ static void lane_cache(ew_world *w) {
     for (int l = 0; l < r->n_lanes; l++) {
         const ew_lane *ln = &r->lanes[l];
         w->limit[l] = ln->speed_limit;
+        w->gone_x[l] = (ln->exit_at_end && ln->x_end < r->length) ? ln->x_end : r->length;
         if (ln->exit_at_end) {
             w->stop_x[l] = w->tip_x[l] = EW_INF;
         } else {
@@ -249,7 +266,7 @@ static void ego_mirror(ew_world *w) {
     if (lane >= 0) {
         V->lane[e] = V->lane_from[e] = (int8_t)lane;
         V->v0[e] = w->v0f[e] * w->limit[lane];
-        w->inv_v0[e] = 1.0f / V->v0[e];
+        w->ip[e].inv_v0 = 1.0f / V->v0[e];
     }
     float ext = 0.5f * (fabsf(s->dy) * w->cfg.ego_length + fabsf(s->dx) * w->cfg.ego_width);
     uint32_t mask = 0;
@@ -260,42 +277,6 @@ static void ego_mirror(ew_world *w) {
         if (s->y + ext > ln->y_right && s->y - ext < ln->y_right + ln->width) mask |= 1u << l;
     }
     w->ego_mask = mask;
-}
-
-static void rebuild_lists(ew_world *w) {
-    const ew_vehicles *V = &w->V;
-    int nl = w->cfg.road.n_lanes;
-    for (int l = 0; l < nl; l++) w->cnt[l] = 0;
-    w->ego_pos = -1;
-    for (int k = 0; k < w->n_ord; k++) {
-        int i = w->ord[k];
-        if (i == w->ego) {
-            w->ego_pos = k;
-            for (int l = 0; l < nl; l++)
-                if (w->ego_mask & (1u << l)) w->lists[l][w->cnt[l]++] = i;
-            continue;
-        }
-        int a = V->lane[i], b = V->lane_from[i];
-        w->pos[i] = w->cnt[a];
-        w->lists[a][w->cnt[a]++] = i;
-        if (b != a) w->lists[b][w->cnt[b]++] = i;
-    }
-}
-
-static void sort_ord(ew_world *w) {
-    const float *x = w->V.x;
-    int *o = w->ord;
-    for (int k = 1; k < w->n_ord; k++) {
-        int i = o[k];
-        float xi = x[i];
-        int m = k - 1;
-        if (x[o[m]] <= xi) continue;
-        while (m >= 0 && x[o[m]] > xi) {
-            o[m + 1] = o[m];
-            m--;
-        }
-        o[m + 1] = i;
-    }
 }
 
 /* First position in list l whose x is > x. */
@@ -311,43 +292,101 @@ static int list_upper(const ew_world *w, int l, float x) {
     return lo;
 }
 
-static void ord_insert(ew_world *w, int i) {
+/* Position of slot i in list l (sorted, i listed there at its current x), or -1. */
+static int list_find(const ew_world *w, int l, int i) {
+    const int *L = w->lists[l];
     const float *X = w->V.x;
-    int lo = 0, hi = w->n_ord;
-    while (lo < hi) {
-        int mid = (lo + hi) >> 1;
-        if (X[w->ord[mid]] > X[i]) hi = mid;
-        else lo = mid + 1;
-    }
-    memmove(w->ord + lo + 1, w->ord + lo, (size_t)(w->n_ord - lo) * sizeof(int));
-    w->ord[lo] = i;
-    w->n_ord++;
+    for (int k = list_upper(w, l, X[i]) - 1; k >= 0 && X[L[k]] == X[i]; k--)
+        if (L[k] == i) return k;
+    for (int k = 0; k < w->cnt[l]; k++) /* not at its sorted place (only if x moved) */
+        if (L[k] == i) return k;
+    return -1;
 }
 
-/* Moves vehicle i within ord to its sorted place (after its x changed). */
-static void ord_fix(ew_world *w, int i) {
-    int k = 0;
-    while (k < w->n_ord && w->ord[k] != i) k++;
-    if (k == w->n_ord) return;
+/* Inserts slot i into list l after every entry with x <= x[i]. */
+static void list_insert(ew_world *w, int l, int i) {
+    int k = list_upper(w, l, w->V.x[i]);
+    int *L = w->lists[l];
+    memmove(L + k + 1, L + k, (size_t)(w->cnt[l] - k) * sizeof(int));
+    L[k] = i;
+    w->cnt[l]++;
+    w->dirty[l] = 1;
+}
+
+static void list_erase(ew_world *w, int l, int i) {
+    int k = list_find(w, l, i);
+    if (k < 0) return;
+    int *L = w->lists[l];
+    memmove(L + k, L + k + 1, (size_t)(w->cnt[l] - k - 1) * sizeof(int));
+    w->cnt[l]--;
+}
+
+/* Insertion sort by x with early exit: O(c) on a sorted or nearly sorted list. */
+static void list_sort_nearly(ew_world *w, int l) {
+    int *L = w->lists[l];
     const float *X = w->V.x;
-    while (k > 0 && X[w->ord[k - 1]] > X[i]) {
-        w->ord[k] = w->ord[k - 1];
-        w->ord[--k] = i;
-    }
-    while (k + 1 < w->n_ord && X[w->ord[k + 1]] < X[i]) {
-        w->ord[k] = w->ord[k + 1];
-        w->ord[++k] = i;
+    int c = w->cnt[l];
+    for (int k = 1; k < c; k++) {
+        int i = L[k];
+        float xi = X[i];
+        if (X[L[k - 1]] <= xi) continue;
+        int m = k - 1;
+        while (m >= 0 && X[L[m]] > xi) {
+            L[m + 1] = L[m];
+            m--;
+        }
+        L[m + 1] = i;
     }
 }
 
-/* Removes every slot with dead[i] set (swap with the last slot); keeps ord consistent.
- * The lists must be rebuilt afterwards (pos[] is used as scratch here). */
+/* Stable merge sort of list l by x (any order in, O(c log c)), using w->scratch. */
+static void list_sort_full(ew_world *w, int l) {
+    const float *X = w->V.x;
+    int c = w->cnt[l];
+    int *a = w->lists[l], *b = w->scratch;
+    for (int width = 1; width < c; width *= 2) {
+        for (int lo = 0; lo < c; lo += 2 * width) {
+            int mid = lo + width < c ? lo + width : c;
+            int hi = lo + 2 * width < c ? lo + 2 * width : c;
+            int p = lo, q = mid, o = lo;
+            while (p < mid && q < hi) b[o++] = (X[a[q]] < X[a[p]]) ? a[q++] : a[p++];
+            while (p < mid) b[o++] = a[p++];
+            while (q < hi) b[o++] = a[q++];
+        }
+        int *t = a;
+        a = b;
+        b = t;
+    }
+    if (a != w->lists[l]) memcpy(w->lists[l], a, (size_t)c * sizeof(int));
+}
+
+/* All lists from scratch (reset and mutators): slots in slot order, then sorted. */
+static void rebuild_lists(ew_world *w) {
+    const ew_vehicles *V = &w->V;
+    int nl = w->cfg.road.n_lanes;
+    for (int l = 0; l < nl; l++) w->cnt[l] = 0;
+    for (int i = 0; i < V->n; i++) {
+        int a = V->lane[i], b = V->lane_from[i];
+        w->lists[a][w->cnt[a]++] = i;
+        if (b != a) w->lists[b][w->cnt[b]++] = i;
+    }
+    if (w->cfg.ego_enabled)
+        for (int l = 0; l < nl; l++)
+            if (w->ego_mask & (1u << l)) w->lists[l][w->cnt[l]++] = w->ego;
+    for (int l = 0; l < nl; l++) list_sort_full(w, l);
+}
+
+/* Removes every slot with dead[i] set (swap with the last slot) and renames the slots in
+ * the lists and the due list accordingly (order kept). */
 static void compact(ew_world *w) {
     ew_vehicles *V = &w->V;
     int n = V->n;
-    int *orig = w->pos; /* slot -> original index */
-    for (int i = 0; i <= w->cap; i++) w->remap[i] = i;
-    for (int i = 0; i < n; i++) orig[i] = i;
+    int *orig = w->scratch; /* slot -> original index */
+    for (int i = 0; i < n; i++) {
+        w->remap[i] = i;
+        orig[i] = i;
+    }
+    w->remap[w->ego] = w->ego;
     for (int i = n - 1; i >= 0; i--) {
         if (!w->dead[i]) continue;
         int last = n - 1;
@@ -365,26 +404,25 @@ static void compact(ew_world *w) {
         n--;
     }
     V->n = n;
-    int m = 0;
-    for (int k = 0; k < w->n_ord; k++) {
-        int j = w->remap[w->ord[k]];
-        if (j >= 0) w->ord[m++] = j;
+    for (int l = 0; l < w->cfg.road.n_lanes; l++) {
+        int *L = w->lists[l], m = 0;
+        for (int k = 0; k < w->cnt[l]; k++) {
+            int j = w->remap[L[k]];
+            if (j >= 0) L[m++] = j;
+        }
+        w->cnt[l] = m;
     }
-    w->n_ord = m;
+    int m = 0;
+    for (int k = 0; k < w->n_due; k++) {
+        int j = w->remap[w->due[k]];
+        if (j >= 0) w->due[m++] = j;
+    }
+    w->n_due = m;
 }
 
 /* ---- IDM helpers -------------------------------------------------------------------- */
 
-static inline ew_idm_p idm_of(const ew_world *w, int i) {
-    ew_idm_p p;
-    p.inv_v0 = w->inv_v0[i];
-    p.T = w->V.T[i];
-    p.s0 = w->V.s0[i];
-    p.a_max = w->V.a_max[i];
-    p.inv_2sqrt_ab = w->isab[i];
-    p.delta = w->V.delta[i];
-    return p;
-}
+static inline ew_idm_p idm_of(const ew_world *w, int i) { return w->ip[i]; }
 
 /* IDM acceleration of i behind j (j < 0: free road) at i's current state. */
 static float accel_behind(const ew_world *w, int i, int j) {
@@ -456,7 +494,7 @@ static vparams sample_vehicle(ew_world *w, int l, float x) {
     return q;
 }
 
-/* Writes a new vehicle into slot n (not yet in ord/lists). Returns its slot. */
+/* Writes a new vehicle into slot n (not yet in the lists). Returns its slot. */
 static int add_slot(ew_world *w, const vparams *q, int lane, float x, float y, float v, float v0) {
     ew_vehicles *V = &w->V;
     int i = V->n++;
@@ -478,13 +516,12 @@ static int add_slot(ew_world *w, const vparams *q, int lane, float x, float y, f
     V->lc_t[i] = 0.0f;
     w->v0f[i] = v0 > 0.0f ? v0 / w->limit[lane] : q->v0f;
     V->v0[i] = w->v0f[i] * w->limit[lane];
-    w->inv_v0[i] = 1.0f / V->v0[i];
     V->T[i] = q->T;
     V->s0[i] = q->s0;
     V->a_max[i] = q->a_max;
     V->b_comf[i] = q->b;
     V->delta[i] = q->delta;
-    w->isab[i] = 1.0f / (2.0f * sqrtf(q->a_max * q->b));
+    w->ip[i] = ew_idm_params(V->v0[i], q->T, q->s0, q->a_max, q->b, q->delta);
     V->politeness[i] = q->pol;
     V->b_safe[i] = q->b_safe;
     V->a_thr[i] = q->a_thr;
@@ -494,7 +531,6 @@ static int add_slot(ew_world *w, const vparams *q, int lane, float x, float y, f
     V->brake_time[i] = 0.0f;
     w->lc_y0[i] = w->lc_y1[i] = y;
     w->lc_dur[i] = w->cfg.lc_duration;
-    w->due[i] = 0;
     w->dead[i] = 0;
     w->st.spawned++;
     return i;
@@ -510,7 +546,7 @@ static void start_change(ew_world *w, int i, int to, float dur) {
     w->lc_y1[i] = ew_road_lane_center(&w->cfg.road, to);
     w->lc_dur[i] = dur;
     V->v0[i] = w->v0f[i] * w->limit[to];
-    w->inv_v0[i] = 1.0f / V->v0[i];
+    w->ip[i].inv_v0 = 1.0f / V->v0[i];
     w->st.lane_changes++;
 }
 
@@ -537,10 +573,11 @@ ew_world *ew_world_create(const ew_world_config *cfg, char *err, int errlen) {
     FIELD(V->a_max); FIELD(V->b_comf); FIELD(V->delta); FIELD(V->politeness); FIELD(V->b_safe);
     FIELD(V->a_thr); FIELD(V->keep_right); FIELD(V->mobil_clock); FIELD(V->brake_decel);
     FIELD(V->brake_time);
-    FIELD(w->hl); FIELD(w->v0f); FIELD(w->inv_v0); FIELD(w->isab); FIELD(w->lc_y0);
-    FIELD(w->lc_y1); FIELD(w->lc_dur); FIELD(w->due); FIELD(w->dead);
+    FIELD(w->hl); FIELD(w->v0f); FIELD(w->ip); FIELD(w->lc_y0); FIELD(w->lc_y1);
+    FIELD(w->lc_dur); FIELD(w->dead);
     w->n_move = w->n_fld;
-    FIELD(w->lim_x); FIELD(w->lim_v); FIELD(w->pos); FIELD(w->ord); FIELD(w->remap);
+    FIELD(w->lim_x); FIELD(w->lim_v); FIELD(w->due); FIELD(w->chg); FIELD(w->remap);
+    FIELD(w->scratch);
     size_t n1 = (size_t)w->cap + 1;
     int ok = 1;
     for (int f = 0; f < w->n_fld; f++) {
@@ -607,8 +644,7 @@ static void fill_lane(ew_world *w, int l) {
             float vmax = sqrtf(q.b * fmaxf(0.0f, w->stop_x[l] - front));
             if (vv > vmax) vv = vmax;
         }
-        int i = add_slot(w, &q, l, front - 0.5f * q.len, ew_road_lane_center(&w->cfg.road, l), vv, 0.0f);
-        ord_insert(w, i);
+        add_slot(w, &q, l, front - 0.5f * q.len, ew_road_lane_center(&w->cfg.road, l), vv, 0.0f);
         cursor = front - q.len;
         lead_v = vv;
     }
@@ -621,7 +657,8 @@ void ew_world_reset(ew_world *w, uint64_t seed) {
     ew_rng_seed(&w->rng, seed);
     memset(&w->st, 0, sizeof w->st);
     w->V.n = 0;
-    w->n_ord = 0;
+    w->n_due = 0;
+    w->n_chg = 0;
     w->next_id = 1;
     w->max_hl = 0.0f;
     /* the ego's slot: car means as IDM constants (others judge it as a car) */
@@ -636,10 +673,9 @@ void ew_world_reset(ew_world *w, uint64_t seed) {
     V->a_max[e] = car->a_max;
     V->b_comf[e] = car->b_comf;
     V->delta[e] = car->delta;
-    w->isab[e] = 1.0f / (2.0f * sqrtf(car->a_max * car->b_comf));
     w->v0f[e] = car->v0_factor;
     V->v0[e] = car->v0_factor * w->limit[0];
-    w->inv_v0[e] = 1.0f / V->v0[e];
+    w->ip[e] = ew_idm_params(V->v0[e], car->T, car->s0, car->a_max, car->b_comf, car->delta);
     V->politeness[e] = car->politeness;
     V->b_safe[e] = car->b_safe;
     V->a_thr[e] = car->a_thr;
@@ -651,7 +687,6 @@ void ew_world_reset(ew_world *w, uint64_t seed) {
         w->ego_state = (ew_kin_state){w->cfg.ego_x, ew_road_lane_center(&w->cfg.road, l), 1.0f, 0.0f,
                                       w->cfg.ego_speed};
         ego_mirror(w);
-        w->ord[w->n_ord++] = e;
     } else {
         w->ego_state = (ew_kin_state){0.0f, 0.0f, 1.0f, 0.0f, 0.0f};
         V->x[e] = -EW_INF;
@@ -669,138 +704,225 @@ void ew_world_reset(ew_world *w, uint64_t seed) {
 
 /* ---- one step ----------------------------------------------------------------------- */
 
-static void accelerations(ew_world *w) {
+/* Everything after the acceleration for background vehicle i: overrides, noise, ballistic
+ * motion clamped at lx (the largest x its leaders' previous rear bumpers or a lane end
+ * allow; speed capped at lv when clamped), MOBIL clock, removal mark. */
+static inline void advance_one(ew_world *w, int i, float a, float lx, float lv) {
+    ew_vehicles *V = &w->V;
+    const float dt = w->cfg.dt;
+    uint8_t fl = V->flags[i];
+    if (fl & (EW_VF_BRAKING | EW_VF_STALLED)) {
+        if (-V->brake_decel[i] < a) a = -V->brake_decel[i];
+        if (fl & EW_VF_BRAKING) {
+            V->brake_time[i] -= dt;
+            if (V->brake_time[i] <= 0.0f) V->flags[i] = (uint8_t)(fl & ~EW_VF_BRAKING);
+        }
+    }
+    if (w->cfg.idm_noise > 0.0f) a += w->cfg.idm_noise * (float)ew_rng_normal(&w->rng);
+    V->acc[i] = a;
+    float x0 = V->x[i], v = V->v[i];
+    float xn = x0 + ew_ballistic(&v, a, dt);
+    if (xn > lx) {
+        xn = lx > x0 ? lx : x0;
+        float cap = lv > 0.0f ? lv : 0.0f;
+        if (v > cap) v = cap;
+    }
+    V->x[i] = xn;
+    V->v[i] = v;
+    float ck = V->mobil_clock[i] - dt;
+    if (ck <= 0.0f) {
+        ck += w->cfg.mobil_period;
+        if (ck <= 0.0f) ck = w->cfg.mobil_period;
+        w->due[w->n_due++] = i;
+    }
+    V->mobil_clock[i] = ck;
+    if (xn >= w->gone_x[V->lane[i]]) {
+        w->dead[i] = 1;
+        w->n_dead++;
+    }
+}
+
+/* Lateral motion of a lane changer (after its longitudinal update); at the end of the
+ * change it leaves the list of the lane it came from. */
+static void lateral(ew_world *w, int i) {
+    ew_vehicles *V = &w->V;
+    float dt = w->cfg.dt, v = V->v[i];
+    float dy = w->lc_y1[i] - w->lc_y0[i], dur = w->lc_dur[i];
+    float peak = 1.875f * fabsf(dy) / dur;
+    float allowed = LC_MAX_SLOPE * v;
+    float rate = (peak > allowed) ? allowed / peak : 1.0f;
+    if (rate < LC_MIN_RATE) rate = LC_MIN_RATE;
+    float t = V->lc_t[i] + dt * rate;
+    V->lc_t[i] = t;
+    float tau = t / dur;
+    if (tau >= 1.0f) {
+        int from = V->lane_from[i];
+        V->y[i] = w->lc_y1[i];
+        V->hx[i] = 1.0f;
+        V->hy[i] = 0.0f;
+        V->lane_from[i] = V->lane[i];
+        V->flags[i] = (uint8_t)(V->flags[i] & ~EW_VF_CHANGING);
+        V->lc_t[i] = 0.0f;
+        if (from != V->lane[i]) list_erase(w, from, i);
+    } else {
+        V->y[i] = w->lc_y0[i] + dy * ew_lc_profile(tau);
+        float vy = dy * ew_lc_profile_d(tau) * rate / dur;
+        float vx = v > LC_HEADING_VMIN ? v : LC_HEADING_VMIN;
+        float inv = 1.0f / sqrtf(vx * vx + vy * vy);
+        V->hx[i] = vx * inv;
+        V->hy[i] = vy * inv;
+    }
+}
+
+/* The general visit of entry i (leader j, -1 for none) of lane l's list in the traffic
+ * pass (below): external vehicles stay, vehicles listed once are advanced, vehicles
+ * listed twice collect the tighter of their two constraints (lim_x, lim_v, acc) and are
+ * queued in chg for advance_one after all lanes. Returns i's x after the visit. */
+static EW_NOINLINE float visit_general(ew_world *w, int l, int i, int j) {
     ew_vehicles *V = &w->V;
     const float *X = V->x, *VV = V->v, *HL = w->hl;
-    int n = V->n;
-    float *acc = V->acc, *limx = w->lim_x, *limv = w->lim_v;
-    for (int i = 0; i < n; i++) {
-        acc[i] = EW_INF;
-        limx[i] = EW_INF;
-        limv[i] = EW_INF;
+    if (V->flags[i] & EW_VF_EXTERNAL) return X[i];
+    const ew_idm_p *p = &w->ip[i];
+    float vi = VV[i], hli = HL[i], front = X[i] + hli;
+    float a, s = EW_INF, lx = EW_INF, lv = EW_INF;
+    if (j >= 0) {
+        float rear = X[j] - HL[j];
+        s = rear - front;
+        a = ew_idm_accel(p, vi, vi - VV[j], s);
+        lx = rear - hli;
+        lv = VV[j];
+    } else {
+        a = ew_idm_free(p, vi);
     }
+    int la = V->lane[i], lb = V->lane_from[i];
+    float stop = w->stop_x[l];
+    if (stop < EW_INF) {
+        float end = (la != l) ? w->tip_x[l] : stop; /* changing out of l: its physical end */
+        float se = end - front;
+        if (se < s && se > -0.5f && se < 400.0f) {
+            float ae = ew_idm_accel(p, vi, vi, se);
+            if (ae < a) a = ae;
+            float xl = end - hli;
+            if (xl < lx) {
+                lx = xl;
+                lv = 0.0f;
+            }
+        }
+    }
+    if (la == lb) {
+        w->st.vehicle_updates++;
+        advance_one(w, i, a, lx, lv);
+    } else if (l == (la < lb ? la : lb)) { /* the first of its two lists */
+        w->st.vehicle_updates++;
+        V->acc[i] = a;
+        w->lim_x[i] = lx;
+        w->lim_v[i] = lv;
+        w->dirty[l] = 1; /* it moves after the lanes */
+    } else {
+        if (a < V->acc[i]) V->acc[i] = a;
+        if (lx < w->lim_x[i]) {
+            w->lim_x[i] = lx;
+            w->lim_v[i] = lv;
+        }
+        w->chg[w->n_chg++] = i;
+        w->dirty[l] = 1;
+    }
+    return X[i];
+}
+
+/* Step part (1) (see the top of the file): every lane's list from its back, IDM toward the
+ * next entry (whose x, v and half length are carried to the next iteration: each is loaded
+ * once); vehicles listed once are advanced at once (their leader has not moved yet, and
+ * nothing reads them again this step); vehicles listed twice are advanced after all lanes.
+ * The common case (a vehicle listed once, no overrides, a leader, no lane end, no noise)
+ * is inline; everything else goes through visit_general. The pass also applies the
+ * collision pass's reject test to each pair of consecutive entries at their new
+ * positions: a lane where every pair is out of reach and nothing moves later in the step
+ * holds no overlapping pair and stays clean (dirty[l] = 0); count_collisions walks the
+ * others. */
+static void traffic_pass(ew_world *w) {
+    ew_vehicles *V = &w->V;
+    float *X = V->x, *VV = V->v, *ACC = V->acc, *CK = V->mobil_clock;
+    const float *HL = w->hl;
+    const ew_idm_p *IP = w->ip;
+    const uint8_t *F = V->flags;
+    const float dt = w->cfg.dt, hdt = 0.5f * dt, period = w->cfg.mobil_period;
+    const float reach = w->max_hl + 0.5f;
+    const uint8_t general = EW_VF_EXTERNAL | EW_VF_CHANGING | EW_VF_BRAKING | EW_VF_STALLED;
+    const int noisy = w->cfg.idm_noise > 0.0f; /* noise: all general (one draw each, list order) */
     int nl = w->cfg.road.n_lanes;
+    int64_t upd = 0;
+    w->n_due = 0;
+    w->n_chg = 0;
+    w->n_dead = 0;
     for (int l = 0; l < nl; l++) {
         const int *L = w->lists[l];
         int c = w->cnt[l];
-        float stop = w->stop_x[l], tip = w->tip_x[l];
-        for (int k = 0; k < c; k++) {
-            int i = L[k];
-            if (i == w->ego || (V->flags[i] & EW_VF_EXTERNAL)) continue;
-            ew_idm_p p = idm_of(w, i);
-            float vi = VV[i], front = X[i] + HL[i];
-            float a, s = EW_INF;
-            if (k + 1 < c) {
-                int j = L[k + 1];
-                float rear = X[j] - HL[j];
-                s = rear - front;
-                a = ew_idm_accel(&p, vi, vi - VV[j], s);
-                float xl = rear - HL[i];
-                if (xl < limx[i]) {
-                    limx[i] = xl;
-                    limv[i] = VV[j];
-                }
+        w->dirty[l] = 0;
+        if (c == 0) continue;
+        const float gone = w->gone_x[l];
+        const int all_general = noisy || w->stop_x[l] < EW_INF;
+        int dirty = 0;
+        int i = L[0];
+        float xi = X[i], vi = VV[i], hli = HL[i];
+        float px = -EW_INF, phl = 0.0f; /* the previous entry: new x, half length */
+        for (int k = 0; k + 1 < c; k++) {
+            int j = L[k + 1];
+            float xj = X[j], vj = VV[j], hlj = HL[j];
+            float xnew;
+            if ((F[i] & general) || all_general) {
+                xnew = visit_general(w, l, i, j);
             } else {
-                a = ew_idm_free(&p, vi);
-            }
-            if (stop < EW_INF) {
-                float end = (V->lane[i] != l) ? tip : stop; /* changing out of l: its physical end */
-                float se = end - front;
-                if (se < s && se > -0.5f && se < 400.0f) {
-                    float ae = ew_idm_accel(&p, vi, vi, se);
-                    if (ae < a) a = ae;
-                    float xl = end - HL[i];
-                    if (xl < limx[i]) {
-                        limx[i] = xl;
-                        limv[i] = 0.0f;
-                    }
+                /* ew_idm_accel, then ew_ballistic, the clamp and the MOBIL clock */
+                float rear = xj - hlj;
+                float a = ew_idm_accel(&IP[i], vi, vi - vj, rear - (xi + hli));
+                float lx = rear - hli;
+                float v1 = vi + a * dt;
+                if (v1 < 0.0f) {
+                    xnew = xi + (a < 0.0f ? -0.5f * vi * vi / a : 0.0f);
+                    v1 = 0.0f;
+                } else {
+                    xnew = xi + (vi + v1) * hdt;
                 }
+                if (xnew > lx) {
+                    xnew = lx > xi ? lx : xi;
+                    float cap = vj > 0.0f ? vj : 0.0f;
+                    if (v1 > cap) v1 = cap;
+                }
+                ACC[i] = a;
+                X[i] = xnew;
+                VV[i] = v1;
+                float ck = CK[i] - dt;
+                if (ck <= 0.0f) {
+                    ck += period;
+                    if (ck <= 0.0f) ck = period;
+                    w->due[w->n_due++] = i;
+                }
+                CK[i] = ck;
+                if (xnew >= gone) {
+                    w->dead[i] = 1;
+                    w->n_dead++;
+                }
+                upd++;
             }
-            if (a < acc[i]) acc[i] = a;
+            if (xnew - px <= phl + reach) dirty = 1;
+            px = xnew;
+            phl = hli;
+            i = j;
+            xi = xj;
+            vi = vj;
+            hli = hlj;
         }
+        float xnew = visit_general(w, l, i, -1); /* the head of the lane: free road */
+        if (xnew - px <= phl + reach) dirty = 1;
+        w->dirty[l] |= (uint8_t)dirty;
     }
-}
-
-static void integrate(ew_world *w) {
-    ew_vehicles *V = &w->V;
-    int n = V->n;
-    float dt = w->cfg.dt, period = w->cfg.mobil_period, noise = w->cfg.idm_noise;
-    int64_t upd = 0;
-    for (int i = 0; i < n; i++) {
-        uint8_t fl = V->flags[i];
-        if (fl & EW_VF_EXTERNAL) continue;
-        upd++;
-        float a = V->acc[i];
-        if (fl & (EW_VF_BRAKING | EW_VF_STALLED)) {
-            if (-V->brake_decel[i] < a) a = -V->brake_decel[i];
-            if (fl & EW_VF_BRAKING) {
-                V->brake_time[i] -= dt;
-                if (V->brake_time[i] <= 0.0f) V->flags[i] = (uint8_t)(V->flags[i] & ~EW_VF_BRAKING);
-            }
-        }
-        if (noise > 0.0f) a += noise * (float)ew_rng_normal(&w->rng);
-        V->acc[i] = a;
-        float v = V->v[i];
-        float x0 = V->x[i];
-        float xn = x0 + ew_ballistic(&v, a, dt);
-        if (xn > w->lim_x[i]) {
-            xn = w->lim_x[i] > x0 ? w->lim_x[i] : x0;
-            float lv = w->lim_v[i] > 0.0f ? w->lim_v[i] : 0.0f;
-            if (v > lv) v = lv;
-        }
-        V->x[i] = xn;
-        V->v[i] = v;
-        if (fl & EW_VF_CHANGING) {
-            float dy = w->lc_y1[i] - w->lc_y0[i], dur = w->lc_dur[i];
-            float peak = 1.875f * fabsf(dy) / dur;
-            float allowed = LC_MAX_SLOPE * v;
-            float rate = (peak > allowed) ? allowed / peak : 1.0f;
-            if (rate < LC_MIN_RATE) rate = LC_MIN_RATE;
-            float t = V->lc_t[i] + dt * rate;
-            V->lc_t[i] = t;
-            float tau = t / dur;
-            if (tau >= 1.0f) {
-                V->y[i] = w->lc_y1[i];
-                V->hx[i] = 1.0f;
-                V->hy[i] = 0.0f;
-                V->lane_from[i] = V->lane[i];
-                V->flags[i] = (uint8_t)(V->flags[i] & ~EW_VF_CHANGING);
-                V->lc_t[i] = 0.0f;
-            } else {
-                V->y[i] = w->lc_y0[i] + dy * ew_lc_profile(tau);
-                float vy = dy * ew_lc_profile_d(tau) * rate / dur;
-                float vx = v > LC_HEADING_VMIN ? v : LC_HEADING_VMIN;
-                float inv = 1.0f / sqrtf(vx * vx + vy * vy);
-                V->hx[i] = vx * inv;
-                V->hy[i] = vy * inv;
-            }
-        }
-        float ck = V->mobil_clock[i] - dt;
-        if (ck <= 0.0f) {
-            ck += period;
-            if (ck <= 0.0f) ck = period;
-            w->due[i] = 1;
-        }
-        V->mobil_clock[i] = ck;
+    for (int q = 0; q < w->n_chg; q++) {
+        int i = w->chg[q];
+        advance_one(w, i, ACC[i], w->lim_x[i], w->lim_v[i]);
+        if (V->flags[i] & EW_VF_CHANGING) lateral(w, i);
     }
     w->st.vehicle_updates += upd;
-}
-
-static int removals(ew_world *w) {
-    ew_vehicles *V = &w->V;
-    const ew_road *r = &w->cfg.road;
-    int any = 0;
-    for (int i = 0; i < V->n; i++) {
-        if (V->flags[i] & EW_VF_EXTERNAL) continue;
-        const ew_lane *ln = &r->lanes[V->lane[i]];
-        if (V->x[i] >= r->length || (ln->exit_at_end && V->x[i] >= ln->x_end)) {
-            w->dead[i] = 1;
-            w->st.exited++;
-            any = 1;
-        }
-    }
-    if (any) compact(w);
-    return any;
 }
 
 /* MOBIL decision for vehicle i (not changing, not external/stalled/braking). */
@@ -823,7 +945,7 @@ static void mobil(ew_world *w, int i) {
     int exiting = (V->flags[i] & EW_VF_EXITING) && w->offramp >= 0 && xi < r->lanes[w->offramp].x_end &&
                   r->lanes[w->offramp].x_end - xi < EXIT_PREPARE_DIST;
     const int *L = w->lists[l];
-    int c = w->cnt[l], k = w->pos[i];
+    int c = w->cnt[l], k = list_find(w, l, i);
     int old_lead = k + 1 < c ? L[k + 1] : -1;
     int old_fol = k > 0 ? L[k - 1] : -1;
     float ac_old = accel_lane(w, i, xi, old_lead, l);
@@ -877,7 +999,7 @@ static void mobil(ew_world *w, int i) {
     }
     if (best >= 0) {
         start_change(w, i, best, w->cfg.lc_duration);
-        rebuild_lists(w);
+        list_insert(w, best, i);
     } else if (bonus > 1.0f) {
         /* pressed to merge: look again soon */
         float soon = 0.2f * w->cfg.mobil_period;
@@ -887,12 +1009,12 @@ static void mobil(ew_world *w, int i) {
 
 static void decisions(ew_world *w) {
     ew_vehicles *V = &w->V;
-    for (int i = 0; i < V->n; i++) {
-        if (!w->due[i]) continue;
-        w->due[i] = 0;
+    for (int q = 0; q < w->n_due; q++) {
+        int i = w->due[q];
         if (V->flags[i] & (EW_VF_EXTERNAL | EW_VF_STALLED | EW_VF_BRAKING | EW_VF_CHANGING)) continue;
         mobil(w, i);
     }
+    w->n_due = 0;
 }
 
 /* Tries to let the head of lane l's entry queue in. Returns 1 when a vehicle entered. */
@@ -944,7 +1066,7 @@ static int try_enter(ew_world *w, int l) {
         if (ve > vmax) ve = vmax;
     }
     int i = add_slot(w, q, l, xc, ew_road_lane_center(&w->cfg.road, l), ve, 0.0f);
-    ord_insert(w, i);
+    list_insert(w, l, i);
     w->queue[l]--;
     w->pend_ok[l] = 0;
     return 1;
@@ -952,7 +1074,6 @@ static int try_enter(ew_world *w, int l) {
 
 static void inflow(ew_world *w) {
     double t1 = w->st.time + w->cfg.dt;
-    int any = 0;
     for (int l = 0; l < w->cfg.road.n_lanes; l++) {
         float f = w->cfg.flow_per_h[l];
         if (f <= 0.0f || w->cfg.road.lanes[l].kind == EW_LANE_OFFRAMP) continue;
@@ -961,12 +1082,8 @@ static void inflow(ew_world *w) {
             else w->st.refused_spawns++;
             w->next_arrival[l] += -log(1.0 - ew_rng_uniform(&w->rng)) * 3600.0 / f;
         }
-        if (w->queue[l] > 0 && try_enter(w, l)) {
-            any = 1;
-            rebuild_lists(w);
-        }
+        if (w->queue[l] > 0) try_enter(w, l);
     }
-    (void)any;
 }
 
 static ew_obb obb_of(const ew_vehicles *V, int i) {
@@ -978,48 +1095,83 @@ static ew_obb obb_of(const ew_vehicles *V, int i) {
     return b;
 }
 
-static void count_collisions(ew_world *w) {
+/* The overlapping background pairs among the entries of list l from position k on that
+ * are within reach of entry k (the list sorted). */
+static void collisions_from(ew_world *w, int l, int k, float reach) {
     const ew_vehicles *V = &w->V;
+    const int *L = w->lists[l];
+    int c = w->cnt[l], i = L[k];
+    if (i == w->ego) return;
+    float xi = V->x[i], lim = w->hl[i] + reach;
+    for (int m = k + 1; m < c; m++) {
+        int j = L[m];
+        float dx = V->x[j] - xi;
+        if (dx > lim) break;
+        if (j == w->ego) continue;
+        if (dx > w->hl[i] + w->hl[j] + 0.5f) continue;
+        if ((V->flags[i] & V->flags[j]) & EW_VF_EXTERNAL) continue;
+        uint32_t common = ((1u << V->lane[i]) | (1u << V->lane_from[i])) &
+                          ((1u << V->lane[j]) | (1u << V->lane_from[j]));
+        if ((common & (~common + 1u)) != (1u << l)) continue; /* count once: lowest shared lane */
+        ew_obb a = obb_of(V, i), b = obb_of(V, j);
+        if (ew_obb_overlap(&a, &b)) w->st.bg_collisions++;
+    }
+}
+
+/* Counts background-background overlaps: for each list entry, the entries ahead within
+ * reach (most entries are rejected by their next neighbour alone). An entry ahead of its
+ * successor means the list lost its order: it is re-sorted and walked again. */
+static void count_collisions(ew_world *w) {
+    const float *X = w->V.x, *HL = w->hl;
     int nl = w->cfg.road.n_lanes;
     float reach = w->max_hl + 0.5f;
     for (int l = 0; l < nl; l++) {
+        if (!w->dirty[l]) continue;
         const int *L = w->lists[l];
         int c = w->cnt[l];
-        for (int k = 0; k < c; k++) {
-            int i = L[k];
-            if (i == w->ego) continue;
-            float xi = V->x[i], lim = w->hl[i] + reach;
-            for (int m = k + 1; m < c; m++) {
-                int j = L[m];
-                float dx = V->x[j] - xi;
-                if (dx > lim) break;
-                if (j == w->ego) continue;
-                if (dx > w->hl[i] + w->hl[j] + 0.5f) continue;
-                if ((V->flags[i] & V->flags[j]) & EW_VF_EXTERNAL) continue;
-                uint32_t common = ((1u << V->lane[i]) | (1u << V->lane_from[i])) &
-                                  ((1u << V->lane[j]) | (1u << V->lane_from[j]));
-                if ((common & (~common + 1u)) != (1u << l)) continue; /* count once: lowest shared lane */
-                ew_obb a = obb_of(V, i), b = obb_of(V, j);
-                if (ew_obb_overlap(&a, &b)) w->st.bg_collisions++;
+        int64_t before = w->st.bg_collisions;
+        for (int pass = 0; pass < 2; pass++) {
+            int sorted = 1;
+            for (int k = 0; k + 1 < c; k++) {
+                int i = L[k];
+                float xi = X[i], xn = X[L[k + 1]];
+                if (xn - xi > HL[i] + reach) continue;
+                if (xn < xi) {
+                    sorted = 0;
+                    break;
+                }
+                collisions_from(w, l, k, reach);
             }
+            if (sorted) break;
+            list_sort_nearly(w, l); /* out of order: repair the list and count it again */
+            w->st.bg_collisions = before;
         }
     }
 }
 
 void ew_world_step(ew_world *w, const ew_action *ego_action) {
-    accelerations(w);
-    integrate(w);
+    traffic_pass(w);
     if (w->cfg.ego_enabled) {
         ew_action u = ego_action ? *ego_action : (ew_action){0.0f, 0.0f};
         u = ew_kin_clip(&w->cfg.ego_limits, u);
         ew_kin_state nx;
         ew_kin_step(&w->ego_state, u, w->cfg.dt, w->cfg.ego_limits.allow_reverse, &nx);
         w->ego_state = nx;
+        uint32_t was = w->ego_mask;
         ego_mirror(w);
+        uint32_t now = w->ego_mask;
+        for (int l = 0; l < w->cfg.road.n_lanes; l++) {
+            uint32_t bit = 1u << l;
+            if ((was | now) & bit) w->dirty[l] = 1;
+            if ((was & bit) && !(now & bit)) list_erase(w, l, w->ego);
+            else if ((was & bit) && (now & bit)) list_sort_nearly(w, l);
+            else if (now & bit) list_insert(w, l, w->ego);
+        }
     }
-    removals(w);
-    sort_ord(w);
-    rebuild_lists(w);
+    if (w->n_dead) {
+        w->st.exited += w->n_dead;
+        compact(w);
+    }
     decisions(w);
     inflow(w);
     count_collisions(w);
@@ -1127,7 +1279,7 @@ void ew_world_ego_idm_action(const ew_world *w, ew_action *out) {
 }
 
 int ew_world_ego_collision(const ew_world *w, float tol) {
-    if (!w->cfg.ego_enabled || w->ego_pos < 0) return 0;
+    if (!w->cfg.ego_enabled) return 0;
     const ew_vehicles *V = &w->V;
     const ew_kin_state *e = &w->ego_state;
     ew_obb eb;
@@ -1138,10 +1290,13 @@ int ew_world_ego_collision(const ew_world *w, float tol) {
     if (eb.len < 0.01f) eb.len = 0.01f;
     if (eb.wid < 0.01f) eb.wid = 0.01f;
     float reach = 0.5f * (w->cfg.ego_length + w->cfg.ego_width) + w->max_hl + 0.5f;
-    for (int dir = -1; dir <= 1; dir += 2) {
-        for (int k = w->ego_pos + dir; k >= 0 && k < w->n_ord; k += dir) {
-            int i = w->ord[k];
-            if (fabsf(V->x[i] - e->x) > reach) break;
+    /* every vehicle is listed in at least one lane: scan each list around the ego's x */
+    for (int l = 0; l < w->cfg.road.n_lanes; l++) {
+        const int *L = w->lists[l];
+        for (int k = list_upper(w, l, e->x - reach); k < w->cnt[l]; k++) {
+            int i = L[k];
+            if (V->x[i] - e->x > reach) break;
+            if (i == w->ego) continue;
             ew_obb b = obb_of(V, i);
             if (ew_obb_overlap(&eb, &b)) return 1;
         }
@@ -1164,7 +1319,6 @@ void ew_world_set_ego(ew_world *w, const ew_kin_state *s) {
     if (!w->cfg.ego_enabled) return;
     w->ego_state = *s;
     ego_mirror(w);
-    sort_ord(w);
     rebuild_lists(w);
 }
 
@@ -1173,8 +1327,10 @@ void ew_world_set_ego(ew_world *w, const ew_kin_state *s) {
 static int overlaps_any(const ew_world *w, const ew_obb *b, int skip) {
     const ew_vehicles *V = &w->V;
     float reach = 0.5f * (b->len + b->wid) + w->max_hl + 0.5f;
-    for (int k = 0; k < w->n_ord; k++) {
-        int i = w->ord[k];
+    int n = V->n;
+    for (int k = 0; k <= n; k++) { /* the live slots, then the ego's (if enabled) */
+        if (k == n && !w->cfg.ego_enabled) break;
+        int i = k < n ? k : w->ego;
         if (i == skip || fabsf(V->x[i] - b->c.x) > reach) continue;
         ew_obb o = obb_of(V, i);
         if (ew_obb_overlap(b, &o)) return 1;
@@ -1235,8 +1391,7 @@ uint32_t ew_world_spawn(ew_world *w, const ew_spawn *s, char *err, int errlen) {
         return 0;
     }
     int i = add_slot(w, &q, s->lane, s->x, y, s->v, s->v0);
-    ord_insert(w, i);
-    rebuild_lists(w);
+    list_insert(w, s->lane, i);
     return w->V.id[i];
 }
 
@@ -1251,7 +1406,6 @@ int ew_world_remove(ew_world *w, uint32_t id, char *err, int errlen) {
     if (i < 0) return -1;
     w->dead[i] = 1;
     compact(w);
-    rebuild_lists(w);
     return 0;
 }
 
@@ -1271,7 +1425,7 @@ int ew_world_change_lane(ew_world *w, uint32_t id, int to, float duration, char 
     if (to != neighbor(w, l, 0, V->x[i]) && to != neighbor(w, l, 1, V->x[i]))
         return fail(err, errlen, "change_lane: lane %d is not next to lane %d at x = %g", to, l, (double)V->x[i]);
     start_change(w, i, to, duration);
-    rebuild_lists(w);
+    list_insert(w, to, i);
     return 0;
 }
 
@@ -1315,7 +1469,7 @@ int ew_world_set_speed_limit(ew_world *w, int lane, float v, char *err, int errl
     for (int i = 0; i < V->n; i++) {
         if (V->lane[i] != lane) continue;
         V->v0[i] = w->v0f[i] * w->limit[lane];
-        w->inv_v0[i] = 1.0f / V->v0[i];
+        w->ip[i].inv_v0 = 1.0f / V->v0[i];
     }
     return 0;
 }
@@ -1350,7 +1504,6 @@ int ew_world_set_external(ew_world *w, uint32_t id, float x, float y, float hx, 
         }
     }
     V->lane[i] = V->lane_from[i] = (int8_t)lane;
-    ord_fix(w, i);
     rebuild_lists(w);
     return 0;
 }
