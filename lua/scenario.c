@@ -52,7 +52,7 @@ struct ew_scenario {
     event_t *ev;
     int n_ev, cap_ev, n_ev_static;
     metric_t *m;
-    int n_m;
+    int n_m, n_m_static;
     /* while events run */
     ew_world *w;
     ew_episode *ep;
@@ -393,6 +393,7 @@ ew_scenario *ew_scenario_load(const char *path, const ew_lua_opts *o, char *err,
         }
     }
     s->n_ev_static = s->n_ev;
+    s->n_m_static = s->n_m;
     return s;
 bad:
     ew_scenario_destroy(s);
@@ -513,7 +514,7 @@ int ew_scenario_begin(ew_scenario *s, ew_world *w, char *err, int errlen) {
         e->next = e->start;
         e->last_fire = -INFINITY;
     }
-    s->n_m = 0;
+    s->n_m = s->n_m_static; /* metrics reported while loading stay */
     s->ended = 0;
     s->end_label[0] = 0;
     s->fired_total = 0;

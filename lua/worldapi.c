@@ -607,7 +607,7 @@ static int result(lua_State *L, int rc, const char *err) {
 }
 
 static int f_cut_in(lua_State *L) {
-    static const char *const keys[] = {"gap", "from", "speed", "dv", "duration", "type", "length", "id", "clear", NULL};
+    static const char *const keys[] = {"gap", "from", "speed", "dv", "duration", "type", "length", "id", "clear", "v0", NULL};
     int b;
     ew_world *w = W(L, &b);
     if (lua_isnoneornil(L, b)) {
@@ -664,6 +664,8 @@ static int f_cut_in(lua_State *L) {
         double dv = ew_lua_optnum(L, b, "cut_in", "dv", 0.0);
         s.v = (float)ew_lua_optnum(L, b, "cut_in", "speed", e->s + dv);
         if (s.v < 0.0f) s.v = 0.0f;
+        /* desired speed: its current speed unless given (a cut-in vehicle holds its speed) */
+        s.v0 = (float)ew_lua_optnum(L, b, "cut_in", "v0", s.v > 1.0f ? s.v : 1.0f);
         if (ew_lua_optbool(L, b, "cut_in", "clear", 0)) {
             /* make room: remove background vehicles near the spot in both lanes */
             const ew_vehicles *V = ew_world_vehicles(w);
