@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "app/cli.h"
+#include "app/run_lua.h"
 #include "app/record.h"
 #include "app/run_viewer.h"
 #include "sim/controller.h"
@@ -18,7 +19,8 @@ static void help(void) {
     printf("usage: egoworld run [options]\n\n"
            "Runs one episode: the ego is driven by IDM for the n_cond warm-up steps, then by the\n"
            "controller, until it reaches the goal, collides, leaves the road or runs out of steps.\n\n"
-           "  --scenario NAME     built-in scenario (default dense-3lane); one of:");
+           "  --scenario NAME     built-in scenario (default dense-3lane) or a Lua scenario FILE.lua;\n"
+           "                      built-in:");
     int n;
     const char *const *names = ew_scenario_builtin_names(&n);
     for (int i = 0; i < n; i++) printf(" %s", names[i]);
@@ -32,7 +34,8 @@ static void help(void) {
            "  --record DIR        write the ego raster (ego_NNNNN.png) and a world-aligned top view\n"
            "                      (top_NNNNN.png) for every step into DIR\n"
            "  --json              print the episode metrics as one JSON object on stdout\n"
-           "  --quiet             no progress display\n");
+           "  --quiet             no progress display\n"
+           "  --allow-read DIR    folder a Lua scenario may read (data, NGSIM logs)\n");
     ew_run_viewer_help(stdout); /* viewer options and keys (app/run_viewer.c) */
 }
 
@@ -54,7 +57,7 @@ static int mkdir_p(const char *dir) {
 
 int cmd_run(int argc, char **argv) {
     const char *cmd = "run";
-    const char *scenario = "dense-3lane", *controller = "idm", *record = NULL;
+    const char *scenario = "dense-3lane", *controller = "idm", *record = NULL, *allow_read = NULL;
     long steps = 600, n_cond = 20;
     uint64_t seed = 1;
     double goal = 215.0;
@@ -68,6 +71,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--quiet")) quiet = 1;
         else if (!strcmp(a, "--scenario")) { if (!(scenario = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--controller")) { if (!(controller = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--allow-read")) { if (!(allow_read = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--record")) { if (!(record = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--steps")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 100000000, &steps)) return 2; }
         else if (!strcmp(a, "--n-cond")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 0, 100000, &n_cond)) return 2; }
@@ -82,33 +86,47 @@ int cmd_run(int argc, char **argv) {
 
     char err[512];
     ew_world_config wc;
-    if (ew_scenario_builtin(scenario, &wc, err, (int)sizeof err) != 0) {
+    ew_episode_cfg ec;
+    ew_episode_cfg_default(&ec);
+    ec.n_cond = (int)n_cond;
+    ec.max_steps = (int)steps;
+    ec.goal_distance = (float)goal;
+    ew_scenario *lsc = NULL; /* a Lua scenario file: its config, episode settings and events */
+    if (ew_run_is_lua(scenario)) {
+        lsc = ew_run_lua_load(scenario, allow_read, argc, argv, &wc, &ec, &controller, &seed, &steps);
+        if (!lsc) return 1;
+        goal = ec.goal_distance;
+    } else if (ew_scenario_builtin(scenario, &wc, err, (int)sizeof err) != 0) {
         fprintf(stderr, "egoworld run: %s\n", err);
         return 1;
     }
     wc.seed = seed;
     if (bench_vehicles > 0 && ew_run_viewer_set_vehicles(&wc, bench_vehicles, err, (int)sizeof err) != 0) {
         fprintf(stderr, "egoworld run: %s\n", err);
+        ew_scenario_destroy(lsc);
         return 2;
     }
-    ew_episode_cfg ec;
-    ew_episode_cfg_default(&ec);
-    ec.n_cond = (int)n_cond;
-    ec.max_steps = (int)steps;
-    ec.goal_distance = (float)goal;
-
     ew_controller ctrl;
     if (ew_controller_builtin(controller, &ctrl, err, (int)sizeof err) != 0) {
         fprintf(stderr, "egoworld run: --controller: %s\n", err);
+        ew_scenario_destroy(lsc);
         return 2;
     }
     ew_world *w = ew_world_create(&wc, err, (int)sizeof err);
     if (!w) {
         fprintf(stderr, "egoworld run: scenario %s: %s\n", scenario, err);
         ew_controller_destroy(&ctrl);
+        ew_scenario_destroy(lsc);
         return 1;
     }
     ew_world_reset(w, seed);
+    if (lsc && ew_scenario_begin(lsc, w, err, (int)sizeof err) != 0) {
+        ew_run_lua_report(lsc);
+        ew_world_destroy(w);
+        ew_controller_destroy(&ctrl);
+        ew_scenario_destroy(lsc);
+        return 1;
+    }
     if (ctrl.reset) ctrl.reset(ctrl.ctx, w);
 
     ew_recorder *rec = NULL;
@@ -117,6 +135,7 @@ int cmd_run(int argc, char **argv) {
             fprintf(stderr, "egoworld run: --record: cannot create directory '%s': %s\n", record, strerror(errno));
             ew_world_destroy(w);
             ew_controller_destroy(&ctrl);
+            ew_scenario_destroy(lsc);
             return 1;
         }
         rec = ew_recorder_create(record, err, (int)sizeof err);
@@ -124,6 +143,7 @@ int cmd_run(int argc, char **argv) {
             fprintf(stderr, "egoworld run: --record: %s\n", err);
             ew_world_destroy(w);
             ew_controller_destroy(&ctrl);
+            ew_scenario_destroy(lsc);
             return 1;
         }
     }
@@ -160,6 +180,10 @@ int cmd_run(int argc, char **argv) {
         printf("{\"scenario\": \"%s\", \"controller\": \"%s\", \"seed\": %llu, \"metrics\": ", scenario,
                ctrl.name, (unsigned long long)seed);
         ew_episode_metrics_json(m, stdout);
+        if (lsc) {
+            fputs(", \"script_metrics\": ", stdout);
+            ew_scenario_metrics_json(lsc, stdout);
+        }
         printf(", \"plan_ms_per_step\": %.6g, \"wall_s\": %.6g, \"bg_collisions\": %lld, \"vehicles\": %d}\n",
                ctrl.plan_calls ? ctrl.plan_ms_total / (double)ctrl.plan_calls : 0.0, wall,
                (long long)st.bg_collisions, ew_world_vehicles(w)->n);
@@ -179,9 +203,11 @@ int cmd_run(int argc, char **argv) {
         printf("wall time     %.3f s\n", wall);
     }
     if (m->status == EW_EP_ERROR) {
-        fprintf(stderr, "egoworld run: %s\n", m->error);
+        if (lsc && ew_scenario_error(lsc)) ew_run_lua_report(lsc);
+        else fprintf(stderr, "egoworld run: %s\n", m->error);
         rc = 1;
     }
+    ew_scenario_destroy(lsc);
     ew_recorder_destroy(rec);
     ew_world_destroy(w);
     ew_controller_destroy(&ctrl);
