@@ -6,15 +6,20 @@
  *   test_raster                        run the tests (golden files in tests/golden/)
  *   test_raster --write-golden [DIR]   regenerate the PNGs in tests/golden and write x6 composite
  *                                      previews for viewing into DIR (default /tmp)
+ *   test_raster --bench [SECONDS]      rasters per second (uint8 and float output) on a dense
+ *                                      highway scene, one thread, median of 7 runs
  */
+#define _POSIX_C_SOURCE 199309L /* clock_gettime */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sim/png.h"
 #include "sim/raster.h"
+#include "sim/rng.h"
 #include "sim/road.h"
 #include "tests/check.h"
 
@@ -622,7 +627,82 @@ static void test_golden(void) {
     }
 }
 
+/* ---- micro-benchmark ------------------------------------------------------------------------------- */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Dense 4-lane highway, 1 km, a vehicle every ~22 m per lane (180 in all, the whole world is
+ * passed: culling included), a few changing lanes; the ego in lane 1 with a small heading
+ * angle (so nothing is axis-aligned: the general path), moving 0.3 m per raster. */
+static int bench(double seconds) {
+    ew_road r;
+    char err[256];
+    if (ew_road_init_highway(&r, 4, 3.7f, 1000.0f, 30.0f, err, (int)sizeof err) != 0) return 1;
+    enum { NV = 180 };
+    static float x[NV], y[NV], hx[NV], hy[NV], len[NV], wid[NV];
+    ew_rng rng;
+    ew_rng_seed(&rng, 1);
+    for (int i = 0; i < NV; i++) {
+        int lane = i % 4;
+        x[i] = 5.0f + 22.0f * (float)(i / 4) + (float)ew_rng_range(&rng, -6.0, 6.0);
+        y[i] = 1.85f + 3.7f * (float)lane + (float)ew_rng_range(&rng, -0.3, 0.3);
+        float t = (i % 9 == 0) ? (float)ew_rng_range(&rng, -0.08, 0.08) : 0.0f;
+        hx[i] = t == 0.0f ? 1.0f : cosf(t);
+        hy[i] = sinf(t);
+        int truck = i % 7 == 0;
+        len[i] = truck ? 12.0f : (float)ew_rng_range(&rng, 4.0, 5.0);
+        wid[i] = truck ? 2.5f : (float)ew_rng_range(&rng, 1.7, 1.95);
+    }
+    ew_boxes bx = {x, y, hx, hy, len, wid, NV};
+    ew_raster_cfg c;
+    ew_raster_cfg_default(&c);
+    size_t n = (size_t)NCH * (size_t)c.rows * (size_t)c.cols;
+    uint8_t *out = malloc(n);
+    float *outf = malloc(n * sizeof(float));
+    if (!out || !outf) return 1;
+    ew_kin_state e = {300.0f, 5.55f, cosf(0.012f), sinf(0.012f), 25.0f};
+    /* vehicles in view (centre within the view) */
+    int in_view = 0;
+    for (int i = 0; i < NV; i++) in_view += fabsf(x[i] - 400.0f) < 36.1f + 2.5f && fabsf(y[i] - 5.55f) < 7.4f + 1.0f;
+    double rate[2][7];
+    unsigned chk = 0;
+    for (int mode = 0; mode < 2; mode++)
+        for (int run = 0; run < 7; run++) {
+            long k = 0;
+            double t0 = now_s(), t1 = t0;
+            while (t1 - t0 < seconds / 7.0) {
+                for (int j = 0; j < 1000; j++, k++) {
+                    e.x = 300.0f + 0.3f * (float)(k % 667); /* 300 .. 500 m */
+                    ew_raster_ego(&c, &r, &e, 4.5f, 1.8f, &bx, out);
+                    if (mode) ew_raster_to_f32(out, (int)n, outf);
+                }
+                t1 = now_s();
+            }
+            chk += out[n / 2 + (size_t)run];
+            rate[mode][run] = (double)k / (t1 - t0);
+        }
+    qsort(rate[0], 7, sizeof(double), cmp_double);
+    qsort(rate[1], 7, sizeof(double), cmp_double);
+    printf("scene: 4 lanes, %d vehicles passed (about %d in view at x = 400 m), 117x24x4, one thread\n", NV, in_view);
+    printf("uint8 rasters/s: %.0f (median of 7; min %.0f, max %.0f)\n", rate[0][3], rate[0][0], rate[0][6]);
+    printf("float rasters/s: %.0f (uint8 render + conversion; min %.0f, max %.0f)\n", rate[1][3], rate[1][0], rate[1][6]);
+    printf("(checksum %u)\n", chk);
+    free(out);
+    free(outf);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "--bench") == 0) return bench(argc >= 3 ? atof(argv[2]) : 7.0);
     if (argc >= 2 && strcmp(argv[1], "--write-golden") == 0) return write_golden(argc >= 3 ? argv[2] : "/tmp");
     test_aligned_box();
     test_against_supersampling();
