@@ -333,7 +333,19 @@ static int pcall_c(ew_scenario *s, lua_CFunction f, int nargs_extra, long long b
     lua_insert(L, -(nargs_extra + 1));
     lua_pushlightuserdata(L, s);
     lua_insert(L, -(nargs_extra + 1));
-    return ew_lua_vm_pcall(s->vm, 1 + nargs_extra, 0, budget, err, errlen);
+    int rc = ew_lua_vm_pcall(s->vm, 1 + nargs_extra, 0, budget, err, errlen);
+    size_t pl = strlen(s->path);
+    if (rc != 0 && err && errlen > 0 && pl + 2 < (size_t)errlen - 1 && strncmp(err, s->path, pl) != 0) {
+        /* raised from C while reading the configuration: name the file */
+        size_t n = strlen(err), room = (size_t)errlen - 1;
+        if (pl + 2 + n > room) n = room > pl + 2 ? room - pl - 2 : 0;
+        memmove(err + pl + 2, err, n);
+        err[pl + 2 + n] = 0;
+        memcpy(err, s->path, pl);
+        err[pl] = ':';
+        err[pl + 1] = ' ';
+    }
+    return rc;
 }
 
 ew_scenario *ew_scenario_load(const char *path, const ew_lua_opts *o, char *err, int errlen) {

@@ -22,6 +22,8 @@ struct ew_lua_vm {
     long long budget;      /* instructions left */
     int exhausted;
     int mem_refused;
+    int near;              /* memory passed half the cap: the hook samples at the next instruction */
+    int count_now;         /* the hook's current instruction count */
     char where[256];       /* last sampled "file:line" */
 };
 
@@ -32,6 +34,12 @@ void ew_lua_opts_default(ew_lua_opts *o) {
     o->budget_callback = 10000000LL;
     o->mem_cap = (size_t)256 << 20;
     o->seed = 1;
+}
+
+static void vm_hook(lua_State *L, lua_Debug *ar);
+static lua_Hook vm_hook_fwd(ew_lua_vm *vm) {
+    (void)vm;
+    return vm_hook;
 }
 
 static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -45,6 +53,13 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     if (vm->cap && nsize > old && vm->used - old + nsize > vm->cap) {
         vm->mem_refused = 1;
         return NULL;
+    }
+    if (vm->cap && vm->L && !vm->near && vm->used - old + nsize > vm->cap / 2) {
+        /* lua_sethook is safe at any point (it only sets fields): sample the line and check
+         * the soft cap at the very next instruction */
+        vm->near = 1;
+        vm->count_now = 1;
+        lua_sethook(vm->L, vm_hook_fwd(vm), LUA_MASKCOUNT, 1);
     }
     void *p = realloc(ptr, nsize);
     if (!p) return NULL;
@@ -65,11 +80,18 @@ static void set_where(ew_lua_vm *vm, lua_Debug *ar) {
 static void vm_hook(lua_State *L, lua_Debug *ar) {
     ew_lua_vm *vm = ew_lua_vm_of(L);
     if (lua_getinfo(L, "Sl", ar)) set_where(vm, ar);
+    int counted = vm->count_now > 0 ? vm->count_now : EW_LUA_HOOK_EVERY;
+    if (vm->count_now == 1 && !vm->exhausted) {
+        vm->count_now = EW_LUA_HOOK_EVERY; /* back to the normal rate after a memory sample */
+        lua_sethook(L, vm_hook, LUA_MASKCOUNT, EW_LUA_HOOK_EVERY);
+    }
+    if (vm->near && vm->used < vm->cap / 4) vm->near = 0;
     if (vm->limited) {
-        vm->budget -= vm->exhausted ? 1 : EW_LUA_HOOK_EVERY;
+        vm->budget -= counted;
         if (vm->budget < 0) {
             if (!vm->exhausted) {
                 vm->exhausted = 1;
+                vm->count_now = 1;
                 lua_sethook(L, vm_hook, LUA_MASKCOUNT, 1); /* fail at every instruction from now on */
             }
             lua_pushfstring(L, "%s: instruction budget exceeded", vm->where);
@@ -100,6 +122,7 @@ int ew_lua_vm_pcall(ew_lua_vm *vm, int nargs, int nresults, long long budget, ch
         vm->limited = budget > 0;
         vm->budget = budget;
         vm->exhausted = 0;
+        vm->count_now = EW_LUA_HOOK_EVERY;
         lua_sethook(L, vm_hook, LUA_MASKCOUNT, EW_LUA_HOOK_EVERY);
     }
     vm->mem_refused = 0;
@@ -117,7 +140,8 @@ int ew_lua_vm_pcall(ew_lua_vm *vm, int nargs, int nresults, long long budget, ch
         vm->limited = saved_limited;
         vm->budget = saved_budget;
         vm->exhausted = saved_exh;
-        lua_sethook(L, vm_hook, LUA_MASKCOUNT, EW_LUA_HOOK_EVERY);
+        vm->count_now = saved_exh ? 1 : EW_LUA_HOOK_EVERY;
+        lua_sethook(L, vm_hook, LUA_MASKCOUNT, vm->count_now);
     }
     if (rc == LUA_OK) return 0;
     if (rc == LUA_ERRMEM || vm->mem_refused) {
@@ -160,6 +184,7 @@ void ew_lua_vm_set_budget(ew_lua_vm *vm, long long budget) {
     vm->limited = budget > 0;
     vm->budget = budget;
     vm->exhausted = 0;
+    vm->count_now = EW_LUA_HOOK_EVERY;
     lua_sethook(vm->L, vm_hook, LUA_MASKCOUNT, EW_LUA_HOOK_EVERY);
 }
 
@@ -202,6 +227,7 @@ static int sb_load(lua_State *L) {
     const char *mode = luaL_optstring(L, 3, "t");
     if (strcmp(mode, "t") != 0) return luaL_error(L, "load: only text chunks are allowed (mode \"t\"), got \"%s\"", mode);
     int has_env = !lua_isnone(L, 4);
+    lua_settop(L, 4);
     lua_pushvalue(L, lua_upvalueindex(1)); /* the original load */
     lua_pushvalue(L, 1);
     if (lua_isnoneornil(L, 2)) lua_pushstring(L, "=(load)");
@@ -245,7 +271,7 @@ static int sb_rep(lua_State *L) {
     if (n > 0 && vm->cap) {
         double total = (double)n * (double)(l + ls);
         double left = (double)vm->cap - (double)vm->used;
-        if (total > left) return luaL_error(L, "string.rep: a %.0f-byte string exceeds the memory cap", total);
+        if (total > left) return luaL_error(L, "string.rep: a %f-byte string exceeds the memory cap", total);
     }
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
@@ -460,6 +486,7 @@ ew_lua_vm *ew_lua_vm_create(const ew_lua_opts *o, char *err, int errlen) {
         return NULL;
     }
     lua_State *L = vm->L;
+    vm->count_now = EW_LUA_HOOK_EVERY;
     lua_sethook(L, vm_hook, LUA_MASKCOUNT, EW_LUA_HOOK_EVERY);
     if (vm->o.sandbox) {
         open_sandbox(L);
