@@ -51,6 +51,12 @@
 #define EXIT_PREPARE_DIST 1000.0f /* m before an off-ramp's end where exiting vehicles move right */
 #define GAP_MARGIN 1.0f        /* m of extra clearance demanded on both sides of a target gap */
 
+/* An entry of a lane list set aside by the traffic pass, with its leader's state. */
+typedef struct {
+    int i;
+    float xj, vj, hlj;
+} stash;
+
 typedef struct {
     ew_vtype type;
     uint8_t flags;
@@ -70,10 +76,13 @@ struct ew_world {
     int *lists[EW_MAX_LANES], cnt[EW_MAX_LANES];
     /* per-step work lists and scratch (cap + 1 each) */
     int *due, n_due;       /* vehicles whose MOBIL clock fired this step */
+    int *due_k;            /* their position in their lane's list when queued (-1: unknown) */
     int n_dead;            /* vehicles marked dead[] this step */
     uint8_t dirty[EW_MAX_LANES]; /* lists count_collisions must walk this step */
     int *chg, n_chg;       /* vehicles in two lists this step (integrated after the lanes) */
     int *remap, *scratch;
+    stash *stash;
+    int n_stash;
     /* the table of per-vehicle arrays, for moving a vehicle between slots */
     struct { void **p; size_t sz; } fld[48];
     int n_fld, n_move;     /* all arrays (freed by destroy); the first n_move move with a vehicle */
@@ -303,14 +312,20 @@ static int list_find(const ew_world *w, int l, int i) {
     return -1;
 }
 
-/* Inserts slot i into list l after every entry with x <= x[i]. */
+/* Inserts slot i into list l after every entry with x <= x[i]. Marks the list for the
+ * collision count when one of the two new neighbour pairs is within reach (the other
+ * pairs are unchanged). */
 static void list_insert(ew_world *w, int l, int i) {
-    int k = list_upper(w, l, w->V.x[i]);
+    const float *X = w->V.x, *HL = w->hl;
+    int k = list_upper(w, l, X[i]);
     int *L = w->lists[l];
     memmove(L + k + 1, L + k, (size_t)(w->cnt[l] - k) * sizeof(int));
     L[k] = i;
     w->cnt[l]++;
-    w->dirty[l] = 1;
+    float reach = w->max_hl + 0.5f;
+    if ((k > 0 && !(X[i] - X[L[k - 1]] > HL[L[k - 1]] + reach)) ||
+        (k + 1 < w->cnt[l] && !(X[L[k + 1]] - X[i] > HL[i] + reach)))
+        w->dirty[l] = 1;
 }
 
 static void list_erase(ew_world *w, int l, int i) {
@@ -415,7 +430,10 @@ static void compact(ew_world *w) {
     int m = 0;
     for (int k = 0; k < w->n_due; k++) {
         int j = w->remap[w->due[k]];
-        if (j >= 0) w->due[m++] = j;
+        if (j >= 0) {
+            w->due_k[m] = w->due_k[k];
+            w->due[m++] = j;
+        }
     }
     w->n_due = m;
 }
@@ -425,7 +443,7 @@ static void compact(ew_world *w) {
 static inline ew_idm_p idm_of(const ew_world *w, int i) { return w->ip[i]; }
 
 /* IDM acceleration of i behind j (j < 0: free road) at i's current state. */
-static float accel_behind(const ew_world *w, int i, int j) {
+static inline float accel_behind(const ew_world *w, int i, int j) {
     ew_idm_p p = idm_of(w, i);
     const ew_vehicles *V = &w->V;
     if (j < 0) return ew_idm_free(&p, V->v[i]);
@@ -435,7 +453,7 @@ static float accel_behind(const ew_world *w, int i, int j) {
 
 /* IDM acceleration of i as if placed at x = xi in lane l behind leader j (or free), with
  * the lane's end obstacle. */
-static float accel_lane(const ew_world *w, int i, float xi, int j, int l) {
+static inline float accel_lane(const ew_world *w, int i, float xi, int j, int l) {
     ew_idm_p p = idm_of(w, i);
     const ew_vehicles *V = &w->V;
     float front = xi + w->hl[i];
@@ -576,8 +594,8 @@ ew_world *ew_world_create(const ew_world_config *cfg, char *err, int errlen) {
     FIELD(w->hl); FIELD(w->v0f); FIELD(w->ip); FIELD(w->lc_y0); FIELD(w->lc_y1);
     FIELD(w->lc_dur); FIELD(w->dead);
     w->n_move = w->n_fld;
-    FIELD(w->lim_x); FIELD(w->lim_v); FIELD(w->due); FIELD(w->chg); FIELD(w->remap);
-    FIELD(w->scratch);
+    FIELD(w->lim_x); FIELD(w->lim_v); FIELD(w->due); FIELD(w->due_k); FIELD(w->chg); FIELD(w->remap);
+    FIELD(w->scratch); FIELD(w->stash);
     size_t n1 = (size_t)w->cap + 1;
     int ok = 1;
     for (int f = 0; f < w->n_fld; f++) {
@@ -733,6 +751,7 @@ static inline void advance_one(ew_world *w, int i, float a, float lx, float lv) 
     if (ck <= 0.0f) {
         ck += w->cfg.mobil_period;
         if (ck <= 0.0f) ck = w->cfg.mobil_period;
+        w->due_k[w->n_due] = -1;
         w->due[w->n_due++] = i;
     }
     V->mobil_clock[i] = ck;
@@ -774,23 +793,24 @@ static void lateral(ew_world *w, int i) {
     }
 }
 
-/* The general visit of entry i (leader j, -1 for none) of lane l's list in the traffic
- * pass (below): external vehicles stay, vehicles listed once are advanced, vehicles
- * listed twice collect the tighter of their two constraints (lim_x, lim_v, acc) and are
- * queued in chg for advance_one after all lanes. Returns i's x after the visit. */
-static EW_NOINLINE float visit_general(ew_world *w, int l, int i, int j) {
+/* The general visit of entry i of lane l's list in the traffic pass (below), given its
+ * leader's state before the pass (has_leader 0: none): external vehicles stay, vehicles
+ * listed once are advanced, vehicles listed twice collect the tighter of their two
+ * constraints (lim_x, lim_v, acc) and are queued in chg for advance_one after all lanes.
+ * Returns i's x after the visit. */
+static EW_NOINLINE float visit_general(ew_world *w, int l, int i, int has_leader, float xj, float vj, float hlj) {
     ew_vehicles *V = &w->V;
     const float *X = V->x, *VV = V->v, *HL = w->hl;
     if (V->flags[i] & EW_VF_EXTERNAL) return X[i];
     const ew_idm_p *p = &w->ip[i];
     float vi = VV[i], hli = HL[i], front = X[i] + hli;
     float a, s = EW_INF, lx = EW_INF, lv = EW_INF;
-    if (j >= 0) {
-        float rear = X[j] - HL[j];
+    if (has_leader) {
+        float rear = xj - hlj;
         s = rear - front;
-        a = ew_idm_accel(p, vi, vi - VV[j], s);
+        a = ew_idm_accel(p, vi, vi - vj, s);
         lx = rear - hli;
-        lv = VV[j];
+        lv = vj;
     } else {
         a = ew_idm_free(p, vi);
     }
@@ -834,12 +854,14 @@ static EW_NOINLINE float visit_general(ew_world *w, int l, int i, int j) {
  * next entry (whose x, v and half length are carried to the next iteration: each is loaded
  * once); vehicles listed once are advanced at once (their leader has not moved yet, and
  * nothing reads them again this step); vehicles listed twice are advanced after all lanes.
- * The common case (a vehicle listed once, no overrides, a leader, no lane end, no noise)
- * is inline; everything else goes through visit_general. The pass also applies the
- * collision pass's reject test to each pair of consecutive entries at their new
- * positions: a lane where every pair is out of reach and nothing moves later in the step
- * holds no overlapping pair and stays clean (dirty[l] = 0); count_collisions walks the
- * others. */
+ * The common case (a vehicle listed once without overrides, behind a leader, in a lane
+ * without an end, no noise) is an inline loop without calls; the other entries are set
+ * aside with their leader's state and visited (visit_general) after the lane's loop, the
+ * head of the lane last. With noise, or in a lane that ends, every entry is visited in
+ * order. The pass also applies the collision pass's reject test to each pair of
+ * consecutive entries at their new positions: a lane where every pair is out of reach and
+ * nothing moves later in the step holds no overlapping pair and stays clean (dirty[l] =
+ * 0); count_collisions walks the others. */
 static void traffic_pass(ew_world *w) {
     ew_vehicles *V = &w->V;
     float *X = V->x, *VV = V->v, *ACC = V->acc, *CK = V->mobil_clock;
@@ -849,9 +871,9 @@ static void traffic_pass(ew_world *w) {
     const float dt = w->cfg.dt, hdt = 0.5f * dt, period = w->cfg.mobil_period;
     const float reach = w->max_hl + 0.5f;
     const uint8_t general = EW_VF_EXTERNAL | EW_VF_CHANGING | EW_VF_BRAKING | EW_VF_STALLED;
-    const int noisy = w->cfg.idm_noise > 0.0f; /* noise: all general (one draw each, list order) */
+    const int noisy = w->cfg.idm_noise > 0.0f;
     int nl = w->cfg.road.n_lanes;
-    int64_t upd = 0;
+    int64_t fast = 0;
     w->n_due = 0;
     w->n_chg = 0;
     w->n_dead = 0;
@@ -860,24 +882,41 @@ static void traffic_pass(ew_world *w) {
         int c = w->cnt[l];
         w->dirty[l] = 0;
         if (c == 0) continue;
-        const float gone = w->gone_x[l];
-        const int all_general = noisy || w->stop_x[l] < EW_INF;
-        int dirty = 0;
         int i = L[0];
         float xi = X[i], vi = VV[i], hli = HL[i];
-        float px = -EW_INF, phl = 0.0f; /* the previous entry: new x, half length */
+        if (noisy || w->stop_x[l] < EW_INF) { /* in order (noise: one draw each, list order) */
+            for (int k = 0; k + 1 < c; k++) {
+                int j = L[k + 1];
+                float xj = X[j], vj = VV[j], hlj = HL[j];
+                visit_general(w, l, i, 1, xj, vj, hlj);
+                i = j;
+                xi = xj;
+                vi = vj;
+                hli = hlj;
+            }
+            visit_general(w, l, i, 0, 0.0f, 0.0f, 0.0f);
+            w->dirty[l] = 1;
+            continue;
+        }
+        const float gone = w->gone_x[l];
+        w->n_stash = 0;
+        /* smallest (new gap between consecutive centres - rear half length) so far */
+        float pmin = EW_INF, px = -EW_INF, phl = 0.0f; /* previous entry: new x, half length */
         for (int k = 0; k + 1 < c; k++) {
             int j = L[k + 1];
             float xj = X[j], vj = VV[j], hlj = HL[j];
-            float xnew;
-            if ((F[i] & general) || all_general) {
-                xnew = visit_general(w, l, i, j);
+            if (F[i] & general) {
+                stash *g = &w->stash[w->n_stash++];
+                g->i = i;
+                g->xj = xj;
+                g->vj = vj;
+                g->hlj = hlj;
             } else {
                 /* ew_idm_accel, then ew_ballistic, the clamp and the MOBIL clock */
                 float rear = xj - hlj;
                 float a = ew_idm_accel(&IP[i], vi, vi - vj, rear - (xi + hli));
                 float lx = rear - hli;
-                float v1 = vi + a * dt;
+                float v1 = vi + a * dt, xnew;
                 if (v1 < 0.0f) {
                     xnew = xi + (a < 0.0f ? -0.5f * vi * vi / a : 0.0f);
                     v1 = 0.0f;
@@ -896,6 +935,7 @@ static void traffic_pass(ew_world *w) {
                 if (ck <= 0.0f) {
                     ck += period;
                     if (ck <= 0.0f) ck = period;
+                    w->due_k[w->n_due] = k;
                     w->due[w->n_due++] = i;
                 }
                 CK[i] = ck;
@@ -903,30 +943,40 @@ static void traffic_pass(ew_world *w) {
                     w->dead[i] = 1;
                     w->n_dead++;
                 }
-                upd++;
+                float d = (xnew - px) - phl;
+                pmin = d < pmin ? d : pmin;
+                px = xnew;
+                phl = hli;
             }
-            if (xnew - px <= phl + reach) dirty = 1;
-            px = xnew;
-            phl = hli;
             i = j;
             xi = xj;
             vi = vj;
             hli = hlj;
         }
-        float xnew = visit_general(w, l, i, -1); /* the head of the lane: free road */
-        if (xnew - px <= phl + reach) dirty = 1;
-        w->dirty[l] |= (uint8_t)dirty;
+        int ng = w->n_stash;
+        fast += c - 1 - ng;
+        for (int q = 0; q < ng; q++) {
+            const stash *g = &w->stash[q];
+            visit_general(w, l, g->i, 1, g->xj, g->vj, g->hlj);
+        }
+        float xh = visit_general(w, l, i, 0, 0.0f, 0.0f, 0.0f); /* the head: free road */
+        float d = (xh - px) - phl;
+        pmin = d < pmin ? d : pmin;
+        /* the reject test is d > reach up to rounding: 1 cm of slack keeps this conservative;
+         * entries set aside (new positions unknown above) mean: walk the lane */
+        if (ng > 0 || !(pmin > reach + 0.01f)) w->dirty[l] = 1;
     }
     for (int q = 0; q < w->n_chg; q++) {
         int i = w->chg[q];
         advance_one(w, i, ACC[i], w->lim_x[i], w->lim_v[i]);
         if (V->flags[i] & EW_VF_CHANGING) lateral(w, i);
     }
-    w->st.vehicle_updates += upd;
+    w->st.vehicle_updates += fast;
 }
 
-/* MOBIL decision for vehicle i (not changing, not external/stalled/braking). */
-static void mobil(ew_world *w, int i) {
+/* MOBIL decision for vehicle i (not changing, not external/stalled/braking); k_hint: its
+ * position in its lane's list if still valid (checked), else -1. */
+static void mobil(ew_world *w, int i, int k_hint) {
     ew_vehicles *V = &w->V;
     const ew_road *r = &w->cfg.road;
     int l = V->lane[i];
@@ -945,16 +995,14 @@ static void mobil(ew_world *w, int i) {
     int exiting = (V->flags[i] & EW_VF_EXITING) && w->offramp >= 0 && xi < r->lanes[w->offramp].x_end &&
                   r->lanes[w->offramp].x_end - xi < EXIT_PREPARE_DIST;
     const int *L = w->lists[l];
-    int c = w->cnt[l], k = list_find(w, l, i);
+    int c = w->cnt[l];
+    int k = (k_hint >= 0 && k_hint < c && L[k_hint] == i) ? k_hint : list_find(w, l, i);
     int old_lead = k + 1 < c ? L[k + 1] : -1;
     int old_fol = k > 0 ? L[k - 1] : -1;
-    float ac_old = accel_lane(w, i, xi, old_lead, l);
     float pol = V->politeness[i];
-    float ao_old = 0.0f, ao_new = 0.0f;
-    if (pol > 0.0f && old_fol >= 0) {
-        ao_old = accel_behind(w, old_fol, i);
-        ao_new = accel_behind(w, old_fol, old_lead);
-    }
+    /* the old lane's terms, computed once a target passes the gap and safety tests */
+    int have_old = 0;
+    float ac_old = 0.0f, ao_old = 0.0f, ao_new = 0.0f;
     int best = -1;
     float best_inc = V->a_thr[i];
     for (int s = 0; s < 2; s++) {
@@ -988,6 +1036,14 @@ static void mobil(ew_world *w, int i) {
             if (an_new < -bsafe) continue; /* the safety criterion */
             if (pol > 0.0f) an_old = accel_behind(w, fol, lead);
         }
+        if (!have_old) {
+            have_old = 1;
+            ac_old = accel_lane(w, i, xi, old_lead, l);
+            if (pol > 0.0f && old_fol >= 0) {
+                ao_old = accel_behind(w, old_fol, i);
+                ao_new = accel_behind(w, old_fol, old_lead);
+            }
+        }
         float inc = ew_mobil_incentive(ac_new, ac_old, an_new, an_old, ao_new, ao_old, pol);
         inc += s ? -V->keep_right[i] : V->keep_right[i];
         inc += bonus;
@@ -1012,7 +1068,7 @@ static void decisions(ew_world *w) {
     for (int q = 0; q < w->n_due; q++) {
         int i = w->due[q];
         if (V->flags[i] & (EW_VF_EXTERNAL | EW_VF_STALLED | EW_VF_BRAKING | EW_VF_CHANGING)) continue;
-        mobil(w, i);
+        mobil(w, i, w->due_k[q]);
     }
     w->n_due = 0;
 }
