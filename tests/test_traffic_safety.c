@@ -115,7 +115,57 @@ static void run(const char *scenario, uint64_t seed, int steps, tally *t) {
     ew_world_destroy(w);
 }
 
+/* The world's background collision count (stats.bg_collisions, from the lane lists) equals
+ * the brute-force count of overlapping background pairs, step by step, when overlaps are
+ * forced: a scripted cut-in into a vehicle standing beside it, and an external (replayed)
+ * vehicle placed on top of a background one. */
+static void forced_overlaps_counted(void) {
+    ew_world_config c;
+    ew_world_config_default(&c);
+    for (int l = 0; l < EW_MAX_LANES; l++) c.density_per_km[l] = c.flow_per_h[l] = 0.0f;
+    c.ego_enabled = 0;
+    char err[256];
+    ew_world *w = ew_world_create(&c, err, sizeof err);
+    CHECK(w != NULL, "%s", err);
+    if (!w) return;
+    const ew_vehicles *V = ew_world_vehicles(w);
+    ew_spawn a = {.type = EW_VT_CAR, .lane = 0, .x = 300.0f, .y = -1e30f, .v = 0.0f};
+    ew_spawn b = {.type = EW_VT_CAR, .lane = 1, .x = 299.0f, .y = -1e30f, .v = 0.0f};
+    ew_spawn e = {.type = EW_VT_CAR, .lane = 2, .x = 600.0f, .y = -1e30f, .v = 10.0f, .flags = EW_VF_EXTERNAL};
+    ew_spawn f = {.type = EW_VT_CAR, .lane = 2, .x = 700.0f, .y = -1e30f, .v = 10.0f};
+    uint32_t ia = ew_world_spawn(w, &a, err, sizeof err), ib = ew_world_spawn(w, &b, err, sizeof err);
+    uint32_t ie = ew_world_spawn(w, &e, err, sizeof err), idf = ew_world_spawn(w, &f, err, sizeof err);
+    CHECK(ia && ib && ie && idf, "spawns: %s", err);
+    /* a stands still; b, beside it and 1 m behind, is made to cut in (it cannot pass a, so
+     * it creeps sideways into it) */
+    CHECK(ew_world_stall(w, ia, 0.0f, err, sizeof err) == 0, "stall: %s", err);
+    CHECK(ew_world_change_lane(w, ib, 0, 2.0f, err, sizeof err) == 0, "cut-in: %s", err);
+    long brute = 0, ext_steps = 0;
+    for (int k = 0; k < 80; k++) {
+        if (k == 40) { /* the external vehicle onto the background one in lane 2 */
+            int jf = ew_world_find(w, idf);
+            CHECK(ew_world_set_external(w, ie, V->x[jf] + 1.0f, V->y[jf], 1.0f, 0.0f, V->v[jf], err, sizeof err) == 0,
+                  "set_external: %s", err);
+        }
+        int64_t before = ew_world_get_stats(w).bg_collisions;
+        ew_world_step(w, NULL);
+        long here = 0;
+        for (int i = 0; i < V->n; i++)
+            for (int j = i + 1; j < V->n; j++)
+                if (!((V->flags[i] & V->flags[j]) & EW_VF_EXTERNAL) && boxes_overlap(V, i, j)) here++;
+        int64_t counted = ew_world_get_stats(w).bg_collisions - before;
+        CHECK(counted == here, "step %d: the world counted %lld overlapping pairs, brute force %ld", k,
+              (long long)counted, here);
+        brute += here;
+        if (k >= 40 && here > 0) ext_steps++;
+    }
+    CHECK(brute > ext_steps && ext_steps > 0, "the forced overlaps happened (%ld pair-steps, %ld with the external vehicle)",
+          brute, ext_steps);
+    ew_world_destroy(w);
+}
+
 int main(void) {
+    forced_overlaps_counted();
     const char *q = getenv("EGOWORLD_TEST_QUICK");
     int quick = q && *q && *q != '0';
     int seeds = quick ? 3 : 20, steps = quick ? 1200 : 6000; /* 10 min at dt = 0.1 s */
