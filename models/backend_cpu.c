@@ -132,13 +132,32 @@ static grouping conv_grouping(const ew_backend *be, const ew_conv_desc *d) {
     int T = nthreads(be);
     int want = (GROUP_COLS + P - 1) / P; /* samples per group */
     if (want < 1) want = 1;
-    int ng = (d->n + want - 1) / want;
-    if (ng < 1) ng = 1;
-    /* a multiple of T groups when there are enough samples, so threads get equal work */
-    if (T > 1 && d->n >= T) {
-        int r = (ng + T - 1) / T * T;
-        ng = r <= d->n ? r : d->n;
+    /* among group sizes want..4*want, the one whose GEMM widths waste the least of the
+     * kernel's 48-column tiles (ties: the smallest) */
+    int ng = 0;
+    double best = 2.0;
+    for (int gs = want; gs <= 4 * want; gs++) {
+        int cand = (d->n + gs - 1) / gs;
+        if (cand < 1) cand = 1;
+        /* a multiple of T groups when there are enough samples, so threads get equal work */
+        if (T > 1 && d->n >= T) {
+            int r = (cand + T - 1) / T * T;
+            cand = r <= d->n ? r : d->n;
+        }
+        long cols = 0, padded = 0;
+        for (int i = 0; i < cand; i++) {
+            long w = (long)((long)(i + 1) * d->n / cand - (long)i * d->n / cand) * P;
+            cols += w;
+            padded += (w + EW_GEMM_NR - 1) / EW_GEMM_NR * EW_GEMM_NR;
+        }
+        double waste = cols > 0 ? (double)(padded - cols) / (double)cols : 0.0;
+        if (waste < best - 1e-12) {
+            best = waste;
+            ng = cand;
+        }
+        if (gs >= d->n) break;
     }
+    if (ng < 1) ng = 1;
     g.ng = ng;
     g.gmax = (d->n + ng - 1) / ng;
     g.par = T > 1 && ng >= T;
@@ -395,65 +414,114 @@ static int runs_fwd(const ew_conv_desc *d, int force) { (void)d, (void)force; re
 static int runs_bwdw(const ew_conv_desc *d, int force) { (void)d, (void)force; return 0; }
 #endif
 
-/* Stride-2 row gather for relayout_fwd (AVX-512 where the processor has it; the
- * arithmetic per element is the scalar loops', so results do not depend on the path).
- * gather_s2: o[X] = row[2X + off] where 0 <= 2X + off < w, else 0, for X < n. */
-static void gather_s2_scalar(const float *row, int w, int off, float *o, int n) {
+/* Stride-2 row split for relayout_fwd (AVX-512 where the processor has it; same values either
+ * way): o0[X] = row[2X + off], o1[X] = row[2X + off + 1], 0 outside [0, w), for X < n. */
+static void split2_scalar(const float *row, int w, int off, float *o0, float *o1, int n, const float *xbeg,
+                          const float *xend) {
+    (void)xbeg, (void)xend;
     for (int xx = 0; xx < n; xx++) {
         int ix = 2 * xx + off;
-        o[xx] = ix >= 0 && ix < w ? row[ix] : 0.0f;
+        o0[xx] = ix >= 0 && ix < w ? row[ix] : 0.0f;
+        o1[xx] = ix + 1 >= 0 && ix + 1 < w ? row[ix + 1] : 0.0f;
     }
 }
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx512f"))) static void gather_s2_avx512(const float *row, int w, int off, float *o, int n) {
+__attribute__((target("avx512f"))) static void split2_avx512(const float *row, int w, int off, float *o0, float *o1,
+                                                             int n, const float *xbeg, const float *xend) {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     for (int x0 = 0; x0 < n; x0 += 16) {
         int cnt = n - x0 < 16 ? n - x0 : 16;
-        int start = 2 * x0 + off; /* lane t reads row[start + t], t < 2 cnt - 1 */
-        int lo = start < 0 ? -start : 0, hi = w - start < 2 * cnt - 1 ? w - start : 2 * cnt - 1;
-        __m512 v = _mm512_setzero_ps();
+        int start = 2 * x0 + off; /* lane t of the 32-float window is row[start + t] */
+        int lo = start < 0 ? -start : 0, hi = w - start < 2 * cnt ? w - start : 2 * cnt;
+        __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
         if (hi > lo) {
             uint32_t m = (uint32_t)(((1ull << hi) - 1ull) & ~((1ull << lo) - 1ull));
             const float *src = row + start; /* lanes below lo and from hi on are masked off */
-            __m512 a = _mm512_maskz_loadu_ps((__mmask16)(m & 0xFFFFu), src);
-            __m512 b = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), src + 16);
-            v = _mm512_permutex2var_ps(a, even, b);
+            if (src >= xbeg && src + 32 <= xend) {
+                /* plain loads (masked loads that reach past the row are slow on some cores),
+                 * then the lanes outside the row are cleared */
+                a = _mm512_loadu_ps(src);
+                b = _mm512_loadu_ps(src + 16);
+                __asm__("" : "+v"(a), "+v"(b)); /* keep the compiler from folding these into masked loads */
+                a = _mm512_maskz_mov_ps((__mmask16)(m & 0xFFFFu), a);
+                b = _mm512_maskz_mov_ps((__mmask16)(m >> 16), b);
+            } else {
+                a = _mm512_maskz_loadu_ps((__mmask16)(m & 0xFFFFu), src);
+                b = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), src + 16);
+            }
         }
-        _mm512_mask_storeu_ps(o + x0, (__mmask16)((1u << cnt) - 1u), v);
+        __mmask16 sm = (__mmask16)((1u << cnt) - 1u);
+        _mm512_mask_storeu_ps(o0 + x0, sm, _mm512_permutex2var_ps(a, even, b));
+        _mm512_mask_storeu_ps(o1 + x0, sm, _mm512_permutex2var_ps(a, odd, b));
     }
 }
-/* xr[t] += (t even ? e[t / 2] : o[t / 2]) for t0 <= t < t1 (e, o: nq floats each) */
+/* xr[t] += (t even ? e[t / 2] : o[t / 2]) for t0 <= t < t1 (e, o: nq floats each, readable
+ * 16 floats past nq). [pb, pe): memory this thread alone writes, around xr: windows inside it
+ * use plain loads and stores (unchanged lanes written back), since masked loads reaching past
+ * the data are slow on some cores. */
 __attribute__((target("avx512f"))) static void interleave2_add(const float *e, const float *o, int nq, float *xr, int t0,
-                                                               int t1) {
+                                                               int t1, const float *pb, const float *pe) {
     const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    (void)nq;
     for (int t = t0 & ~31; t < t1; t += 32) {
-        int X = t >> 1, ne = nq - X < 16 ? nq - X : 16;
-        __mmask16 me = (__mmask16)((1u << ne) - 1u);
-        __m512 ev = _mm512_maskz_loadu_ps(me, e + X), od = _mm512_maskz_loadu_ps(me, o + X);
+        int X = t >> 1;
+        __m512 ev = _mm512_loadu_ps(e + X), od = _mm512_loadu_ps(o + X);
         int a = t0 - t > 0 ? t0 - t : 0, b = t1 - t < 32 ? t1 - t : 32;
         uint32_t m = (uint32_t)(((1ull << b) - 1ull) & ~((1ull << a) - 1ull));
         __mmask16 m0 = (__mmask16)(m & 0xFFFFu), m1 = (__mmask16)(m >> 16);
-        __m512 x0 = _mm512_maskz_loadu_ps(m0, xr + t), x1 = _mm512_maskz_loadu_ps(m1, xr + t + 16);
-        _mm512_mask_storeu_ps(xr + t, m0, _mm512_add_ps(x0, _mm512_permutex2var_ps(ev, lo, od)));
-        _mm512_mask_storeu_ps(xr + t + 16, m1, _mm512_add_ps(x1, _mm512_permutex2var_ps(ev, hi, od)));
+        __m512 v0 = _mm512_permutex2var_ps(ev, lo, od), v1 = _mm512_permutex2var_ps(ev, hi, od);
+        float *p = xr + t;
+        if (p >= pb && p + 32 <= pe) {
+            __m512 x0 = _mm512_loadu_ps(p), x1 = _mm512_loadu_ps(p + 16);
+            __asm__("" : "+v"(x0), "+v"(x1)); /* plain loads, not folded into masked ones */
+            _mm512_storeu_ps(p, _mm512_mask_add_ps(x0, m0, x0, v0));
+            _mm512_storeu_ps(p + 16, _mm512_mask_add_ps(x1, m1, x1, v1));
+        } else {
+            __m512 x0 = _mm512_maskz_loadu_ps(m0, p), x1 = _mm512_maskz_loadu_ps(m1, p + 16);
+            _mm512_mask_storeu_ps(p, m0, _mm512_add_ps(x0, v0));
+            _mm512_mask_storeu_ps(p + 16, m1, _mm512_add_ps(x1, v1));
+        }
     }
 }
 #else
-static void interleave2_add(const float *e, const float *o, int nq, float *xr, int t0, int t1) {
-    (void)nq;
+static void interleave2_add(const float *e, const float *o, int nq, float *xr, int t0, int t1, const float *pb,
+                            const float *pe) {
+    (void)nq, (void)pb, (void)pe;
     for (int t = t0; t < t1; t++) xr[t] += t % 2 ? o[t / 2] : e[t / 2];
 }
-#define gather_s2_avx512 gather_s2_scalar
+#define split2_avx512 split2_scalar
 #endif
 
 /* The run packers' input copies and tables (layouts in the comment above pack_cols_fwd_runs). */
-static void relayout_fwd(const ew_conv_desc *d, const float *x, int gc, float *q, int simd) {
+/* xbeg, xend: the whole input tensor (loads may read anywhere inside it). */
+static void relayout_fwd(const ew_conv_desc *d, const float *x, int gc, float *q, int simd, const float *xbeg,
+                         const float *xend) {
     const int yq = d->oh + (d->kh - 1) / d->sh, xq = d->ow + (d->kw - 1) / d->sw;
+    const size_t plane = (size_t)yq * xq;
     float *o = q;
     for (int s = 0; s < gc; s++)
         for (int c = 0; c < d->c; c++) {
             const float *xc = x + ((size_t)s * d->c + c) * d->h * d->w;
+            if (d->sw == 2) {
+                /* both column phases of an input row from one pass over it */
+                for (int py = 0; py < d->sh; py++)
+                    for (int yy = 0; yy < yq; yy++) {
+                        float *o0 = o + (size_t)(py * 2) * plane + (size_t)yy * xq, *o1 = o0 + plane;
+                        int iy = d->sh * yy + py - d->ph;
+                        if (iy < 0 || iy >= d->h) {
+                            memset(o0, 0, sizeof(float) * (size_t)xq);
+                            memset(o1, 0, sizeof(float) * (size_t)xq);
+                        } else if (simd) {
+                            split2_avx512(xc + (size_t)iy * d->w, d->w, -d->pw, o0, o1, xq, xbeg, xend);
+                        } else {
+                            split2_scalar(xc + (size_t)iy * d->w, d->w, -d->pw, o0, o1, xq, xbeg, xend);
+                        }
+                    }
+                o += (size_t)d->sh * 2 * plane;
+                continue;
+            }
             for (int py = 0; py < d->sh; py++)
                 for (int px = 0; px < d->sw; px++)
                     for (int yy = 0; yy < yq; yy++, o += xq) {
@@ -463,13 +531,6 @@ static void relayout_fwd(const ew_conv_desc *d, const float *x, int gc, float *q
                             continue;
                         }
                         const float *row = xc + (size_t)iy * d->w;
-                        if (d->sw == 2) {
-                            if (simd)
-                                gather_s2_avx512(row, d->w, px - d->pw, o, xq);
-                            else
-                                gather_s2_scalar(row, d->w, px - d->pw, o, xq);
-                            continue;
-                        }
                         for (int xx = 0; xx < xq; xx++) {
                             int ix = d->sw * xx + px - d->pw;
                             o[xx] = ix >= 0 && ix < d->w ? row[ix] : 0.0f;
@@ -633,7 +694,7 @@ static void col2im(const ew_conv_desc *d, const float *col, int ldc, int c0, int
                 if (sw == 1)
                     for (int t = t0; t < t1; t++) xr[t] += pr[t];
                 else if (sw == 2 && simd)
-                    interleave2_add(pr, pr + plane, nq, xr, t0, t1);
+                    interleave2_add(pr, pr + plane, nq, xr, t0, t1, dx, dx + (size_t)d->c * d->h * d->w);
                 else
                     for (int t = t0; t < t1; t++) xr[t] += pr[(size_t)(t % sw) * plane + t / sw];
             }
@@ -754,7 +815,7 @@ static void cpu_conv_fwd(const ew_backend *be, const ew_conv_desc *d, const floa
         int imp = implicit && !(algo == ALGO_1X1 && gc == 1);
         implicit_cols icx = {d, x + (size_t)n0 * xs, kt, kt + K, kt + 2 * K, pt, pt + ld, pt + 2 * ld};
         if (imp && runs) {
-            relayout_fwd(d, x + (size_t)n0 * xs, gc, col, cb->simd);
+            relayout_fwd(d, x + (size_t)n0 * xs, gc, col, cb->simd, x, x + (size_t)d->n * xs);
             ptables_fwd_runs(d, gc, pt, pt + 2 * ld);
             icx.x = col;
         } else if (imp) {

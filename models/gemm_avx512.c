@@ -24,8 +24,8 @@ int ew_gemm_avx512_available(void) {
     return __builtin_cpu_supports("avx512f") ? 1 : 0;
 }
 
-/* 8 rows x 8 columns of a row-major matrix (row stride lda) into dst[k * 8 + r]. */
-__attribute__((target("avx512f"))) static inline void transpose8x8(const float *src, int lda, float *dst) {
+/* 8 rows x 8 columns of a row-major matrix (row stride lda) into dst[k * ds + r]. */
+__attribute__((target("avx512f"))) static inline void transpose8x8(const float *src, int lda, float *dst, int ds) {
     __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lda);
     __m256 r2 = _mm256_loadu_ps(src + 2 * (size_t)lda), r3 = _mm256_loadu_ps(src + 3 * (size_t)lda);
     __m256 r4 = _mm256_loadu_ps(src + 4 * (size_t)lda), r5 = _mm256_loadu_ps(src + 5 * (size_t)lda);
@@ -38,14 +38,14 @@ __attribute__((target("avx512f"))) static inline void transpose8x8(const float *
     __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
     __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
     __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
-    _mm256_storeu_ps(dst + 8, _mm256_permute2f128_ps(u1, u5, 0x20));
-    _mm256_storeu_ps(dst + 16, _mm256_permute2f128_ps(u2, u6, 0x20));
-    _mm256_storeu_ps(dst + 24, _mm256_permute2f128_ps(u3, u7, 0x20));
-    _mm256_storeu_ps(dst + 32, _mm256_permute2f128_ps(u0, u4, 0x31));
-    _mm256_storeu_ps(dst + 40, _mm256_permute2f128_ps(u1, u5, 0x31));
-    _mm256_storeu_ps(dst + 48, _mm256_permute2f128_ps(u2, u6, 0x31));
-    _mm256_storeu_ps(dst + 56, _mm256_permute2f128_ps(u3, u7, 0x31));
+    _mm256_storeu_ps(dst + 0 * (size_t)ds, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + 1 * (size_t)ds, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * (size_t)ds, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * (size_t)ds, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * (size_t)ds, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * (size_t)ds, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * (size_t)ds, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * (size_t)ds, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
 
 /* a block rows [i0, i0+mc) x cols [k0, k0+kc) of op(a) into MR-row slivers:
@@ -57,7 +57,7 @@ __attribute__((target("avx512f"))) static void pack_a_block(int ta, const float 
         if (!ta && rows == MR) {
             const float *src = a + (size_t)(i0 + s * MR) * lda + k0;
             int k = 0;
-            for (; k + 8 <= kc; k += 8) transpose8x8(src + k, lda, dst + (size_t)k * MR);
+            for (; k + 8 <= kc; k += 8) transpose8x8(src + k, lda, dst + (size_t)k * MR, MR);
             for (; k < kc; k++)
                 for (int r = 0; r < MR; r++) dst[(size_t)k * MR + r] = src[(size_t)r * lda + k];
         } else if (!ta) {
@@ -80,7 +80,7 @@ __attribute__((target("avx512f"))) static void pack_a_block(int ta, const float 
 
 /* b panel rows [k0, k0+kc) x cols [j0, j0+nc) of op(b) into NR-column slivers:
  * bp[(s * kc + k) * NR + j], zero-padded to a multiple of NR columns. */
-static void pack_b_panel(int tb, const float *b, int ldb, int k0, int kc, int j0, int nc, float *bp) {
+__attribute__((target("avx512f"))) static void pack_b_panel(int tb, const float *b, int ldb, int k0, int kc, int j0, int nc, float *bp) {
     for (int s = 0; s * NR < nc; s++) {
         float *dst = bp + (size_t)s * kc * NR;
         int cols = nc - s * NR < NR ? nc - s * NR : NR;
@@ -96,6 +96,14 @@ static void pack_b_panel(int tb, const float *b, int ldb, int k0, int kc, int j0
                     for (; j < NR; j++) d[j] = 0.0f;
                 }
             }
+        } else if (cols == NR) {
+            /* 8 x 8 blocks: columns j..j+7 of op(b) are rows of b */
+            int k = 0;
+            for (; k + 8 <= kc; k += 8)
+                for (int j = 0; j < NR; j += 8)
+                    transpose8x8(b + (size_t)(j0 + s * NR + j) * ldb + k0 + k, ldb, dst + (size_t)k * NR + j, NR);
+            for (; k < kc; k++)
+                for (int j = 0; j < NR; j++) dst[(size_t)k * NR + j] = b[(size_t)(j0 + s * NR + j) * ldb + k0 + k];
         } else {
             if (cols < NR) memset(dst, 0, sizeof(float) * (size_t)kc * NR);
             for (int j = 0; j < cols; j++) {
