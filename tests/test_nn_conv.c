@@ -194,6 +194,131 @@ static void random_vs_reference(void) {
     }
 }
 
+/* The backend's three conv kernels against double references, for every way the CPU backend
+ * packs implicit patches (gathers, contiguous runs from re-laid-out copies, per shape), 1 and
+ * 2 threads, overwrite and accumulate: edge shapes for the run packers (single-column and
+ * wider-than-16 outputs, runs split across 48-column slivers, strides 1/2/3 and unequal,
+ * 1x1 to 5x5 kernels, zero and large padding, batch sizes that leave uneven groups). A
+ * sentinel after the workspace checks that nothing writes past conv_workspace floats. */
+static void ref_bwd_data(const ew_conv_desc *d, const float *dy, const float *w, double *dx) {
+    memset(dx, 0, sizeof(double) * (size_t)d->n * d->c * d->h * d->w);
+    for (int i = 0; i < d->n; i++)
+        for (int o = 0; o < d->oc; o++)
+            for (int yy = 0; yy < d->oh; yy++)
+                for (int xx = 0; xx < d->ow; xx++) {
+                    double g = dy[((i * d->oc + o) * d->oh + yy) * d->ow + xx];
+                    for (int ci = 0; ci < d->c; ci++)
+                        for (int a = 0; a < d->kh; a++)
+                            for (int b = 0; b < d->kw; b++) {
+                                int iy = yy * d->sh - d->ph + a, ix = xx * d->sw - d->pw + b;
+                                if (iy < 0 || iy >= d->h || ix < 0 || ix >= d->w) continue;
+                                dx[((i * d->c + ci) * d->h + iy) * d->w + ix] +=
+                                    g * w[((o * d->c + ci) * d->kh + a) * d->kw + b];
+                            }
+                }
+}
+
+static void ref_bwd_weight(const ew_conv_desc *d, const float *x, const float *dy, double *dw) {
+    memset(dw, 0, sizeof(double) * (size_t)d->oc * d->c * d->kh * d->kw);
+    for (int i = 0; i < d->n; i++)
+        for (int o = 0; o < d->oc; o++)
+            for (int yy = 0; yy < d->oh; yy++)
+                for (int xx = 0; xx < d->ow; xx++) {
+                    double g = dy[((i * d->oc + o) * d->oh + yy) * d->ow + xx];
+                    for (int ci = 0; ci < d->c; ci++)
+                        for (int a = 0; a < d->kh; a++)
+                            for (int b = 0; b < d->kw; b++) {
+                                int iy = yy * d->sh - d->ph + a, ix = xx * d->sw - d->pw + b;
+                                if (iy < 0 || iy >= d->h || ix < 0 || ix >= d->w) continue;
+                                dw[((o * d->c + ci) * d->kh + a) * d->kw + b] += g * x[((i * d->c + ci) * d->h + iy) * d->w + ix];
+                            }
+                }
+}
+
+static double max_err(const float *got, const double *want, const float *base, size_t n) {
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double v = want[i] + (base ? base[i] : 0.0);
+        worst = fmax(worst, fabs((double)got[i] - v) / (1.0 + fabs(v)));
+    }
+    return worst;
+}
+
+static void kernels_all_packings(void) {
+    /* n, c, h, w, oc, kh, kw, sh, sw, ph, pw */
+    int cs[][11] = {
+        {3, 5, 23, 37, 9, 4, 4, 2, 2, 1, 1},  /* ow 18: runs split at 16 */
+        {2, 3, 9, 2, 8, 4, 4, 2, 2, 1, 1},    /* ow 1 */
+        {5, 4, 11, 9, 16, 4, 4, 2, 2, 1, 1},  /* uneven groups, 48-column slivers cut runs */
+        {2, 3, 8, 40, 4, 3, 5, 1, 1, 1, 2},   /* stride 1, wide rows, kw 5 */
+        {3, 2, 13, 17, 5, 3, 3, 3, 2, 0, 1},  /* strides 3 x 2 */
+        {2, 6, 7, 7, 7, 1, 1, 2, 2, 0, 0},    /* 1x1 stride 2 */
+        {2, 4, 6, 5, 3, 2, 2, 1, 2, 2, 2},    /* padding as large as the kernel */
+        {4, 16, 29, 6, 32, 4, 4, 2, 2, 1, 1}, /* the world model's enc3-like shape, smaller */
+    };
+    ew_rng r;
+    ew_rng_seed(&r, 11);
+    for (int threads = 1; threads <= 2; threads++) {
+        ew_backend *be = ew_backend_cpu_create(threads);
+        CHECK(be != NULL, "cpu backend");
+        if (!be) return;
+        for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
+            ew_conv_desc d = {cs[k][0], cs[k][1], cs[k][2], cs[k][3], cs[k][4], 0, 0,
+                              cs[k][5], cs[k][6], cs[k][7], cs[k][8], cs[k][9], cs[k][10]};
+            d.oh = (d.h + 2 * d.ph - d.kh) / d.sh + 1;
+            d.ow = (d.w + 2 * d.pw - d.kw) / d.sw + 1;
+            size_t nx = (size_t)d.n * d.c * d.h * d.w, ny = (size_t)d.n * d.oc * d.oh * d.ow;
+            size_t nw = (size_t)d.oc * d.c * d.kh * d.kw;
+            size_t nb = nx > ny ? nx : ny;
+            if (nw > nb) nb = nw;
+            float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc((size_t)d.oc * 4), *dy = malloc(ny * 4);
+            float *y = malloc(ny * 4), *dx = malloc(nx * 4), *dw = malloc(nw * 4), *base = malloc(nb * 4);
+            double *ry = malloc(ny * 8), *rdx = malloc(nx * 8), *rdw = malloc(nw * 8);
+            for (size_t i = 0; i < nx; i++) x[i] = (float)ew_rng_range(&r, -1, 1);
+            for (size_t i = 0; i < nw; i++) w[i] = (float)ew_rng_range(&r, -1, 1);
+            for (size_t i = 0; i < ny; i++) dy[i] = (float)ew_rng_range(&r, -1, 1);
+            for (int i = 0; i < d.oc; i++) b[i] = (float)ew_rng_range(&r, -1, 1);
+            for (size_t i = 0; i < nb; i++) base[i] = (float)ew_rng_range(&r, -1, 1);
+            {
+                float *yf = malloc(ny * 4);
+                ref_conv(x, w, b, yf, d.n, d.c, d.h, d.w, d.oc, d.kh, d.kw, d.sh, d.sw, d.ph, d.pw, d.oh, d.ow);
+                /* the float reference rounds once per element: good to ~1e-6 relative */
+                for (size_t i = 0; i < ny; i++) ry[i] = yf[i];
+                free(yf);
+            }
+            ref_bwd_data(&d, dy, w, rdx);
+            ref_bwd_weight(&d, x, dy, rdw);
+            size_t wsn = be->conv_workspace(be, &d);
+            float *ws = malloc((wsn + 64) * 4);
+            for (int mode = -1; mode <= 1; mode++) {
+                ew_cpu_force_conv_pack(be, mode);
+                for (int acc = 0; acc < 2; acc++) {
+                    for (size_t i = 0; i < 64; i++) ws[wsn + i] = -7.25f;
+                    memcpy(y, base, ny * 4);
+                    be->conv_fwd(be, &d, x, w, b, y, acc, ws);
+                    double e1 = max_err(y, ry, acc ? base : NULL, ny);
+                    memcpy(dx, base, nx * 4);
+                    be->conv_bwd_data(be, &d, dy, w, dx, acc, ws);
+                    double e2 = max_err(dx, rdx, acc ? base : NULL, nx);
+                    memcpy(dw, base, nw * 4);
+                    be->conv_bwd_weight(be, &d, x, dy, dw, ws);
+                    double e3 = max_err(dw, rdw, base, nw);
+                    int guard = 1;
+                    for (size_t i = 0; i < 64; i++) guard &= ws[wsn + i] == -7.25f;
+                    CHECK(e1 < 1e-5 && e2 < 1e-5 && e3 < 1e-5 && guard,
+                          "case %zu pack %d acc %d threads %d: fwd %g, bwd data %g, bwd weight %g, workspace %s", k, mode,
+                          acc, threads, e1, e2, e3, guard ? "kept" : "overrun");
+                }
+            }
+            ew_cpu_force_conv_pack(be, -1);
+            free(ws);
+            free(x), free(w), free(b), free(dy), free(y), free(dx), free(dw), free(base), free(ry), free(rdx), free(rdw);
+        }
+        CHECK(ew_cpu_force_conv_pack(be, 2) == -1 && ew_cpu_force_conv_pack(be, -2) == -1, "bad pack modes refused");
+        ew_backend_destroy(be);
+    }
+}
+
 /* The world model's frame encoder and decoder geometry (DESIGN.md section 5):
  * 4x4 stride-2 convs with padding 1: 117x24 -> 58x12 -> 29x6 -> 14x3; transposed back with
  * output padding (1,0), 0, (1,0): 14x3 -> 29x6 -> 58x12 -> 117x24. */
@@ -252,6 +377,7 @@ int main(void) {
     world_model_geometry(be);
     errors(be);
     random_vs_reference();
+    kernels_all_packings();
     ew_backend_destroy(be);
     return check_done();
 }
