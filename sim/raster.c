@@ -145,10 +145,18 @@ static void rect_draw(uint8_t *img, int H, int W, float uc, float vc, float au, 
         int r0 = floor_clamp(v0, 0, H), r1 = floor_clamp(v1, -1, H - 1);
         if (c0 > c1 || r0 > r1) return;
         float cu[EW_RASTER_MAX_SIDE];
-        for (int c = c0; c <= c1; c++) cu[c - c0] = overlap1(u0, u1, (float)c) * 255.0f;
+        uint8_t full[EW_RASTER_MAX_SIDE]; /* the row values where cv == 1 (interior rows) */
+        for (int c = c0; c <= c1; c++) {
+            cu[c - c0] = overlap1(u0, u1, (float)c) * 255.0f;
+            full[c - c0] = (uint8_t)(cu[c - c0] + 0.5f);
+        }
         for (int r = r0; r <= r1; r++) {
             float cv = overlap1(v0, v1, (float)r);
             uint8_t *row = img + (size_t)r * (size_t)W;
+            if (cv == 1.0f) {
+                for (int c = c0; c <= c1; c++) row[c] = full[c - c0] > row[c] ? full[c - c0] : row[c];
+                continue;
+            }
             for (int c = c0; c <= c1; c++) {
                 uint8_t val = (uint8_t)(cu[c - c0] * cv + 0.5f);
                 row[c] = val > row[c] ? val : row[c];
@@ -211,11 +219,31 @@ static void band_major(uint8_t *img, int n_maj, int n_min, size_t s_maj, size_t 
     float k = dq / dp;
     float hh = 0.5f * w * sqrtf(dp * dp + dq * dq) / dp; /* half width along the minor axis */
     int i0 = floor_clamp(p0, 0, n_maj), i1 = ceil_clamp(p1, 0, n_maj) - 1;
+    /* Parallel to the major axis: every line fully inside [p0, p1] gets the same values. */
+    uint8_t fv[64];
+    int fj0 = 0, fj1 = -1, have_full = 0;
+    if (dq == 0.0f) {
+        float lo = q0 - hh, hi = q0 + hh;
+        fj0 = floor_clamp(lo, 0, n_min);
+        fj1 = floor_clamp(hi, -1, n_min - 1);
+        if (fj1 - fj0 < 64) {
+            have_full = 1;
+            for (int j = fj0; j <= fj1; j++) {
+                float c = overlap1(lo, hi, (float)j) * 255.0f;
+                fv[j - fj0] = (uint8_t)((c < 255.0f ? c : 255.0f) + 0.5f);
+            }
+        }
+    }
     for (int i = i0; i <= i1; i++) {
         float a = (float)i > p0 ? (float)i : p0;
         float b = (float)(i + 1) < p1 ? (float)(i + 1) : p1;
         float len = b - a;
         if (!(len > 0.0f)) continue;
+        if (have_full && len == 1.0f) {
+            uint8_t *line = img + (size_t)i * s_maj;
+            for (int j = fj0; j <= fj1; j++) put_max(&line[(size_t)j * s_min], fv[j - fj0]);
+            continue;
+        }
         float qc = q0 + (0.5f * (a + b) - p0) * k;
         float lo = qc - hh, hi = qc + hh;
         int j0 = floor_clamp(lo, 0, n_min), j1 = floor_clamp(hi, -1, n_min - 1);
@@ -314,7 +342,16 @@ static void draw_box(const xform *t, uint8_t *img, float x, float y, float hx, f
 
 static void draw_boxes(const xform *t, const ew_boxes *b, uint8_t *img) {
     if (!b) return;
-    for (int i = 0; i < b->n; i++) draw_box(t, img, b->x[i], b->y[i], b->hx[i], b->hy[i], b->len[i], b->wid[i]);
+    /* cheap world-space pre-cull: a box whose bounding circle misses the image's world
+     * bounding box (grown by 2 pixels) draws nothing */
+    float x0, x1, y0, y1;
+    world_bounds(t, 2.0f, &x0, &x1, &y0, &y1);
+    for (int i = 0; i < b->n; i++) {
+        float r = 0.5f * (b->len[i] + b->wid[i]);
+        float x = b->x[i], y = b->y[i];
+        if (!(x + r >= x0 && x - r <= x1 && y + r >= y0 && y - r <= y1)) continue;
+        draw_box(t, img, x, y, b->hx[i], b->hy[i], b->len[i], b->wid[i]);
+    }
 }
 
 /* ---- off-road ------------------------------------------------------------------------------ */
@@ -392,6 +429,10 @@ static void offroad_strips(const xform *t, const ival *st, int ns, uint8_t *img)
     float igc = flat ? 0.0f : 1.0f / gc;
     for (int r = 0; r < H; r++) {
         uint8_t *row = img + (size_t)r * (size_t)W;
+        if (r > 0 && gr == 0.0f) { /* rows aligned with y = const: all identical */
+            memcpy(row, img, (size_t)W);
+            continue;
+        }
         float Yr = Y0 + (float)r * gr;
         if (flat) {
             float cov = 0.0f;

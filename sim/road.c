@@ -255,13 +255,6 @@ static void emit_edge_piece(const ew_road *r, seg_sink *s, const ew_lane *l, int
     }
 }
 
-static int cmpf(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-#include <stdlib.h>
-
 int ew_road_markings(const ew_road *r, float x0, float x1, ew_segment *out, int cap) {
     seg_sink s = {out, cap, 0, r->marking_width};
     for (int i = 0; i < r->n_lanes; i++) {
@@ -282,7 +275,12 @@ int ew_road_markings(const ew_road *r, float x0, float x1, ew_segment *out, int 
                 bp[nb++] = r->lanes[j].x_start;
                 bp[nb++] = r->lanes[j].x_end;
             }
-            qsort(bp, (size_t)nb, sizeof(float), cmpf);
+            for (int q = 1; q < nb; q++) { /* insertion sort: a handful of break points */
+                float v = bp[q];
+                int j = q;
+                for (; j > 0 && bp[j - 1] > v; j--) bp[j] = bp[j - 1];
+                bp[j] = v;
+            }
             for (int k = 0; k + 1 < nb; k++) {
                 float pa = bp[k], pb = bp[k + 1];
                 if (pa < a) pa = a;
