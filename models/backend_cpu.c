@@ -485,7 +485,57 @@ __attribute__((target("avx512f"))) static void interleave2_add(const float *e, c
         }
     }
 }
+/* col2im for 4-wide kernels at column stride 2 with ow <= 15 (a padded row fits 32 lanes):
+ * per (channel, ki, output row), the four kj rows are combined in registers into the even and
+ * odd columns of the padded row and added to dx in one window. Same contract as col2im. */
+__attribute__((target("avx512f"))) static void col2im_s2k4(const ew_conv_desc *d, const float *col, int ldc, int c0,
+                                                           int c1, float *dx) {
+    const int ow = d->ow, span = 2 * ow + 2;
+    const int t0 = d->pw, t1 = span < d->w + d->pw ? span : d->w + d->pw;
+    const float *pb = dx, *pe = dx + (size_t)d->c * d->h * d->w;
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const __m512i sh1 = _mm512_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14);
+    const __mmask16 rm = (__mmask16)((1u << ow) - 1u);
+    const uint32_t m = (uint32_t)(((1ull << t1) - 1ull) & ~((1ull << t0) - 1ull));
+    const __mmask16 m0 = (__mmask16)(m & 0xFFFFu), m1 = (__mmask16)(m >> 16);
+    for (int ci = c0; ci < c1; ci++) {
+        float *xc = dx + (size_t)ci * d->h * d->w;
+        for (int ki = 0; ki < 4; ki++) {
+            const float *rows = col + (size_t)((ci - c0) * 4 + ki) * 4 * ldc;
+            for (int oy = 0; oy < d->oh; oy++) {
+                int iy = oy * d->sh - d->ph + ki;
+                if (iy < 0 || iy >= d->h) continue;
+                const float *sr = rows + (size_t)oy * ow;
+                __m512 s0 = _mm512_loadu_ps(sr), s1 = _mm512_loadu_ps(sr + ldc);
+                __m512 s2 = _mm512_loadu_ps(sr + 2 * (size_t)ldc), s3 = _mm512_loadu_ps(sr + 3 * (size_t)ldc);
+                __asm__("" : "+v"(s0), "+v"(s1), "+v"(s2), "+v"(s3)); /* plain loads, not folded into masked ones */
+                s0 = _mm512_maskz_mov_ps(rm, s0), s1 = _mm512_maskz_mov_ps(rm, s1);
+                s2 = _mm512_maskz_mov_ps(rm, s2), s3 = _mm512_maskz_mov_ps(rm, s3);
+                /* padded column 2X + p: p = 0 from kj 0 (ox = X) and kj 2 (ox = X - 1); p = 1 from kj 1, 3 */
+                __m512 e = _mm512_add_ps(s0, _mm512_maskz_permutexvar_ps(0xFFFE, sh1, s2));
+                __m512 o = _mm512_add_ps(s1, _mm512_maskz_permutexvar_ps(0xFFFE, sh1, s3));
+                __m512 v0 = _mm512_permutex2var_ps(e, lo, o), v1 = _mm512_permutex2var_ps(e, hi, o);
+                float *p = xc + (size_t)iy * d->w - d->pw;
+                if (p >= pb && p + 32 <= pe) {
+                    __m512 x0 = _mm512_loadu_ps(p), x1 = _mm512_loadu_ps(p + 16);
+                    __asm__("" : "+v"(x0), "+v"(x1));
+                    _mm512_storeu_ps(p, _mm512_mask_add_ps(x0, m0, x0, v0));
+                    _mm512_storeu_ps(p + 16, _mm512_mask_add_ps(x1, m1, x1, v1));
+                } else {
+                    __m512 x0 = _mm512_maskz_loadu_ps(m0, p), x1 = _mm512_maskz_loadu_ps(m1, p + 16);
+                    _mm512_mask_storeu_ps(p, m0, _mm512_add_ps(x0, v0));
+                    _mm512_mask_storeu_ps(p + 16, m1, _mm512_add_ps(x1, v1));
+                }
+            }
+        }
+    }
+}
 #else
+static void col2im_s2k4(const ew_conv_desc *d, const float *col, int ldc, int c0, int c1, float *dx) {
+    /* never called: simd is 0 without x86-64 intrinsics */
+    (void)d, (void)col, (void)ldc, (void)c0, (void)c1, (void)dx;
+}
 static void interleave2_add(const float *e, const float *o, int nq, float *xr, int t0, int t1, const float *pb,
                             const float *pe) {
     (void)nq, (void)pb, (void)pe;
@@ -894,6 +944,9 @@ static void cpu_conv_bwd_data(const ew_backend *be, const ew_conv_desc *d, const
         } else {
             /* channel blocks whose patch rows stay in cache between the GEMM and col2im */
             const int khw = d->kh * d->kw;
+            /* the register path reads 16 floats from each patch row; the col area is followed
+             * by more workspace, so reads past a row stay inside it */
+            const int s2k4 = cb->simd && d->sw == 2 && d->kw == 4 && d->kh == 4 && d->ow <= 15;
             int cb_ch = (int)(COL_BLOCK_FLOATS / ((size_t)khw * ld));
             if (cb_ch < 1) cb_ch = 1;
             if (!accumulate)
@@ -901,8 +954,13 @@ static void cpu_conv_bwd_data(const ew_backend *be, const ew_conv_desc *d, const
             for (int c0 = 0; c0 < d->c; c0 += cb_ch) {
                 int c1 = c0 + cb_ch < d->c ? c0 + cb_ch : d->c;
                 cpu_gemm(be, 1, 0, (c1 - c0) * khw, ld, d->oc, 1.0f, w + (size_t)c0 * khw, (int)K, A, ld, 0.0f, col, ld);
-                for (int s = 0; s < gc; s++)
-                    col2im(d, col + (size_t)s * P, ld, c0, c1, dx + (size_t)(n0 + s) * xs, rowbuf, cb->simd);
+                for (int s = 0; s < gc; s++) {
+                    float *dxs = dx + (size_t)(n0 + s) * xs;
+                    if (s2k4)
+                        col2im_s2k4(d, col + (size_t)s * P, ld, c0, c1, dxs);
+                    else
+                        col2im(d, col + (size_t)s * P, ld, c0, c1, dxs, rowbuf, cb->simd);
+                }
             }
         }
     });
