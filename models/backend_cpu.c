@@ -531,8 +531,58 @@ __attribute__((target("avx512f"))) static void col2im_s2k4(const ew_conv_desc *d
         }
     }
 }
+/* col2im at column stride 1 for kw <= 8 and ow + kw - 1 <= 16 (a padded row fits 16 lanes):
+ * per (channel, ki, output row), the kw patch rows are shifted into place in registers and
+ * added to dx in one window. Same contract as col2im. */
+__attribute__((target("avx512f"))) static void col2im_s1_narrow(const ew_conv_desc *d, const float *col, int ldc,
+                                                                int c0, int c1, float *dx) {
+    const int ow = d->ow, kw = d->kw, span = ow + kw - 1;
+    const int t0 = d->pw, t1 = span < d->w + d->pw ? span : d->w + d->pw;
+    const float *pb = dx, *pe = dx + (size_t)d->c * d->h * d->w;
+    const __mmask16 rm = (__mmask16)((1u << ow) - 1u);
+    const __mmask16 m = (__mmask16)(((1u << t1) - 1u) & ~((1u << t0) - 1u));
+    __m512i shift[8];
+    __mmask16 smask[8];
+    for (int kj = 0; kj < kw; kj++) {
+        /* lane t takes lane t - kj */
+        shift[kj] = _mm512_sub_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                     _mm512_set1_epi32(kj));
+        smask[kj] = (__mmask16)(0xFFFFu << kj);
+    }
+    for (int ci = c0; ci < c1; ci++) {
+        float *xc = dx + (size_t)ci * d->h * d->w;
+        for (int ki = 0; ki < d->kh; ki++) {
+            const float *rows = col + (size_t)((ci - c0) * d->kh + ki) * kw * ldc;
+            for (int oy = 0; oy < d->oh; oy++) {
+                int iy = oy * d->sh - d->ph + ki;
+                if (iy < 0 || iy >= d->h) continue;
+                const float *sr = rows + (size_t)oy * ow;
+                __m512 v = _mm512_setzero_ps();
+                for (int kj = 0; kj < kw; kj++) {
+                    __m512 r = _mm512_loadu_ps(sr + (size_t)kj * ldc);
+                    __asm__("" : "+v"(r)); /* a plain load, not folded into a masked one */
+                    r = _mm512_maskz_mov_ps(rm, r);
+                    v = _mm512_add_ps(v, _mm512_maskz_permutexvar_ps(smask[kj], shift[kj], r));
+                }
+                float *p = xc + (size_t)iy * d->w - d->pw;
+                if (p >= pb && p + 16 <= pe) {
+                    __m512 x0 = _mm512_loadu_ps(p);
+                    __asm__("" : "+v"(x0));
+                    _mm512_storeu_ps(p, _mm512_mask_add_ps(x0, m, x0, v));
+                } else {
+                    __m512 x0 = _mm512_maskz_loadu_ps(m, p);
+                    _mm512_mask_storeu_ps(p, m, _mm512_add_ps(x0, v));
+                }
+            }
+        }
+    }
+}
 #else
 static void col2im_s2k4(const ew_conv_desc *d, const float *col, int ldc, int c0, int c1, float *dx) {
+    /* never called: simd is 0 without x86-64 intrinsics */
+    (void)d, (void)col, (void)ldc, (void)c0, (void)c1, (void)dx;
+}
+static void col2im_s1_narrow(const ew_conv_desc *d, const float *col, int ldc, int c0, int c1, float *dx) {
     /* never called: simd is 0 without x86-64 intrinsics */
     (void)d, (void)col, (void)ldc, (void)c0, (void)c1, (void)dx;
 }
@@ -554,6 +604,12 @@ static void relayout_fwd(const ew_conv_desc *d, const float *x, int gc, float *q
     for (int s = 0; s < gc; s++)
         for (int c = 0; c < d->c; c++) {
             const float *xc = x + ((size_t)s * d->c + c) * d->h * d->w;
+            if (d->sh == 1 && d->sw == 1 && d->ph == 0 && d->pw == 0 && yq == d->h && xq == d->w) {
+                /* the copy of a plane is the plane (1x1 kernels) */
+                memcpy(o, xc, sizeof(float) * (size_t)yq * xq);
+                o += (size_t)yq * xq;
+                continue;
+            }
             if (d->sw == 2) {
                 /* both column phases of an input row from one pass over it */
                 for (int py = 0; py < d->sh; py++)
@@ -722,6 +778,16 @@ static void col2im(const ew_conv_desc *d, const float *col, int ldc, int c0, int
     const int ow = d->ow, sw = d->sw, span = (ow - 1) * sw + d->kw, nq = ow + (d->kw - 1) / sw;
     const size_t plane = (size_t)d->oh * nq;
     const int t0 = d->pw, t1 = span < d->w + d->pw ? span : d->w + d->pw; /* padded column t is dx[t - pw] */
+    if (d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1 && d->ph == 0 && d->pw == 0) {
+        /* 1x1: the patch row of a channel is its image */
+        const size_t hw = (size_t)d->h * d->w;
+        for (int ci = c0; ci < c1; ci++) {
+            float *xc = dx + (size_t)ci * hw;
+            const float *src = col + (size_t)(ci - c0) * ldc;
+            for (size_t i = 0; i < hw; i++) xc[i] += src[i];
+        }
+        return;
+    }
     for (int ci = c0; ci < c1; ci++) {
         float *xc = dx + (size_t)ci * d->h * d->w;
         for (int ki = 0; ki < d->kh; ki++) {
@@ -947,6 +1013,7 @@ static void cpu_conv_bwd_data(const ew_backend *be, const ew_conv_desc *d, const
             /* the register path reads 16 floats from each patch row; the col area is followed
              * by more workspace, so reads past a row stay inside it */
             const int s2k4 = cb->simd && d->sw == 2 && d->kw == 4 && d->kh == 4 && d->ow <= 15;
+            const int s1n = cb->simd && d->sw == 1 && d->kw >= 2 && d->kw <= 8 && d->ow + d->kw - 1 <= 16;
             int cb_ch = (int)(COL_BLOCK_FLOATS / ((size_t)khw * ld));
             if (cb_ch < 1) cb_ch = 1;
             if (!accumulate)
@@ -958,6 +1025,8 @@ static void cpu_conv_bwd_data(const ew_backend *be, const ew_conv_desc *d, const
                     float *dxs = dx + (size_t)(n0 + s) * xs;
                     if (s2k4)
                         col2im_s2k4(d, col + (size_t)s * P, ld, c0, c1, dxs);
+                    else if (s1n)
+                        col2im_s1_narrow(d, col + (size_t)s * P, ld, c0, c1, dxs);
                     else
                         col2im(d, col + (size_t)s * P, ld, c0, c1, dxs, rowbuf, cb->simd);
                 }

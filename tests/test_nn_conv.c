@@ -255,6 +255,9 @@ static void kernels_all_packings(void) {
         {2, 6, 7, 7, 7, 1, 1, 2, 2, 0, 0},    /* 1x1 stride 2 */
         {2, 4, 6, 5, 3, 2, 2, 1, 2, 2, 2},    /* padding as large as the kernel */
         {4, 16, 29, 6, 32, 4, 4, 2, 2, 1, 1}, /* the world model's enc3-like shape, smaller */
+        {3, 5, 6, 5, 7, 3, 3, 1, 1, 1, 1},    /* 3x3 stride 1 on narrow rows (register col2im) */
+        {2, 4, 5, 9, 3, 3, 8, 1, 1, 0, 3},    /* kw 8 at stride 1, a 15-wide padded row */
+        {3, 6, 4, 5, 8, 1, 1, 1, 1, 0, 0},    /* 1x1 stride 1: plane copies, 1x1 col2im */
     };
     ew_rng r;
     ew_rng_seed(&r, 11);
