@@ -503,7 +503,10 @@ __attribute__((target("avx512f"))) static void col2im_s2k4(const ew_conv_desc *d
         float *xc = dx + (size_t)ci * d->h * d->w;
         for (int ki = 0; ki < 4; ki++) {
             const float *rows = col + (size_t)((ci - c0) * 4 + ki) * 4 * ldc;
-            for (int oy = 0; oy < d->oh; oy++) {
+            /* even output rows, then odd ones: consecutive windows are then far enough apart that
+             * no load overlaps a store still in flight (failed store forwarding stalls) */
+            for (int oy2 = 0; oy2 < d->oh; oy2++) {
+                int oy = oy2 < (d->oh + 1) / 2 ? 2 * oy2 : 2 * (oy2 - (d->oh + 1) / 2) + 1;
                 int iy = oy * d->sh - d->ph + ki;
                 if (iy < 0 || iy >= d->h) continue;
                 const float *sr = rows + (size_t)oy * ow;
@@ -520,8 +523,8 @@ __attribute__((target("avx512f"))) static void col2im_s2k4(const ew_conv_desc *d
                 if (p >= pb && p + 32 <= pe) {
                     __m512 x0 = _mm512_loadu_ps(p), x1 = _mm512_loadu_ps(p + 16);
                     __asm__("" : "+v"(x0), "+v"(x1));
-                    _mm512_storeu_ps(p, _mm512_mask_add_ps(x0, m0, x0, v0));
-                    _mm512_storeu_ps(p + 16, _mm512_mask_add_ps(x1, m1, x1, v1));
+                    _mm512_mask_storeu_ps(p, m0, _mm512_add_ps(x0, v0));
+                    if (m1) _mm512_mask_storeu_ps(p + 16, m1, _mm512_add_ps(x1, v1));
                 } else {
                     __m512 x0 = _mm512_maskz_loadu_ps(m0, p), x1 = _mm512_maskz_loadu_ps(m1, p + 16);
                     _mm512_mask_storeu_ps(p, m0, _mm512_add_ps(x0, v0));
@@ -553,7 +556,9 @@ __attribute__((target("avx512f"))) static void col2im_s1_narrow(const ew_conv_de
         float *xc = dx + (size_t)ci * d->h * d->w;
         for (int ki = 0; ki < d->kh; ki++) {
             const float *rows = col + (size_t)((ci - c0) * d->kh + ki) * kw * ldc;
-            for (int oy = 0; oy < d->oh; oy++) {
+            /* output rows in two passes by parity, as in col2im_s2k4 */
+            for (int oy2 = 0; oy2 < d->oh; oy2++) {
+                int oy = oy2 < (d->oh + 1) / 2 ? 2 * oy2 : 2 * (oy2 - (d->oh + 1) / 2) + 1;
                 int iy = oy * d->sh - d->ph + ki;
                 if (iy < 0 || iy >= d->h) continue;
                 const float *sr = rows + (size_t)oy * ow;
@@ -568,7 +573,7 @@ __attribute__((target("avx512f"))) static void col2im_s1_narrow(const ew_conv_de
                 if (p >= pb && p + 16 <= pe) {
                     __m512 x0 = _mm512_loadu_ps(p);
                     __asm__("" : "+v"(x0));
-                    _mm512_storeu_ps(p, _mm512_mask_add_ps(x0, m, x0, v));
+                    _mm512_mask_storeu_ps(p, m, _mm512_add_ps(x0, v));
                 } else {
                     __m512 x0 = _mm512_maskz_loadu_ps(m, p);
                     _mm512_mask_storeu_ps(p, m, _mm512_add_ps(x0, v));
