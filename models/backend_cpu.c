@@ -1167,6 +1167,37 @@ static float vec_sum(const float *p, int n) {
 }
 #endif
 
+/* out[c] (+)= sum over r of x[r * ch + c] for c in [c0, c0 + 8) (clipped to ch), accumulated
+ * in double in row order. */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f"))) static void sum_rows8(const float *x, int rows, int ch, int c0, float *out,
+                                                         int accumulate) {
+    int n = ch - c0 < 8 ? ch - c0 : 8;
+    if (n < 8) {
+        for (int i = 0; i < n; i++) {
+            double t = 0.0;
+            for (int r = 0; r < rows; r++) t += x[(size_t)r * ch + c0 + i];
+            out[c0 + i] = accumulate ? out[c0 + i] + (float)t : (float)t;
+        }
+        return;
+    }
+    __m512d s = _mm512_setzero_pd();
+    for (int r = 0; r < rows; r++) s = _mm512_add_pd(s, _mm512_cvtps_pd(_mm256_loadu_ps(x + (size_t)r * ch + c0)));
+    double v[8];
+    _mm512_storeu_pd(v, s);
+    for (int i = 0; i < n; i++) out[c0 + i] = accumulate ? out[c0 + i] + (float)v[i] : (float)v[i];
+}
+#else
+static void sum_rows8(const float *x, int rows, int ch, int c0, float *out, int accumulate) {
+    int n = ch - c0 < 8 ? ch - c0 : 8;
+    for (int i = 0; i < n; i++) {
+        double s = 0.0;
+        for (int r = 0; r < rows; r++) s += x[(size_t)r * ch + c0 + i];
+        out[c0 + i] = accumulate ? out[c0 + i] + (float)s : (float)s;
+    }
+}
+#endif
+
 /* Runs vec_range over [0, N) on up to T threads (chunks of multiples of 16). */
 static void vec_par(int T, int kind, float alpha, long N, const float *a, const float *b, float *y) {
     if (T <= 1 || N <= PAR_MIN) {
@@ -1375,6 +1406,14 @@ static void cpu_sum_channels(const ew_backend *be, int rows, int ch, int inner, 
     int T = nthreads(be);
     long work = (long)rows * ch * inner;
     const int simd = has_simd(be) && inner >= 16;
+    if (inner == 1 && has_simd(be)) {
+        /* bias gradients of linear layers: 8 channels at a time down the rows, summed in
+         * double in row order exactly as the scalar loop below */
+        int nb = (ch + 7) / 8;
+#pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && nb >= T && work > PAR_MIN)
+        for (int b = 0; b < nb; b++) sum_rows8(x, rows, ch, 8 * b, out, accumulate);
+        return;
+    }
 #pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && ch >= T && work > PAR_MIN)
     for (int c = 0; c < ch; c++) {
         double s = 0.0;
