@@ -10,7 +10,12 @@
  *
  * Convolution algorithms (picked per shape by ew_cpu_conv_algo):
  *   im2col + GEMM: samples are processed in groups whose patch matrices are laid side by side,
- *     so small feature maps still give the GEMM a wide N (>= ~384 columns);
+ *     so small feature maps still give the GEMM a wide N (>= ~384 columns, group sizes chosen
+ *     to fill the kernel's 48-column tiles). With the own AVX-512 GEMM the patch matrix is
+ *     implicit: forward and weight-gradient GEMMs pack it from a per-group copy of the input
+ *     (phase-split or zero-padded) in contiguous runs; the data gradient is a GEMM into patch
+ *     rows, channel block by channel block, folded back by col2im (register paths for
+ *     4x4 stride-2 and narrow stride-1 rows);
  *   1x1: a stride-1 unpadded 1x1 convolution is a GEMM on the input itself (no im2col copy
  *     when a group holds one sample);
  *   direct: plain loops, for tiny channel counts where the GEMM call overhead dominates.
