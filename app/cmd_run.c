@@ -10,6 +10,7 @@
 #include "app/run_lua.h"
 #include "app/record.h"
 #include "app/run_viewer.h"
+#include "sim/fsutil.h"
 #include "sim/controller.h"
 #include "sim/episode.h"
 #include "sim/scenario_builtin.h"
@@ -37,22 +38,6 @@ static void help(void) {
            "  --quiet             no progress display\n"
            "  --allow-read DIR    folder a Lua scenario may read (data, NGSIM logs)\n");
     ew_run_viewer_help(stdout); /* viewer options and keys (app/run_viewer.c) */
-}
-
-static int mkdir_p(const char *dir) {
-    char buf[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof buf) return -1;
-    memcpy(buf, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] == '/' || buf[i] == 0) {
-            char c = buf[i];
-            buf[i] = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
-            buf[i] = c;
-        }
-    }
-    return 0;
 }
 
 int cmd_run(int argc, char **argv) {
@@ -131,7 +116,7 @@ int cmd_run(int argc, char **argv) {
 
     ew_recorder *rec = NULL;
     if (record && !viewer_mode) {
-        if (mkdir_p(record) != 0) {
+        if (ew_mkdir_p(record) != 0) {
             fprintf(stderr, "egoworld run: --record: cannot create directory '%s': %s\n", record, strerror(errno));
             ew_world_destroy(w);
             ew_controller_destroy(&ctrl);

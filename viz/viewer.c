@@ -14,6 +14,7 @@
 #include <SDL.h>
 #include <SDL_opengl.h>
 
+#include "sim/fsutil.h"
 #include "sim/png.h"
 #include "sim/raster.h"
 #include "viz/preview.h"
@@ -97,22 +98,6 @@ typedef struct {
     long n;
 } recorder;
 
-static int mkdir_p(const char *dir) {
-    char buf[1024];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof buf) return -1;
-    memcpy(buf, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] == '/' || buf[i] == 0) {
-            char c = buf[i];
-            buf[i] = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
-            buf[i] = c;
-        }
-    }
-    return 0;
-}
-
 static int has_suffix(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && !strcmp(s + a - b, suf);
@@ -164,7 +149,7 @@ static int recorder_open(recorder *r, const char *target, int w, int h, float fp
         return 0;
     }
     if (strlen(target) >= sizeof r->dir - 32) return fail(err, errlen, "--record %s: path too long", target);
-    if (mkdir_p(target) != 0) return fail(err, errlen, "--record: cannot create directory '%s'", target);
+    if (ew_mkdir_p(target) != 0) return fail(err, errlen, "--record: cannot create directory '%s'", target);
     snprintf(r->dir, sizeof r->dir, "%s", target);
     r->kind = 1;
     if (!quiet) fprintf(stderr, "egoworld: recording PNG frames to %s/\n", target);
