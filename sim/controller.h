@@ -17,6 +17,9 @@ typedef struct ew_controller {
     /* Returns 0, or -1 with a message in err (the episode then ends with an error). */
     int (*act)(void *ctx, const ew_world *w, ew_action *out, char *err, int errlen);
     void (*reset)(void *ctx, const ew_world *w); /* start of an episode (may be NULL) */
+    /* Sees the world before every step of an episode, warm-up included, before act() (may
+     * be NULL): controllers that need a history (frames, states) keep it here. */
+    void (*observe)(void *ctx, const ew_world *w);
     void (*destroy)(void *ctx);                  /* may be NULL */
     double plan_ms_total;                        /* wall time spent in act() (ms) */
     long plan_calls;

@@ -86,6 +86,7 @@ int ew_episode_step(ew_episode *ep, ew_world *w, ew_controller *ctrl) {
 
     int warm = ew_episode_in_warmup(ep);
     ew_action u = {0.0f, 0.0f};
+    if (ctrl && ctrl->observe) ctrl->observe(ctrl->ctx, w);
     if (warm) {
         ew_world_ego_idm_action(w, &u);
     } else if (ctrl) {
