@@ -99,6 +99,10 @@ int ew_episode_step(ew_episode *ep, ew_world *w, ew_controller *ctrl) {
     }
     float s_before = ew_world_ego(w)->s;
     ew_world_step(w, &u);
+    int post = 0;
+    char plabel[sizeof ep->m.label] = "", perr[sizeof ep->m.error] = "";
+    if (ep->cfg.post_hook)
+        post = ep->cfg.post_hook(ep->cfg.post_hook_ctx, w, ep, plabel, (int)sizeof plabel, perr, (int)sizeof perr);
     const ew_kin_state *e = ew_world_ego(w);
 
     ep->m.steps++;
@@ -120,10 +124,16 @@ int ew_episode_step(ew_episode *ep, ew_world *w, ew_controller *ctrl) {
     float ttc = ego_ttc(w);
     if (ttc < ep->m.min_ttc) ep->m.min_ttc = ttc;
 
-    if (ew_world_ego_collision(w, ep->cfg.collision_tol)) finish(ep, EW_EP_COLLISION);
+    if (post < 0) {
+        snprintf(ep->m.error, sizeof ep->m.error, "%s", perr[0] ? perr : "episode post-step hook failed");
+        finish(ep, EW_EP_ERROR);
+    } else if (ew_world_ego_collision(w, ep->cfg.collision_tol)) finish(ep, EW_EP_COLLISION);
     else if (ew_world_ego_offroad(w)) finish(ep, EW_EP_OFFROAD);
     else if (ep->m.distance >= ep->cfg.goal_distance) finish(ep, EW_EP_SUCCESS);
-    else if (ep->m.steps >= ep->cfg.max_steps) finish(ep, EW_EP_TIMEOUT);
+    else if (post > 0) { /* the post-step hook's end (e.g. the log ran out) after the end tests */
+        snprintf(ep->m.label, sizeof ep->m.label, "%s", plabel[0] ? plabel : "scripted");
+        finish(ep, EW_EP_SCRIPTED);
+    } else if (ep->m.steps >= ep->cfg.max_steps) finish(ep, EW_EP_TIMEOUT);
     return ep->m.status == EW_EP_RUNNING;
 }
 

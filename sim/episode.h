@@ -18,8 +18,12 @@
 
 typedef struct ew_episode ew_episode;
 
-/* A per-step hook (scenario events, log replay): called before each world step. Returns 0
- * to go on, 1 to end the episode (label set in *label), -1 on error (message in err). */
+/* A per-step hook: `hook` is called before each world step (scenario events, NGSIM replay),
+ * `post_hook` right after it, before the metrics and the end tests (the non-reactive replay
+ * of sim/replay.h moves the logged vehicles there, so the world is consistent whenever the
+ * controller or the end tests look at it). Returns 0 to go on, 1 to end the episode (label
+ * set in *label; a post_hook's end yields to a collision, off-road or success found at the
+ * same step), -1 on error (message in err). */
 typedef int (*ew_episode_hook)(void *ctx, ew_world *w, ew_episode *ep, char *label,
                                int labellen, char *err, int errlen);
 
@@ -30,6 +34,8 @@ typedef struct {
     float collision_tol;   /* m shrink of the ego footprint (1.0) */
     ew_episode_hook hook;  /* may be NULL */
     void *hook_ctx;
+    ew_episode_hook post_hook; /* may be NULL */
+    void *post_hook_ctx;
 } ew_episode_cfg;
 
 typedef enum {

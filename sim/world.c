@@ -1394,7 +1394,9 @@ static int overlaps_any(const ew_world *w, const ew_obb *b, int skip) {
     return 0;
 }
 
-uint32_t ew_world_spawn(ew_world *w, const ew_spawn *s, char *err, int errlen) {
+/* ew_world_spawn and ew_world_spawn_id: id 0 = the next automatic id. External vehicles
+ * skip the overlap test (a log may hold transient overlaps; see world.h). */
+static uint32_t spawn_impl(ew_world *w, const ew_spawn *s, uint32_t id, char *err, int errlen) {
     const ew_road *r = &w->cfg.road;
     if (!s) {
         fail(err, errlen, "spawn: no description");
@@ -1442,13 +1444,31 @@ uint32_t ew_world_spawn(ew_world *w, const ew_spawn *s, char *err, int errlen) {
     if (s->width > 0.0f) q.wid = s->width;
     float y = s->y < -1e29f ? ew_road_lane_center(r, s->lane) : s->y;
     ew_obb b = {ew_v2(s->x, y), ew_v2(1.0f, 0.0f), q.len, q.wid};
-    if (overlaps_any(w, &b, -1)) {
+    if (!external && overlaps_any(w, &b, -1)) {
         fail(err, errlen, "spawn: a vehicle at x = %g in lane %d would overlap another vehicle", (double)s->x, s->lane);
         return 0;
     }
+    if (id != 0 && ew_world_find(w, id) >= 0) {
+        fail(err, errlen, "spawn: id %u is already in use", (unsigned)id);
+        return 0;
+    }
+    uint32_t next = w->next_id;
     int i = add_slot(w, &q, s->lane, s->x, y, s->v, s->v0);
+    if (id != 0) { /* the given id; automatic ids continue above the largest one given */
+        w->V.id[i] = id;
+        w->next_id = next > id ? next : id + 1;
+        if (w->next_id == 0) w->next_id = 1;
+    }
     list_insert(w, s->lane, i);
     return w->V.id[i];
+}
+
+uint32_t ew_world_spawn(ew_world *w, const ew_spawn *s, char *err, int errlen) {
+    return spawn_impl(w, s, 0, err, errlen);
+}
+
+uint32_t ew_world_spawn_id(ew_world *w, const ew_spawn *s, uint32_t id, char *err, int errlen) {
+    return spawn_impl(w, s, id, err, errlen);
 }
 
 static int find_or_fail(const ew_world *w, uint32_t id, const char *what, char *err, int errlen) {
@@ -1530,8 +1550,9 @@ int ew_world_set_speed_limit(ew_world *w, int lane, float v, char *err, int errl
     return 0;
 }
 
-int ew_world_set_external(ew_world *w, uint32_t id, float x, float y, float hx, float hy, float v,
-                          char *err, int errlen) {
+/* ew_world_set_external without the rebuild of the lane lists (the caller rebuilds). */
+static int set_external_one(ew_world *w, uint32_t id, float x, float y, float hx, float hy, float v,
+                            char *err, int errlen) {
     int i = find_or_fail(w, id, "set_external", err, errlen);
     if (i < 0) return -1;
     ew_vehicles *V = &w->V;
@@ -1560,6 +1581,20 @@ int ew_world_set_external(ew_world *w, uint32_t id, float x, float y, float hx, 
         }
     }
     V->lane[i] = V->lane_from[i] = (int8_t)lane;
-    rebuild_lists(w);
     return 0;
+}
+
+int ew_world_set_external(ew_world *w, uint32_t id, float x, float y, float hx, float hy, float v,
+                          char *err, int errlen) {
+    int rc = set_external_one(w, id, x, y, hx, hy, v, err, errlen);
+    rebuild_lists(w);
+    return rc;
+}
+
+int ew_world_set_externals(ew_world *w, const ew_external_state *s, int n, char *err, int errlen) {
+    int rc = 0;
+    for (int k = 0; k < n && rc == 0; k++)
+        rc = set_external_one(w, s[k].id, s[k].x, s[k].y, s[k].hx, s[k].hy, s[k].v, err, errlen);
+    rebuild_lists(w); /* the states set before a failure stay set: keep the lists valid */
+    return rc;
 }

@@ -161,8 +161,14 @@ typedef struct {
     uint8_t flags;            /* e.g. EW_VF_EXTERNAL for replayed vehicles */
 } ew_spawn;
 
-/* Adds a vehicle; returns its id (>0) or 0 with a message (no room, overlaps another). */
+/* Adds a vehicle; returns its id (>0) or 0 with a message (no room, overlaps another).
+ * An EW_VF_EXTERNAL vehicle is placed without the overlap test: it is driven by a log, and
+ * logs hold transient overlaps (recorded lane changes, a replay around an ego); the ego's
+ * collision test sees it as any vehicle. */
 uint32_t ew_world_spawn(ew_world *w, const ew_spawn *s, char *err, int errlen);
+/* As ew_world_spawn with the caller's id (> 0 and not in use; 0: automatic), so replayed
+ * vehicles keep their logged ids; automatic ids continue above the largest id given. */
+uint32_t ew_world_spawn_id(ew_world *w, const ew_spawn *s, uint32_t id, char *err, int errlen);
 int ew_world_remove(ew_world *w, uint32_t id, char *err, int errlen);
 /* Starts a lane change of vehicle id into lane `to` (duration <= 0: cfg.lc_duration),
  * regardless of MOBIL's opinion (a scripted cut-in). */
@@ -176,5 +182,12 @@ int ew_world_set_speed_limit(ew_world *w, int lane, float v, char *err, int errl
 /* Sets the state of an EW_VF_EXTERNAL vehicle (log replay): centre, heading, speed. */
 int ew_world_set_external(ew_world *w, uint32_t id, float x, float y, float hx, float hy,
                           float v, char *err, int errlen);
+/* The same for n vehicles at once, with one rebuild of the lane lists instead of n (log
+ * replay moves every vehicle every step). Stops at the first bad entry (-1). */
+typedef struct {
+    uint32_t id;
+    float x, y, hx, hy, v;
+} ew_external_state;
+int ew_world_set_externals(ew_world *w, const ew_external_state *s, int n, char *err, int errlen);
 
 #endif
