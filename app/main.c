@@ -8,11 +8,13 @@ int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_lua(int argc, char **argv);
 int cmd_export_ngsim(int argc, char **argv);
+int cmd_collect(int argc, char **argv);
 
 static const ew_command commands[] = {
     {"run", cmd_run, "run a scenario (viewer when a display exists, headless otherwise)"},
     {"bench", cmd_bench, "measure the hot paths: bench sim | bench nn"},
     {"lua", cmd_lua, "run a headless Lua program with the egoworld module"},
+    {"collect", cmd_collect, "record trajectory datasets with the noisy ego driver (docs/DATASET.md)"},
     {"export-ngsim", cmd_export_ngsim, "simulate a scenario and write it in the NGSIM text format"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);

@@ -24,6 +24,11 @@
  * episode to train / validation / test with the manifest's fractions (default 0.8/0.1/0.1).
  * Statistics: mean and std of ego states and actions over the training split.
  *
+ * Recording: ew_traj_writer_begin/step/end record an episode straight into the writer; for
+ * parallel collection an episode is encoded into an ew_traj_enc (one per thread, no shared
+ * state) and handed to ew_traj_writer_add in episode order, so the files do not depend on the
+ * number of threads.
+ *
  * Errors: functions return 0 (or a pointer) on success and -1 (NULL) with a one-line message
  * naming the file and the field or byte offset; a truncated or corrupt shard never crashes.
  * Threads: an open set is read-only; ew_traj_frame_get and ew_traj_fill may run concurrently.
@@ -57,7 +62,12 @@ typedef struct {
     const char *mode;         /* "reactive" or "replay" (stored in the manifest) */
     const char *command;      /* the command line, stored in the manifest */
     size_t shard_steps;       /* ego-steps per shard before a new shard starts (default 250000) */
+    const char *extra_json;   /* optional JSON object members ("\"k\": v, ...") copied into the
+                               * manifest's "collect" object (may be NULL) */
 } ew_traj_writer_cfg;
+
+/* cfg with the defaults above (dir NULL, mode "reactive", dt 0.1). */
+void ew_traj_writer_cfg_default(ew_traj_writer_cfg *cfg);
 
 ew_traj_writer *ew_traj_writer_open(const ew_traj_writer_cfg *cfg, char *err, int errlen);
 /* One episode at a time: begin (with its scenario name, seed, road and ego size), then one
@@ -70,6 +80,24 @@ struct ew_world;
 int ew_traj_writer_step(ew_traj_writer *w, const struct ew_world *world, const ew_action *action, char *err,
                         int errlen);
 int ew_traj_writer_end(ew_traj_writer *w, char *err, int errlen);
+/* Same, with the label of how the episode ended (e.g. "collision"; stored, <= 63 bytes). */
+int ew_traj_writer_end_label(ew_traj_writer *w, const char *label, char *err, int errlen);
+
+/* An episode encoder (in memory): begin / step / end as above, then ew_traj_writer_add. */
+typedef struct ew_traj_enc ew_traj_enc;
+ew_traj_enc *ew_traj_enc_create(void);
+void ew_traj_enc_free(ew_traj_enc *e);
+int ew_traj_enc_begin(ew_traj_enc *e, const char *scenario, uint64_t seed, const ew_road *road, float ego_len,
+                      float ego_wid, char *err, int errlen);
+int ew_traj_enc_step(ew_traj_enc *e, const struct ew_world *world, const ew_action *action, char *err,
+                     int errlen);
+int ew_traj_enc_end(ew_traj_enc *e, const char *label, char *err, int errlen);
+int ew_traj_enc_steps(const ew_traj_enc *e);           /* ego-steps recorded so far */
+int64_t ew_traj_enc_vehicle_steps(const ew_traj_enc *e); /* vehicle-steps recorded so far */
+/* Appends the ended episode of e to the writer (e can then begin a new episode). */
+int ew_traj_writer_add(ew_traj_writer *w, const ew_traj_enc *e, char *err, int errlen);
+/* Totals written so far (after close: the final ones are in the manifest). */
+int64_t ew_traj_writer_steps(const ew_traj_writer *w);
 /* Flushes the last shard and writes the manifest; frees w (also on error). */
 int ew_traj_writer_close(ew_traj_writer *w, char *err, int errlen);
 
@@ -78,6 +106,10 @@ typedef struct ew_traj_set ew_traj_set;
 
 ew_traj_set *ew_traj_open(const char *dir, char *err, int errlen);
 void ew_traj_close(ew_traj_set *s);
+/* A set of one shard parsed from memory (copied), with the default split seed 1 and fractions
+ * 0.8 / 0.1, mode "reactive"; `name` names the buffer in messages. Validates everything (this
+ * is the entry point for fuzzing the shard parser). */
+ew_traj_set *ew_traj_parse_shard(const uint8_t *buf, size_t len, const char *name, char *err, int errlen);
 
 float ew_traj_dt(const ew_traj_set *s);
 const char *ew_traj_mode(const ew_traj_set *s);
@@ -87,6 +119,9 @@ int ew_traj_episode_len(const ew_traj_set *s, int e);
 ew_split ew_traj_episode_split(const ew_traj_set *s, int e);
 const char *ew_traj_episode_scenario(const ew_traj_set *s, int e);
 uint64_t ew_traj_episode_seed(const ew_traj_set *s, int e);
+const char *ew_traj_episode_end(const ew_traj_set *s, int e); /* end label ("" when none) */
+int64_t ew_traj_n_vehicle_steps(const ew_traj_set *s);
+size_t ew_traj_file_bytes(const ew_traj_set *s);     /* bytes of the shards on disk */
 size_t ew_traj_bytes(const ew_traj_set *s);          /* memory held for the data */
 
 /* One decoded step (caller-owned; about 12 kB, fine on the stack). */

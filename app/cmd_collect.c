@@ -1,0 +1,454 @@
+/* cmd_collect.c - `egoworld collect`: run scenarios with the noisy ego driver ("idm-noisy",
+ * sim/driver.h) and record trajectory datasets (sim/traj.h).
+ *
+ * Episode i runs scenario i mod n with seed derived from (--seed, i); the driver controls the
+ * ego from the first step (no separate warm-up driver: every step is recorded with the action
+ * that was applied). Episodes run in parallel (--workers) into memory and are written in
+ * episode order, so the output does not depend on the number of workers.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "app/cli.h"
+#include "app/run_lua.h"
+#include "lua/scenario.h"
+#include "sim/driver.h"
+#include "sim/episode.h"
+#include "sim/replay.h"
+#include "sim/rng.h"
+#include "sim/scenario_builtin.h"
+#include "sim/traj.h"
+#include "sim/world.h"
+
+#ifndef EW_COLLECT_HAVE_REPLAY
+#define EW_COLLECT_HAVE_REPLAY 0
+#endif
+
+static void help(void) {
+    printf("usage: egoworld collect SCENARIO... --out DIR [options]\n\n"
+           "Runs episodes of the scenarios (built-in names or Lua files FILE.lua) with the noisy\n"
+           "IDM ego driver (idm-noisy: correlated acceleration and steering noise, random and\n"
+           "MOBIL-style lane changes) and records every step as a trajectory dataset\n"
+           "(docs/DATASET.md). Episode i runs scenario i mod n with a seed derived from (S, i)\n"
+           "and ends at a collision, off-road, near the road's end (goal) or after T steps.\n\n"
+           "  --out DIR           output folder (must not hold a dataset)\n"
+           "  --episodes N        episodes in total, spread round-robin (default 10)\n"
+           "  --steps T           steps per episode at most (default 300 = 30 s)\n"
+           "  --seed S            base seed (default 1)\n"
+           "  --goal M            end after M metres along x (default: 60 m before the road's end)\n"
+           "  --replay            non-reactive: traffic recorded without the ego, replayed around it\n"
+           "  --workers W         parallel episodes (default: the number of cores)\n"
+           "  --split-seed K      seed of the train/val/test split (default 1)\n"
+           "  --shard-steps N     ego-steps per shard file (default 250000)\n"
+           "  --allow-read DIR    folder Lua scenarios may read\n"
+           "  --json              print a JSON summary on stdout\n"
+           "  --quiet             no progress line\n"
+           "built-in scenarios:");
+    int n;
+    const char *const *names = ew_scenario_builtin_names(&n);
+    for (int i = 0; i < n; i++) printf(" %s", names[i]);
+    printf("\n");
+}
+
+typedef struct {
+    const char *name;
+    int lua;
+    ew_world_config wc; /* built-in */
+} scen_spec;
+
+typedef struct {
+    ew_traj_enc *enc;
+    int status;          /* ew_episode_status */
+    int lane_changes;
+    int failed;
+    char err[512];
+} ep_result;
+
+/* The recording controller: the driver's action, clipped, recorded with the world. */
+typedef struct {
+    ew_controller *drv;
+    ew_traj_enc *enc;
+    int failed;
+    char err[256];
+} rec_ctx;
+
+static int rec_act(void *ctx, const ew_world *w, ew_action *out, char *err, int errlen) {
+    rec_ctx *r = ctx;
+    ew_action u;
+    if (ew_controller_act(r->drv, w, &u, err, errlen) != 0) return -1;
+    u = ew_kin_clip(&ew_world_config_of(w)->ego_limits, u);
+    if (ew_traj_enc_step(r->enc, w, &u, err, errlen) != 0) return -1;
+    *out = u;
+    return 0;
+}
+
+typedef struct {
+    const scen_spec *sc;
+    int n_sc;
+    uint64_t seed;
+    long steps;
+    double goal;
+    int replay;
+    const char *allow_read;
+} collect_opts;
+
+static uint64_t episode_seed(uint64_t base, long i) {
+    uint64_t x = base ^ ((uint64_t)i * 0x9E3779B97F4A7C15ULL);
+    return ew_splitmix64(&x) & ((1ULL << 53) - 1); /* exact in Lua numbers and JSON */
+}
+
+#if EW_COLLECT_HAVE_REPLAY
+typedef struct {
+    ew_replay_player *player;
+    ew_scenario *lua;
+} chain_ctx;
+static int chain_hook(void *ctx, ew_world *w, ew_episode *ep, char *label, int labellen, char *err, int errlen) {
+    chain_ctx *c = ctx;
+    int r = ew_replay_hook(c->player, w, ep, label, labellen, err, errlen);
+    if (r != 0 || !c->lua) return r;
+    return ew_scenario_hook(c->lua, w, ep, label, labellen, err, errlen);
+}
+#endif
+
+/* One episode into res->enc (already created). */
+static void run_episode(const collect_opts *o, long i, ep_result *res) {
+    const scen_spec *sp = &o->sc[i % o->n_sc];
+    uint64_t seed = episode_seed(o->seed, i);
+    ew_world_config wc;
+    ew_episode_cfg ec;
+    ew_episode_cfg_default(&ec);
+    ew_scenario *lsc = NULL;
+    ew_world *w = NULL;
+    ew_controller drv = {0};
+    int have_drv = 0;
+#if EW_COLLECT_HAVE_REPLAY
+    ew_replay_log *log = NULL;
+    ew_replay_player *player = NULL;
+    chain_ctx chain = {0};
+#endif
+    char *err = res->err;
+    int errlen = (int)sizeof res->err;
+    res->failed = 1;
+    if (sp->lua) {
+        ew_lua_opts lo;
+        ew_lua_opts_default(&lo);
+        lo.read_dir = o->allow_read;
+        lo.has_seed = 1;
+        lo.seed = seed;
+        char lerr[2048];
+        lsc = ew_scenario_load(sp->name, &lo, lerr, (int)sizeof lerr);
+        if (!lsc) {
+            snprintf(err, (size_t)errlen, "%.*s", (int)strcspn(lerr, "\n"), lerr);
+            goto done;
+        }
+        wc = *ew_scenario_world_config(lsc);
+        ew_scenario_episode_cfg(lsc, &ec);
+    } else {
+        wc = sp->wc;
+    }
+    wc.seed = seed;
+    ec.n_cond = 0; /* the noisy driver drives from the first step */
+    ec.max_steps = (int)o->steps;
+    ec.goal_distance = o->goal > 0 ? (float)o->goal : wc.road.length - 60.0f - wc.ego_x;
+    if (ec.goal_distance < 1.0f) ec.goal_distance = 1.0f;
+    if (o->replay) {
+#if EW_COLLECT_HAVE_REPLAY
+        log = ew_replay_record(&wc, seed, 20.0f, (int)o->steps + 1, err, errlen);
+        if (!log) goto done;
+        ew_world_config rwc;
+        ew_replay_world_config(&wc, &rwc);
+        wc = rwc;
+        player = ew_replay_player_create(log, 0, err, errlen);
+        if (!player) goto done;
+        chain.player = player;
+        chain.lua = lsc;
+        ec.hook = chain_hook;
+        ec.hook_ctx = &chain;
+#else
+        snprintf(err, (size_t)errlen, "--replay: this build has no log replay (sim/replay.c)");
+        goto done;
+#endif
+    }
+    w = ew_world_create(&wc, err, errlen);
+    if (!w) goto done;
+    ew_world_reset(w, seed);
+    if (lsc && ew_scenario_begin(lsc, w, err, errlen) != 0) goto done;
+#if EW_COLLECT_HAVE_REPLAY
+    if (player && ew_replay_player_begin(player, w, err, errlen) != 0) goto done;
+#endif
+    if (ew_driver_controller(NULL, seed, &drv, err, errlen) != 0) goto done;
+    have_drv = 1;
+    drv.reset(drv.ctx, w);
+    if (ew_traj_enc_begin(res->enc, sp->name, seed, ew_world_road(w), wc.ego_length, wc.ego_width, err, errlen) != 0)
+        goto done;
+    rec_ctx rc = {&drv, res->enc, 0, ""};
+    ew_controller rec = {.name = "idm-noisy", .ctx = &rc, .act = rec_act};
+    ew_episode ep;
+    ew_episode_begin(&ep, &ec, w);
+    while (ew_episode_step(&ep, w, &rec)) {
+    }
+    if (ep.m.status == EW_EP_ERROR) {
+        snprintf(err, (size_t)errlen, "%s", ep.m.error);
+        goto done;
+    }
+    if (ew_traj_enc_steps(res->enc) == 0) {
+        snprintf(err, (size_t)errlen, "episode ended before its first step (%s)", ep.m.label);
+        goto done;
+    }
+    /* the final state (action 0, never applied) so that the end of the episode is in the data */
+    ew_action zero = {0.0f, 0.0f};
+    if (ew_traj_enc_step(res->enc, w, &zero, err, errlen) != 0) goto done;
+    if (ew_traj_enc_end(res->enc, ep.m.label, err, errlen) != 0) goto done;
+    res->status = ep.m.status;
+    res->lane_changes = ew_driver_lane_changes(&drv);
+    res->failed = 0;
+done:
+    if (res->failed && lsc && ew_scenario_error(lsc)) {
+        const char *m = ew_scenario_error(lsc);
+        snprintf(err, (size_t)errlen, "%.*s", (int)strcspn(m, "\n"), m);
+    }
+    if (have_drv) ew_controller_destroy(&drv);
+    ew_world_destroy(w);
+    ew_scenario_destroy(lsc);
+#if EW_COLLECT_HAVE_REPLAY
+    ew_replay_player_free(player);
+    ew_replay_log_free(log);
+#endif
+}
+
+int cmd_collect(int argc, char **argv) {
+    const char *cmd = "collect";
+    const char *out = NULL, *allow_read = NULL;
+    long episodes = 10, steps = 300, workers = 0, shard_steps = 250000;
+    uint64_t seed = 1, split_seed = 1;
+    double goal = 0.0;
+    int json = 0, quiet = 0, replay = 0;
+    const char **names = calloc((size_t)argc + 1, sizeof *names);
+    int n_names = 0;
+    if (!names) {
+        fprintf(stderr, "egoworld collect: out of memory\n");
+        return 1;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            help();
+            free(names);
+            return 0;
+        }
+#define USAGE()     \
+    do {            \
+        free(names); \
+        return 2;   \
+    } while (0)
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--quiet")) quiet = 1;
+        else if (!strcmp(a, "--replay")) replay = 1;
+        else if (!strcmp(a, "--out")) { if (!(out = cli_value(cmd, argc, argv, &i))) USAGE(); }
+        else if (!strcmp(a, "--allow-read")) { if (!(allow_read = cli_value(cmd, argc, argv, &i))) USAGE(); }
+        else if (!strcmp(a, "--episodes")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 100000000, &episodes)) USAGE(); }
+        else if (!strcmp(a, "--steps")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 1000000, &steps)) USAGE(); }
+        else if (!strcmp(a, "--workers")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 1024, &workers)) USAGE(); }
+        else if (!strcmp(a, "--shard-steps")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 100000000, &shard_steps)) USAGE(); }
+        else if (!strcmp(a, "--seed")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_u64(cmd, a, v, &seed)) USAGE(); }
+        else if (!strcmp(a, "--split-seed")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_u64(cmd, a, v, &split_seed)) USAGE(); }
+        else if (!strcmp(a, "--goal")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, a, v, 1.0, 1e7, &goal)) USAGE(); }
+        else if (a[0] == '-' && a[1]) { free(names); return cli_unknown(cmd, a); }
+        else names[n_names++] = a;
+    }
+    if (n_names == 0) {
+        fprintf(stderr, "egoworld collect: SCENARIO: give at least one scenario (see egoworld collect --help)\n");
+        USAGE();
+    }
+    if (!out) {
+        fprintf(stderr, "egoworld collect: --out: the output folder is required\n");
+        USAGE();
+    }
+#undef USAGE
+    scen_spec *sc = calloc((size_t)n_names, sizeof *sc);
+    if (!sc) {
+        free(names);
+        fprintf(stderr, "egoworld collect: out of memory\n");
+        return 1;
+    }
+    char err[1024];
+    float dt = 0.1f;
+    /* check every scenario once up front (a Lua file: loaded once here) */
+    for (int k = 0; k < n_names; k++) {
+        sc[k].name = names[k];
+        sc[k].lua = ew_run_is_lua(names[k]);
+        if (sc[k].lua) {
+            ew_lua_opts lo;
+            ew_lua_opts_default(&lo);
+            lo.read_dir = allow_read;
+            ew_scenario *s = ew_scenario_load(names[k], &lo, err, (int)sizeof err);
+            if (!s) {
+                fprintf(stderr, "egoworld collect: %.*s\n", (int)strcspn(err, "\n"), err);
+                free(sc);
+                free(names);
+                return 1;
+            }
+            sc[k].wc = *ew_scenario_world_config(s);
+            ew_scenario_destroy(s);
+        } else if (ew_scenario_builtin(names[k], &sc[k].wc, err, (int)sizeof err) != 0) {
+            fprintf(stderr, "egoworld collect: %s\n", err);
+            free(sc);
+            free(names);
+            return 2;
+        }
+        if (k == 0) dt = sc[k].wc.dt;
+        else if (sc[k].wc.dt != dt) {
+            fprintf(stderr, "egoworld collect: %s: dt %g differs from %s's %g (one dataset has one dt)\n", names[k],
+                    (double)sc[k].wc.dt, names[0], (double)dt);
+            free(sc);
+            free(names);
+            return 1;
+        }
+    }
+    if (replay && !EW_COLLECT_HAVE_REPLAY) {
+        fprintf(stderr, "egoworld collect: --replay: this build has no log replay (sim/replay.c)\n");
+        free(sc);
+        free(names);
+        return 1;
+    }
+    if (workers <= 0) workers = cli_cores();
+    if (workers < 1) workers = 1;
+
+    /* the command line for the manifest */
+    size_t cl = 16;
+    for (int i = 0; i < argc; i++) cl += strlen(argv[i]) + 1;
+    char *cmdline = malloc(cl);
+    char extra[512];
+    if (!cmdline) {
+        free(sc);
+        free(names);
+        fprintf(stderr, "egoworld collect: out of memory\n");
+        return 1;
+    }
+    strcpy(cmdline, "egoworld");
+    for (int i = 0; i < argc; i++) {
+        strcat(cmdline, " ");
+        strcat(cmdline, argv[i]);
+    }
+    snprintf(extra, sizeof extra, "\"seed\": %llu, \"episodes\": %ld, \"steps\": %ld, \"goal_m\": %.9g, \"driver\": \"idm-noisy\"",
+             (unsigned long long)seed, episodes, steps, goal);
+    ew_traj_writer_cfg wcfg;
+    ew_traj_writer_cfg_default(&wcfg);
+    wcfg.dir = out;
+    wcfg.dt = dt;
+    wcfg.split_seed = split_seed;
+    wcfg.mode = replay ? "replay" : "reactive";
+    wcfg.command = cmdline;
+    wcfg.shard_steps = (size_t)shard_steps;
+    wcfg.extra_json = extra;
+    ew_traj_writer *wr = ew_traj_writer_open(&wcfg, err, (int)sizeof err);
+    if (!wr) {
+        fprintf(stderr, "egoworld collect: %s\n", err);
+        free(cmdline);
+        free(sc);
+        free(names);
+        return 1;
+    }
+    collect_opts o = {sc, n_names, seed, steps, goal, replay, allow_read};
+    long chunk = 4 * workers;
+    ep_result *res = calloc((size_t)chunk, sizeof *res);
+    int rc = 0;
+    for (long k = 0; res && k < chunk; k++)
+        if (!(res[k].enc = ew_traj_enc_create())) rc = 1;
+    if (!res || rc) {
+        fprintf(stderr, "egoworld collect: out of memory\n");
+        rc = 1;
+    }
+    long n_status[EW_EP_ERROR + 1] = {0}, lane_changes = 0;
+    int64_t ego_steps = 0, veh_steps = 0;
+    cli_progress pg;
+    if (!quiet) cli_progress_begin(&pg, "collect", episodes);
+    double t0 = cli_now();
+    for (long base = 0; rc == 0 && base < episodes; base += chunk) {
+        long m = episodes - base < chunk ? episodes - base : chunk;
+#pragma omp parallel for schedule(dynamic, 1) num_threads((int)workers)
+        for (long j = 0; j < m; j++) run_episode(&o, base + j, &res[j]);
+        for (long j = 0; j < m && rc == 0; j++) {
+            if (res[j].failed) {
+                fprintf(stderr, "egoworld collect: episode %ld (%s): %s\n", base + j, sc[(base + j) % n_names].name,
+                        res[j].err);
+                rc = 1;
+                break;
+            }
+            if (ew_traj_writer_add(wr, res[j].enc, err, (int)sizeof err) != 0) {
+                fprintf(stderr, "egoworld collect: %s\n", err);
+                rc = 1;
+                break;
+            }
+            n_status[res[j].status]++;
+            lane_changes += res[j].lane_changes;
+            ego_steps += ew_traj_enc_steps(res[j].enc);
+            veh_steps += ew_traj_enc_vehicle_steps(res[j].enc);
+        }
+        if (!quiet && rc == 0) {
+            char x[96];
+            snprintf(x, sizeof x, "%lld ego-steps, %ld collisions", (long long)ego_steps, n_status[EW_EP_COLLISION]);
+            cli_progress_update(&pg, base + m, x);
+        }
+    }
+    double wall_sim = cli_now() - t0;
+    if (!quiet) cli_progress_end(&pg);
+    if (rc == 0) {
+        if (ew_traj_writer_close(wr, err, (int)sizeof err) != 0) {
+            fprintf(stderr, "egoworld collect: %s\n", err);
+            rc = 1;
+        }
+    } else {
+        char e2[256];
+        ew_traj_writer_close(wr, e2, (int)sizeof e2); /* writes what is complete */
+    }
+    double wall = cli_now() - t0;
+    if (rc == 0) {
+        /* read back: validates every shard and gives the exact sizes */
+        ew_traj_set *s = ew_traj_open(out, err, (int)sizeof err);
+        if (!s) {
+            fprintf(stderr, "egoworld collect: reading back: %s\n", err);
+            rc = 1;
+        } else if (ew_traj_n_steps(s) != ego_steps || ew_traj_n_episodes(s) != episodes) {
+            fprintf(stderr, "egoworld collect: reading back: %d episodes / %lld steps, wrote %ld / %lld\n",
+                    ew_traj_n_episodes(s), (long long)ew_traj_n_steps(s), episodes, (long long)ego_steps);
+            rc = 1;
+        } else {
+            double bytes = (double)ew_traj_file_bytes(s);
+            long coll = n_status[EW_EP_COLLISION];
+            if (json) {
+                printf("{\"out\": \"%s\", \"mode\": \"%s\", \"episodes\": %ld, \"ego_steps\": %lld, \"vehicle_steps\": %lld, "
+                       "\"bytes\": %.0f, \"bytes_per_ego_step\": %.6g, \"bytes_per_vehicle_step\": %.6g, "
+                       "\"collisions\": %ld, \"collision_rate\": %.6g, \"offroad\": %ld, \"goal\": %ld, \"timeouts\": %ld, "
+                       "\"scripted\": %ld, \"lane_changes\": %ld, \"workers\": %ld, \"wall_s\": %.6g, "
+                       "\"ego_steps_per_s\": %.6g, \"memory_bytes\": %zu}\n",
+                       out, replay ? "replay" : "reactive", episodes, (long long)ego_steps, (long long)veh_steps, bytes,
+                       bytes / (double)ego_steps, veh_steps ? bytes / (double)veh_steps : 0.0, coll,
+                       (double)coll / (double)episodes, n_status[EW_EP_OFFROAD], n_status[EW_EP_SUCCESS],
+                       n_status[EW_EP_TIMEOUT], n_status[EW_EP_SCRIPTED], lane_changes, workers, wall,
+                       (double)ego_steps / wall_sim, ew_traj_bytes(s));
+            } else {
+                printf("dataset       %s (%s)\n", out, replay ? "replay" : "reactive");
+                printf("episodes      %ld (%ld goal, %ld timeout, %ld collision, %ld off-road, %ld scripted)\n", episodes,
+                       n_status[EW_EP_SUCCESS], n_status[EW_EP_TIMEOUT], coll, n_status[EW_EP_OFFROAD],
+                       n_status[EW_EP_SCRIPTED]);
+                printf("ego-steps     %lld (%lld vehicle-steps, %ld ego lane changes)\n", (long long)ego_steps,
+                       (long long)veh_steps, lane_changes);
+                printf("size          %.0f bytes, %.1f bytes per ego-step\n", bytes, bytes / (double)ego_steps);
+                printf("wall time     %.2f s (%.0f ego-steps/s, %ld workers)\n", wall, (double)ego_steps / wall_sim,
+                       workers);
+            }
+            ew_traj_close(s);
+        }
+    }
+    for (long k = 0; res && k < chunk; k++) ew_traj_enc_free(res[k].enc);
+    free(res);
+    free(cmdline);
+    free(sc);
+    free(names);
+    return rc;
+}
