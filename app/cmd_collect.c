@@ -66,6 +66,7 @@ typedef struct {
     int lane_changes;
     int failed;
     char err[512];
+    char script_err[256]; /* a scripted event failed: the episode ended there (kept) */
 } ep_result;
 
 /* The recording controller: the driver's action, clipped, recorded with the world. */
@@ -133,6 +134,8 @@ static void run_episode(const collect_opts *o, long i, ep_result *res) {
     char *err = res->err;
     int errlen = (int)sizeof res->err;
     res->failed = 1;
+    res->script_err[0] = 0;
+    res->err[0] = 0;
     if (sp->lua) {
         ew_lua_opts lo;
         ew_lua_opts_default(&lo);
@@ -192,8 +195,14 @@ static void run_episode(const collect_opts *o, long i, ep_result *res) {
     while (ew_episode_step(&ep, w, &rec)) {
     }
     if (ep.m.status == EW_EP_ERROR) {
-        snprintf(err, (size_t)errlen, "%s", ep.m.error);
-        goto done;
+        /* a failing scripted event (e.g. a cut-in with no lane on that side after the ego
+         * changed lanes): the episode is kept up to the failure and counted */
+        if (!lsc || !ew_scenario_error(lsc)) {
+            snprintf(err, (size_t)errlen, "%s", ep.m.error);
+            goto done;
+        }
+        const char *m = ew_scenario_error(lsc);
+        snprintf(res->script_err, sizeof res->script_err, "%.*s", (int)strcspn(m, "\n"), m);
     }
     if (ew_traj_enc_steps(res->enc) == 0) {
         snprintf(err, (size_t)errlen, "episode ended before its first step (%s)", ep.m.label);
@@ -202,12 +211,12 @@ static void run_episode(const collect_opts *o, long i, ep_result *res) {
     /* the final state (action 0, never applied) so that the end of the episode is in the data */
     ew_action zero = {0.0f, 0.0f};
     if (ew_traj_enc_step(res->enc, w, &zero, err, errlen) != 0) goto done;
-    if (ew_traj_enc_end(res->enc, ep.m.label, err, errlen) != 0) goto done;
+    if (ew_traj_enc_end(res->enc, res->script_err[0] ? "script_error" : ep.m.label, err, errlen) != 0) goto done;
     res->status = ep.m.status;
     res->lane_changes = ew_driver_lane_changes(&drv);
     res->failed = 0;
 done:
-    if (res->failed && lsc && ew_scenario_error(lsc)) {
+    if (res->failed && !err[0] && lsc && ew_scenario_error(lsc)) {
         const char *m = ew_scenario_error(lsc);
         snprintf(err, (size_t)errlen, "%.*s", (int)strcspn(m, "\n"), m);
     }
@@ -363,7 +372,7 @@ int cmd_collect(int argc, char **argv) {
         fprintf(stderr, "egoworld collect: out of memory\n");
         rc = 1;
     }
-    long n_status[EW_EP_ERROR + 1] = {0}, lane_changes = 0;
+    long n_status[EW_EP_ERROR + 1] = {0}, lane_changes = 0, script_errors = 0;
     int64_t ego_steps = 0, veh_steps = 0;
     cli_progress pg;
     if (!quiet) cli_progress_begin(&pg, "collect", episodes);
@@ -385,6 +394,9 @@ int cmd_collect(int argc, char **argv) {
                 break;
             }
             n_status[res[j].status]++;
+            if (res[j].script_err[0] && script_errors++ == 0 && !quiet)
+                fprintf(stderr, "\negoworld collect: warning: episode %ld (%s): %s (episode kept up to there; counted as script_errors)\n",
+                        base + j, sc[(base + j) % n_names].name, res[j].script_err);
             lane_changes += res[j].lane_changes;
             ego_steps += ew_traj_enc_steps(res[j].enc);
             veh_steps += ew_traj_enc_vehicle_steps(res[j].enc);
@@ -403,8 +415,7 @@ int cmd_collect(int argc, char **argv) {
             rc = 1;
         }
     } else {
-        char e2[256];
-        ew_traj_writer_close(wr, e2, (int)sizeof e2); /* writes what is complete */
+        ew_traj_writer_abort(wr); /* no manifest: the folder is not a dataset */
     }
     double wall = cli_now() - t0;
     if (rc == 0) {
@@ -424,18 +435,18 @@ int cmd_collect(int argc, char **argv) {
                 printf("{\"out\": \"%s\", \"mode\": \"%s\", \"episodes\": %ld, \"ego_steps\": %lld, \"vehicle_steps\": %lld, "
                        "\"bytes\": %.0f, \"bytes_per_ego_step\": %.6g, \"bytes_per_vehicle_step\": %.6g, "
                        "\"collisions\": %ld, \"collision_rate\": %.6g, \"offroad\": %ld, \"goal\": %ld, \"timeouts\": %ld, "
-                       "\"scripted\": %ld, \"lane_changes\": %ld, \"workers\": %ld, \"wall_s\": %.6g, "
+                       "\"scripted\": %ld, \"script_errors\": %ld, \"lane_changes\": %ld, \"workers\": %ld, \"wall_s\": %.6g, "
                        "\"ego_steps_per_s\": %.6g, \"memory_bytes\": %zu}\n",
                        out, replay ? "replay" : "reactive", episodes, (long long)ego_steps, (long long)veh_steps, bytes,
                        bytes / (double)ego_steps, veh_steps ? bytes / (double)veh_steps : 0.0, coll,
                        (double)coll / (double)episodes, n_status[EW_EP_OFFROAD], n_status[EW_EP_SUCCESS],
-                       n_status[EW_EP_TIMEOUT], n_status[EW_EP_SCRIPTED], lane_changes, workers, wall,
+                       n_status[EW_EP_TIMEOUT], n_status[EW_EP_SCRIPTED], script_errors, lane_changes, workers, wall,
                        (double)ego_steps / wall_sim, ew_traj_bytes(s));
             } else {
                 printf("dataset       %s (%s)\n", out, replay ? "replay" : "reactive");
-                printf("episodes      %ld (%ld goal, %ld timeout, %ld collision, %ld off-road, %ld scripted)\n", episodes,
-                       n_status[EW_EP_SUCCESS], n_status[EW_EP_TIMEOUT], coll, n_status[EW_EP_OFFROAD],
-                       n_status[EW_EP_SCRIPTED]);
+                printf("episodes      %ld (%ld goal, %ld timeout, %ld collision, %ld off-road, %ld scripted end, %ld script errors)\n",
+                       episodes, n_status[EW_EP_SUCCESS], n_status[EW_EP_TIMEOUT], coll, n_status[EW_EP_OFFROAD],
+                       n_status[EW_EP_SCRIPTED], script_errors);
                 printf("ego-steps     %lld (%lld vehicle-steps, %ld ego lane changes)\n", (long long)ego_steps,
                        (long long)veh_steps, lane_changes);
                 printf("size          %.0f bytes, %.1f bytes per ego-step\n", bytes, bytes / (double)ego_steps);

@@ -713,6 +713,8 @@ static void json_fmt(bytes *b, const char *fmt, ...) {
     if (p) memcpy(p, tmp, (size_t)n);
 }
 
+void ew_traj_writer_abort(ew_traj_writer *w) { writer_free(w); }
+
 int ew_traj_writer_close(ew_traj_writer *w, char *err, int errlen) {
     if (!w) return 0;
     int rc = flush_shard(w, err, errlen);

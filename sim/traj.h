@@ -100,6 +100,8 @@ int ew_traj_writer_add(ew_traj_writer *w, const ew_traj_enc *e, char *err, int e
 int64_t ew_traj_writer_steps(const ew_traj_writer *w);
 /* Flushes the last shard and writes the manifest; frees w (also on error). */
 int ew_traj_writer_close(ew_traj_writer *w, char *err, int errlen);
+/* Frees w without writing the manifest (a failed collect: the folder is not a dataset). */
+void ew_traj_writer_abort(ew_traj_writer *w);
 
 /* ---- reading ------------------------------------------------------------------------- */
 typedef struct ew_traj_set ew_traj_set;

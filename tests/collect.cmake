@@ -1,0 +1,22 @@
+# End-to-end tests of `egoworld collect` (sim/traj.h, docs/DATASET.md).
+set(_ew $<TARGET_FILE:egoworld>)
+# 3 episodes x 60 steps: the shards are byte-identical for 1 and 2 workers, the manifests
+# equal apart from the command line, and the summary reports the budget figures.
+add_test(NAME cli_collect_workers_identical COMMAND sh -c
+  "d=$(mktemp -d) && '${_ew}' collect dense-3lane onramp-6lane scenarios/cut_in.lua --episodes 3 --steps 60 --seed 4 --workers 1 --quiet --out \"$d/a\" >/dev/null && '${_ew}' collect dense-3lane onramp-6lane scenarios/cut_in.lua --episodes 3 --steps 60 --seed 4 --workers 2 --quiet --json --out \"$d/b\" > \"$d/j\" && cmp \"$d/a/traj-0000.ewt\" \"$d/b/traj-0000.ewt\" && grep -v '\"command\"' \"$d/a/manifest.json\" > \"$d/ma\" && grep -v '\"command\"' \"$d/b/manifest.json\" > \"$d/mb\" && cmp \"$d/ma\" \"$d/mb\" && grep -q '\"episodes\": 3, \"ego_steps\": 183' \"$d/j\" && cat \"$d/j\" && rm -rf \"$d\"")
+set_tests_properties(cli_collect_workers_identical PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
+  PASS_REGULAR_EXPRESSION "\"bytes_per_ego_step\": [0-9.]+.*\"collisions\": [0-9]+.*\"wall_s\"")
+# Different seeds give different data.
+add_test(NAME cli_collect_seed_matters COMMAND sh -c
+  "d=$(mktemp -d) && '${_ew}' collect free-2lane --episodes 1 --steps 30 --seed 1 --quiet --out \"$d/a\" >/dev/null && '${_ew}' collect free-2lane --episodes 1 --steps 30 --seed 2 --quiet --out \"$d/b\" >/dev/null && ! cmp -s \"$d/a/traj-0000.ewt\" \"$d/b/traj-0000.ewt\" && rm -rf \"$d\"")
+# Usage errors name the flag; an existing dataset is never overwritten.
+add_test(NAME cli_collect_no_out COMMAND ${_ew} collect dense-3lane)
+set_tests_properties(cli_collect_no_out PROPERTIES PASS_REGULAR_EXPRESSION "egoworld collect: --out")
+add_test(NAME cli_collect_bad_episodes COMMAND ${_ew} collect dense-3lane --out /tmp/x --episodes 0)
+set_tests_properties(cli_collect_bad_episodes PROPERTIES PASS_REGULAR_EXPRESSION "egoworld collect: --episodes")
+add_test(NAME cli_collect_bad_scenario COMMAND ${_ew} collect no-such-road --out /tmp/x)
+set_tests_properties(cli_collect_bad_scenario PROPERTIES PASS_REGULAR_EXPRESSION "no-such-road")
+add_test(NAME cli_collect_help COMMAND ${_ew} collect --help)
+set_tests_properties(cli_collect_help PROPERTIES PASS_REGULAR_EXPRESSION "--replay")
+add_test(NAME cli_collect_exists COMMAND sh -c
+  "d=$(mktemp -d) && '${_ew}' collect free-2lane --episodes 1 --steps 20 --quiet --out \"$d/a\" >/dev/null && ! '${_ew}' collect free-2lane --episodes 1 --steps 20 --quiet --out \"$d/a\" 2> \"$d/e\" && grep -q 'already holds a dataset' \"$d/e\" && rm -rf \"$d\"")
