@@ -24,8 +24,11 @@
 #define MT_SCEN "egoworld.Scenario"
 #define MT_LOG "egoworld.Log"
 
-typedef struct { ew_world *w; } lworld;
-typedef struct { ew_controller c; int open; } lctrl;
+/* busy: an episode (egoworld.episode) is running on the object; close() then refuses, so a
+ * callback cannot free what the running episode uses. __gc never meets a busy object (the
+ * episode's arguments anchor it). */
+typedef struct { ew_world *w; int busy; } lworld;
+typedef struct { ew_controller c; int open; int busy; } lctrl;
 typedef struct { ew_scenario *s; } lscen;
 typedef struct { ew_ngsim *g; } llog;
 typedef struct {
@@ -56,7 +59,8 @@ static ew_world *world_get(lua_State *L, int *base) {
 }
 static const ew_lua_getter world_getter = {world_get};
 
-static void new_meta(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc, lua_CFunction tostring) {
+static void new_meta(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc, lua_CFunction close,
+                     lua_CFunction tostring) {
     if (!luaL_newmetatable(L, mt)) {
         lua_pop(L, 1);
         return;
@@ -67,7 +71,7 @@ static void new_meta(lua_State *L, const char *mt, const luaL_Reg *methods, lua_
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, gc);
     lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, gc);
+    lua_pushcfunction(L, close ? close : gc);
     lua_setfield(L, -2, "__close");
     lua_pushcfunction(L, tostring);
     lua_setfield(L, -2, "__tostring");
@@ -80,6 +84,7 @@ static int push_world(lua_State *L, const ew_world_config *cfg) {
     char err[512];
     lworld *u = lua_newuserdatauv(L, sizeof *u, 0);
     u->w = NULL;
+    u->busy = 0;
     luaL_setmetatable(L, MT_WORLD);
     u->w = ew_world_create(cfg, err, sizeof err);
     if (!u->w) return luaL_error(L, "world: %s", err);
@@ -104,8 +109,15 @@ static int l_world(lua_State *L) {
     return push_world(L, &cfg);
 }
 
+static int w_gc(lua_State *L) {
+    lworld *u = luaL_checkudata(L, 1, MT_WORLD);
+    ew_world_destroy(u->w);
+    u->w = NULL;
+    return 0;
+}
 static int w_close(lua_State *L) {
     lworld *u = luaL_checkudata(L, 1, MT_WORLD);
+    if (u->busy && u->w) return luaL_error(L, "World:close(): an episode is running on this World (close it after the episode)");
     ew_world_destroy(u->w);
     u->w = NULL;
     return 0;
@@ -239,8 +251,16 @@ static int l_controller(lua_State *L) {
     c->open = 1;
     return 1;
 }
+static int c_gc(lua_State *L) {
+    lctrl *c = luaL_checkudata(L, 1, MT_CTRL);
+    if (c->open) ew_controller_destroy(&c->c);
+    c->open = 0;
+    return 0;
+}
 static int c_close(lua_State *L) {
     lctrl *c = luaL_checkudata(L, 1, MT_CTRL);
+    if (c->busy && c->open)
+        return luaL_error(L, "Controller:close(): an episode is running with this Controller (close it after the episode)");
     if (c->open) ew_controller_destroy(&c->c);
     c->open = 0;
     return 0;
@@ -285,7 +305,9 @@ static int ep_hook(void *ctx, ew_world *w, ew_episode *ep, char *label, int labe
     lua_pushvalue(L, h->world);
     lua_pushinteger(L, ep->m.steps);
     if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
-        snprintf(err, (size_t)errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "on_step failed");
+        /* no conversion here (it could raise outside the protected call) */
+        if (lua_type(L, -1) == LUA_TSTRING) snprintf(err, (size_t)errlen, "%s", lua_tostring(L, -1));
+        else snprintf(err, (size_t)errlen, "episode.on_step: (error object is a %s value)", luaL_typename(L, -1));
         lua_pop(L, 1);
         return -1;
     }
@@ -297,13 +319,13 @@ static int ep_hook(void *ctx, ew_world *w, ew_episode *ep, char *label, int labe
 
 static int l_episode(lua_State *L) {
     ew_world *w = check_world(L, 1);
+    lworld *wu = lua_touserdata(L, 1);
+    if (wu->busy) return luaL_error(L, "episode: an episode is running on this World already");
     lctrl *c = NULL;
     ew_controller tmp;
     int own = 0;
     if (lua_type(L, 2) == LUA_TSTRING) {
-        char err[256];
-        if (ew_controller_builtin(lua_tostring(L, 2), &tmp, err, sizeof err) != 0) return luaL_error(L, "episode: %s", err);
-        own = 1;
+        own = 1; /* made after the options are read: nothing to free if they raise */
     } else {
         c = check_ctrl(L, 2);
     }
@@ -331,12 +353,26 @@ static int l_episode(lua_State *L) {
     }
     if (ec.n_cond < 0 || ec.max_steps < 1 || !(ec.goal_distance > 0.0f))
         return luaL_error(L, "episode: n_cond >= 0, steps >= 1 and goal > 0 are required");
+    /* the options' metamethods may have closed the world or the controller: check again */
+    w = check_world(L, 1);
+    if (!own) c = check_ctrl(L, 2);
+    if (c && c->busy) return luaL_error(L, "episode: an episode is running with this Controller already");
+    if (own) {
+        char err[256];
+        if (ew_controller_builtin(lua_tostring(L, 2), &tmp, err, sizeof err) != 0)
+            return luaL_error(L, "episode: %s", err);
+    }
     ew_controller *ctrl = own ? &tmp : &c->c;
+    /* nothing below raises until busy is cleared (ep_hook catches every error of on_step) */
+    wu->busy = 1;
+    if (c) c->busy = 1;
     if (ctrl->reset) ctrl->reset(ctrl->ctx, w);
     ew_episode ep;
     ew_episode_begin(&ep, &ec, w);
     while (ew_episode_step(&ep, w, ctrl)) {
     }
+    wu->busy = 0;
+    if (c) c->busy = 0;
     if (own) ew_controller_destroy(&tmp);
     ew_lua_push_metrics(L, &ep.m);
     return 1;
@@ -680,15 +716,15 @@ static const luaL_Reg log_methods[] = {{"close", g_close}, {"vehicles", g_vehicl
 /* ---- the module ---------------------------------------------------------------------------- */
 
 int ew_lua_open_egoworld(lua_State *L) {
-    new_meta(L, MT_WORLD, world_methods, w_close, w_tostring);
-    new_meta(L, MT_CTRL, ctrl_methods, c_close, c_tostring);
-    new_meta(L, MT_TENSOR, tensor_methods, t_gc, t_tostring);
+    new_meta(L, MT_WORLD, world_methods, w_gc, w_close, w_tostring);
+    new_meta(L, MT_CTRL, ctrl_methods, c_gc, c_close, c_tostring);
+    new_meta(L, MT_TENSOR, tensor_methods, t_gc, NULL, t_tostring);
     luaL_getmetatable(L, MT_TENSOR);
     lua_pushcfunction(L, t_len);
     lua_setfield(L, -2, "__len");
     lua_pop(L, 1);
-    new_meta(L, MT_SCEN, scen_methods, s_close, s_tostring);
-    new_meta(L, MT_LOG, log_methods, g_close, g_tostring);
+    new_meta(L, MT_SCEN, scen_methods, s_close, NULL, s_tostring);
+    new_meta(L, MT_LOG, log_methods, g_close, NULL, g_tostring);
     lua_newtable(L);
     lua_pushliteral(L, "0.1");
     lua_setfield(L, -2, "version");

@@ -348,7 +348,8 @@ static int pcall_c(ew_scenario *s, lua_CFunction f, int nargs_extra, long long b
     return rc;
 }
 
-ew_scenario *ew_scenario_load(const char *path, const ew_lua_opts *o, char *err, int errlen) {
+static ew_scenario *load_any(const char *path, const char *text, size_t len, const ew_lua_opts *o, char *err,
+                             int errlen) {
     ew_lua_opts lo;
     if (o) lo = *o;
     else ew_lua_opts_default(&lo);
@@ -372,7 +373,9 @@ ew_scenario *ew_scenario_load(const char *path, const ew_lua_opts *o, char *err,
     const char *base = strrchr(path, '/');
     snprintf(s->ex.name, sizeof s->ex.name, "%s", base ? base + 1 : path);
     if (pcall_c(s, setup_globals, 0, 0, err, errlen) != 0) goto bad;
-    if (ew_lua_vm_loadfile(s->vm, path, err, errlen) != 0) goto bad;
+    if ((text ? ew_lua_vm_loadbuffer(s->vm, text, len, path, err, errlen)
+              : ew_lua_vm_loadfile(s->vm, path, err, errlen)) != 0)
+        goto bad;
     if (ew_lua_vm_pcall(s->vm, 0, 1, lo.budget_load, err, errlen) != 0) goto bad;
     if (pcall_c(s, merge_returned, 1, lo.budget_load, err, errlen) != 0) goto bad;
     if (pcall_c(s, read_replay, 0, lo.budget_load, err, errlen) != 0) goto bad;
@@ -410,6 +413,15 @@ ew_scenario *ew_scenario_load(const char *path, const ew_lua_opts *o, char *err,
 bad:
     ew_scenario_destroy(s);
     return NULL;
+}
+
+ew_scenario *ew_scenario_load(const char *path, const ew_lua_opts *o, char *err, int errlen) {
+    return load_any(path, NULL, 0, o, err, errlen);
+}
+
+ew_scenario *ew_scenario_load_buffer(const char *text, size_t len, const char *name, const ew_lua_opts *o,
+                                     char *err, int errlen) {
+    return load_any(name ? name : "<buffer>", text ? text : "", text ? len : 0, o, err, errlen);
 }
 
 void ew_scenario_destroy(ew_scenario *s) {

@@ -30,6 +30,10 @@ typedef struct ew_scenario ew_scenario;
 /* Loads and runs the scenario file (budget_load instructions) and reads its configuration.
  * NULL with a message ("FILE:LINE: ..." plus a traceback for script errors) on failure. */
 ew_scenario *ew_scenario_load(const char *path, const ew_lua_opts *o, char *err, int errlen);
+/* The same for a script in memory (name stands for the file in messages; NULL: "<buffer>");
+ * files it reads (dofile, replay.file) still go through the granted folder. */
+ew_scenario *ew_scenario_load_buffer(const char *text, size_t len, const char *name, const ew_lua_opts *o,
+                                     char *err, int errlen);
 void ew_scenario_destroy(ew_scenario *s);
 
 const ew_world_config *ew_scenario_world_config(const ew_scenario *s);

@@ -144,7 +144,10 @@ int ew_lua_vm_pcall(ew_lua_vm *vm, int nargs, int nresults, long long budget, ch
         lua_sethook(L, vm_hook, LUA_MASKCOUNT, vm->count_now);
     }
     if (rc == LUA_OK) return 0;
-    if (rc == LUA_ERRMEM || vm->mem_refused) {
+    /* a refused allocation caught by an inner pcall leaves mem_refused set: only an error that
+     * is still the memory error (also when re-raised) is reported as one */
+    const char *m0 = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (rc == LUA_ERRMEM || (vm->mem_refused && m0 && strncmp(m0, "not enough memory", 17) == 0)) {
         if (err && errlen > 0)
             snprintf(err, (size_t)errlen, "%s: memory cap of %zu MiB exceeded (not enough memory)\n"
                      "stack traceback:\n\t(not available after a memory error; the location is the last "
@@ -160,6 +163,19 @@ int ew_lua_vm_pcall(ew_lua_vm *vm, int nargs, int nresults, long long budget, ch
 
 int ew_lua_vm_loadfile(ew_lua_vm *vm, const char *path, char *err, int errlen) {
     int rc = luaL_loadfilex(vm->L, path, "t");
+    if (rc != LUA_OK) {
+        const char *m = lua_tostring(vm->L, -1);
+        snprintf(err, (size_t)errlen, "%s", m ? m : "cannot load");
+        lua_pop(vm->L, 1);
+        return -1;
+    }
+    return 0;
+}
+
+int ew_lua_vm_loadbuffer(ew_lua_vm *vm, const char *text, size_t len, const char *name, char *err, int errlen) {
+    char chunk[PATH_MAX + 2];
+    snprintf(chunk, sizeof chunk, "@%s", name ? name : "<buffer>");
+    int rc = luaL_loadbufferx(vm->L, text, len, chunk, "t");
     if (rc != LUA_OK) {
         const char *m = lua_tostring(vm->L, -1);
         snprintf(err, (size_t)errlen, "%s", m ? m : "cannot load");

@@ -53,6 +53,8 @@ ew_lua_vm *ew_lua_vm_of(lua_State *L);
 int ew_lua_vm_pcall(ew_lua_vm *vm, int nargs, int nresults, long long budget, char *err, int errlen);
 /* Loads a text chunk from a file (chunk name "@path") and leaves the function on the stack. */
 int ew_lua_vm_loadfile(ew_lua_vm *vm, const char *path, char *err, int errlen);
+/* The same for text in memory (chunk name "@name"; NULL: "<buffer>"); binary chunks refused. */
+int ew_lua_vm_loadbuffer(ew_lua_vm *vm, const char *text, size_t len, const char *name, char *err, int errlen);
 /* 1 when path (resolved) lies under the granted read_dir; resolved path in out. */
 int ew_lua_vm_may_read(ew_lua_vm *vm, const char *path, char *out, size_t outlen);
 size_t ew_lua_vm_mem_used(const ew_lua_vm *vm);
