@@ -24,10 +24,6 @@
 #include "sim/traj.h"
 #include "sim/world.h"
 
-#ifndef EW_COLLECT_HAVE_REPLAY
-#define EW_COLLECT_HAVE_REPLAY 0
-#endif
-
 static void help(void) {
     printf("usage: egoworld collect SCENARIO... --out DIR [options]\n\n"
            "Runs episodes of the scenarios (built-in names or Lua files FILE.lua) with the noisy\n"
@@ -102,19 +98,6 @@ static uint64_t episode_seed(uint64_t base, long i) {
     return ew_splitmix64(&x) & ((1ULL << 53) - 1); /* exact in Lua numbers and JSON */
 }
 
-#if EW_COLLECT_HAVE_REPLAY
-typedef struct {
-    ew_replay_player *player;
-    ew_scenario *lua;
-} chain_ctx;
-static int chain_hook(void *ctx, ew_world *w, ew_episode *ep, char *label, int labellen, char *err, int errlen) {
-    chain_ctx *c = ctx;
-    int r = ew_replay_hook(c->player, w, ep, label, labellen, err, errlen);
-    if (r != 0 || !c->lua) return r;
-    return ew_scenario_hook(c->lua, w, ep, label, labellen, err, errlen);
-}
-#endif
-
 /* One episode into res->enc (already created). */
 static void run_episode(const collect_opts *o, long i, ep_result *res) {
     const scen_spec *sp = &o->sc[i % o->n_sc];
@@ -126,11 +109,8 @@ static void run_episode(const collect_opts *o, long i, ep_result *res) {
     ew_world *w = NULL;
     ew_controller drv = {0};
     int have_drv = 0;
-#if EW_COLLECT_HAVE_REPLAY
     ew_replay_log *log = NULL;
     ew_replay_player *player = NULL;
-    chain_ctx chain = {0};
-#endif
     char *err = res->err;
     int errlen = (int)sizeof res->err;
     res->failed = 1;
@@ -156,10 +136,11 @@ static void run_episode(const collect_opts *o, long i, ep_result *res) {
     wc.seed = seed;
     ec.n_cond = 0; /* the noisy driver drives from the first step */
     ec.max_steps = (int)o->steps;
-    ec.goal_distance = o->goal > 0 ? (float)o->goal : wc.road.length - 60.0f - wc.ego_x;
-    if (ec.goal_distance < 1.0f) ec.goal_distance = 1.0f;
+    if (o->goal > 0) ec.goal_distance = (float)o->goal;
     if (o->replay) {
-#if EW_COLLECT_HAVE_REPLAY
+        /* the traffic of this seed recorded without the ego (after 20 s of settling), then
+         * replayed around it: the ego takes the place of the logged car nearest to its start
+         * (replace mode, as in the anchor), the others follow their logged paths */
         log = ew_replay_record(&wc, seed, 20.0f, (int)o->steps + 1, err, errlen);
         if (!log) goto done;
         ew_world_config rwc;
@@ -167,23 +148,30 @@ static void run_episode(const collect_opts *o, long i, ep_result *res) {
         wc = rwc;
         player = ew_replay_player_create(log, 0, err, errlen);
         if (!player) goto done;
-        chain.player = player;
-        chain.lua = lsc;
-        ec.hook = chain_hook;
-        ec.hook_ctx = &chain;
-#else
-        snprintf(err, (size_t)errlen, "--replay: this build has no log replay (sim/replay.c)");
-        goto done;
-#endif
+        ew_replay_player_set_replace_ego(player, 1);
+        ew_replay_attach(player, &ec);
     }
     w = ew_world_create(&wc, err, errlen);
     if (!w) goto done;
     ew_world_reset(w, seed);
     if (lsc && ew_scenario_begin(lsc, w, err, errlen) != 0) goto done;
-#if EW_COLLECT_HAVE_REPLAY
     if (player && ew_replay_player_begin(player, w, err, errlen) != 0) goto done;
-#endif
-    if (ew_driver_controller(NULL, seed, &drv, err, errlen) != 0) goto done;
+    /* the goal: 60 m before the road's end from where the ego really starts (replace mode
+     * moves it onto a logged car) */
+    if (o->goal <= 0) {
+        ec.goal_distance = wc.road.length - 60.0f - ew_world_ego(w)->x;
+        if (ec.goal_distance < 1.0f) ec.goal_distance = 1.0f;
+    }
+    ew_driver_cfg dc;
+    ew_driver_cfg_default(&dc);
+    if (o->replay) {
+        /* non-reactive traffic does not yield: keep near the replaced car's speed (followers
+         * do not brake for a slower ego) and change lanes more rarely */
+        dc.speed_factor_lo = 0.95f;
+        dc.speed_factor_hi = 1.1f;
+        dc.lc_random = 0.1f;
+    }
+    if (ew_driver_controller(&dc, seed, &drv, err, errlen) != 0) goto done;
     have_drv = 1;
     drv.reset(drv.ctx, w);
     if (ew_traj_enc_begin(res->enc, sp->name, seed, ew_world_road(w), wc.ego_length, wc.ego_width, err, errlen) != 0)
@@ -223,10 +211,8 @@ done:
     if (have_drv) ew_controller_destroy(&drv);
     ew_world_destroy(w);
     ew_scenario_destroy(lsc);
-#if EW_COLLECT_HAVE_REPLAY
     ew_replay_player_free(player);
     ew_replay_log_free(log);
-#endif
 }
 
 int cmd_collect(int argc, char **argv) {
@@ -317,12 +303,6 @@ int cmd_collect(int argc, char **argv) {
             free(names);
             return 1;
         }
-    }
-    if (replay && !EW_COLLECT_HAVE_REPLAY) {
-        fprintf(stderr, "egoworld collect: --replay: this build has no log replay (sim/replay.c)\n");
-        free(sc);
-        free(names);
-        return 1;
     }
     if (workers <= 0) workers = cli_cores();
     if (workers < 1) workers = 1;

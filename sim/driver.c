@@ -207,6 +207,16 @@ static int act(void *ctx, const ew_world *w, ew_action *out, char *err, int errl
         if (close) noise = 0.0f;
     }
     if (base.a < -2.0f && noise < 0.0f) noise = 0.0f; /* already braking hard: no extra */
+    if (noise < 0.0f) {
+        /* a follower close behind (time gap < 1.5 s or closing within 4 s): no extra braking */
+        const ew_vehicles *V = ew_world_vehicles(w);
+        int f = ew_world_follower(w, d->lane, e->x, -1);
+        if (f >= 0) {
+            float gap = (e->x - 0.5f * cfg->ego_length) - (V->x[f] + 0.5f * V->len[f]);
+            float closing = V->v[f] - e->s;
+            if (gap < 1.5f * V->v[f] || (closing > 0.0f && gap < 4.0f * closing)) noise = 0.0f;
+        }
+    }
     a += noise;
     if (a < k->a_min) a = k->a_min;
     if (a > k->a_max) a = k->a_max;

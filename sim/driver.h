@@ -4,7 +4,9 @@
  * occupies, lane ends) capped by a free-road IDM term toward a per-episode desired speed
  * (speed_factor_lo..hi times the lane's limit), plus an Ornstein-Uhlenbeck acceleration
  * noise (stationary std a_noise_std, correlation time a_noise_tau); positive noise is
- * dropped whenever IDM brakes or the leader is close (time gap < 1.2 s or TTC < 5 s).
+ * dropped whenever IDM brakes or the leader is close (time gap < 1.2 s or TTC < 5 s), and
+ * negative noise whenever IDM brakes hard or a follower is close (time gap < 1.5 s or
+ * closing within 4 s).
  * Lateral: a critically damped curvature law toward a reference line: the target lane's
  * centre plus an OU lateral offset (lat_noise_std), and an OU lateral-acceleration noise
  * (steer_noise_std, m/s^2, applied as curvature noise / speed^2).

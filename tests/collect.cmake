@@ -20,3 +20,6 @@ add_test(NAME cli_collect_help COMMAND ${_ew} collect --help)
 set_tests_properties(cli_collect_help PROPERTIES PASS_REGULAR_EXPRESSION "--replay")
 add_test(NAME cli_collect_exists COMMAND sh -c
   "d=$(mktemp -d) && '${_ew}' collect free-2lane --episodes 1 --steps 20 --quiet --out \"$d/a\" >/dev/null && ! '${_ew}' collect free-2lane --episodes 1 --steps 20 --quiet --out \"$d/a\" 2> \"$d/e\" && grep -q 'already holds a dataset' \"$d/e\" && rm -rf \"$d\"")
+# --replay: the non-reactive setting; deterministic across workers, mode recorded.
+add_test(NAME cli_collect_replay COMMAND sh -c
+  "d=$(mktemp -d) && '${_ew}' collect dense-3lane free-2lane --replay --episodes 2 --steps 40 --workers 1 --quiet --out \"$d/a\" >/dev/null && '${_ew}' collect dense-3lane free-2lane --replay --episodes 2 --steps 40 --workers 2 --quiet --out \"$d/b\" >/dev/null && cmp \"$d/a/traj-0000.ewt\" \"$d/b/traj-0000.ewt\" && grep -q '\"mode\": \"replay\"' \"$d/a/manifest.json\" && rm -rf \"$d\"")
