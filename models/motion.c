@@ -1,0 +1,235 @@
+/* motion.c - GRU motion predictor with 2-D Gaussian outputs (see motion.h). */
+#include "models/motion.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/checkpoint.h"
+
+static int failf(char *err, size_t errsz, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errsz, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void ew_motion_config_default(ew_motion_config *c) {
+    c->hidden = 64;
+    c->dt = 0.1f;
+}
+
+int ew_motion_init(ew_motion *m, const ew_motion_config *cfg, uint64_t seed, char *err, size_t errsz) {
+    memset(m, 0, sizeof *m);
+    if (cfg->hidden < 1 || cfg->hidden > 4096 || !(cfg->dt > 0.0f)) return failf(err, errsz, "motion: bad config");
+    m->cfg = *cfg;
+    int H = cfg->hidden;
+    int sizes[4] = {H + 32, 128, 128, 5 * EW_MOTION_FUT};
+    if (ew_linear_layer_init(&m->gx, "motion.gru.x", 4, 3 * H, 1, seed + 1, err, errsz) ||
+        ew_linear_layer_init(&m->gh, "motion.gru.h", H, 3 * H, 1, seed + 2, err, errsz) ||
+        ew_linear_layer_init(&m->crop, "motion.crop", EW_MOTION_CROP, 32, 1, seed + 3, err, errsz) ||
+        ew_mlp_init(&m->head, "motion.head", 3, sizes, 0.1f, seed + 4, err, errsz))
+        goto fail;
+    if (ew_linear_layer_params(&m->gx, &m->params) || ew_linear_layer_params(&m->gh, &m->params) ||
+        ew_linear_layer_params(&m->crop, &m->params) || ew_mlp_params(&m->head, &m->params)) {
+        failf(err, errsz, "motion: out of memory");
+        goto fail;
+    }
+    /* start near constant velocity with moderate spreads: a small last layer */
+    ew_linear_layer *last = &m->head.layers[2];
+    size_t nw = ew_param_numel(&last->weight);
+    for (size_t i = 0; i < nw; i++) last->weight.data[i] *= 0.1f;
+    for (int k = 0; k < 5 * EW_MOTION_FUT; k++) last->bias.data[k] = 0.0f;
+    return 0;
+fail:
+    ew_motion_free(m);
+    return -1;
+}
+
+void ew_motion_free(ew_motion *m) {
+    ew_linear_layer_free(&m->gx);
+    ew_linear_layer_free(&m->gh);
+    ew_linear_layer_free(&m->crop);
+    ew_mlp_free(&m->head);
+    ew_param_list_free(&m->params);
+    memset(m, 0, sizeof *m);
+}
+
+int ew_motion_forward(ew_graph *g, const ew_motion *m, const ew_motion_sample *s, int n, ew_motion_out *out) {
+    const int H = m->cfg.hidden, K = EW_MOTION_FUT;
+    const float dt = m->cfg.dt;
+    int xs[3] = {EW_MOTION_HIST, n, 4}, cs[2] = {n, EW_MOTION_CROP}, ks[2] = {n, K};
+    ew_tensor *x = ew_tensor_new(g, 3, xs), *crop = ew_tensor_new(g, 2, cs);
+    ew_tensor *base_x = ew_tensor_new(g, 2, ks), *base_y = ew_tensor_new(g, 2, ks);
+    int ts[2] = {K, K};
+    ew_tensor *tri = ew_tensor_zeros(g, 2, ts);
+    if (!x || !crop || !base_x || !base_y || !tri) return -1;
+    for (int j = 0; j < K; j++)
+        for (int k = j; k < K; k++) tri->data[j * K + k] = 1.0f;
+    for (int i = 0; i < n; i++) {
+        const float *p9 = s[i].hist[EW_MOTION_HIST - 1], *p4 = s[i].hist[EW_MOTION_HIST - 6];
+        float vx = (p9[0] - p4[0]) / (5.0f * dt), vy = (p9[1] - p4[1]) / (5.0f * dt);
+        for (int t = 0; t < EW_MOTION_HIST; t++) {
+            int t1 = t > 0 ? t : 1;
+            float *d = x->data + (t * n + i) * 4;
+            d[0] = (s[i].hist[t][0] - p9[0]) / 10.0f;
+            d[1] = s[i].hist[t][1] - p9[1];
+            d[2] = ((s[i].hist[t1][0] - s[i].hist[t1 - 1][0]) / dt - vx) / 3.0f;
+            d[3] = (s[i].hist[t1][1] - s[i].hist[t1 - 1][1]) / dt - vy;
+        }
+        memcpy(crop->data + (size_t)i * EW_MOTION_CROP, s[i].crop, sizeof s[i].crop);
+        for (int k = 0; k < K; k++) {
+            base_x->data[i * K + k] = p9[0] + vx * dt * (float)(k + 1);
+            base_y->data[i * K + k] = p9[1] + vy * dt * (float)(k + 1);
+        }
+    }
+    /* GRU over the history */
+    int hs[2] = {n, H};
+    ew_tensor *h = ew_tensor_zeros(g, 2, hs);
+    for (int t = 0; t < EW_MOTION_HIST; t++) {
+        ew_tensor *xt = ew_reshape(g, ew_slice(g, x, 0, t, 1), 2, (int[]){n, 4});
+        ew_tensor *a = ew_linear_layer_fwd(g, &m->gx, xt), *b = ew_linear_layer_fwd(g, &m->gh, h);
+        ew_tensor *z = ew_sigmoid(g, ew_add(g, ew_slice(g, a, 1, 0, H), ew_slice(g, b, 1, 0, H)));
+        ew_tensor *r = ew_sigmoid(g, ew_add(g, ew_slice(g, a, 1, H, H), ew_slice(g, b, 1, H, H)));
+        ew_tensor *c = ew_tanh(g, ew_add(g, ew_slice(g, a, 1, 2 * H, H), ew_mul(g, r, ew_slice(g, b, 1, 2 * H, H))));
+        /* h = (1 - z) c + z h = c + z (h - c) */
+        h = ew_add(g, c, ew_mul(g, z, ew_sub(g, h, c)));
+    }
+    ew_tensor *cf = ew_leaky_relu(g, ew_linear_layer_fwd(g, &m->crop, crop), 0.1f);
+    ew_tensor *cat[2] = {h, cf};
+    ew_tensor *raw = ew_mlp_fwd(g, &m->head, ew_concat(g, cat, 2, 1));
+    if (!raw) return -1;
+    int rs[3] = {n, 5, K};
+    raw = ew_reshape(g, raw, 3, rs);
+    ew_tensor *part[5];
+    for (int c = 0; c < 5; c++) part[c] = ew_reshape(g, ew_slice(g, raw, 1, c, 1), 2, ks);
+    out->mx = ew_add(g, base_x, ew_scale(g, ew_matmul(g, part[0], tri), 0.5f));
+    out->my = ew_add(g, base_y, ew_scale(g, ew_matmul(g, part[1], tri), 0.2f));
+    out->sx = ew_add_scalar(g, ew_scale(g, ew_matmul(g, ew_softplus(g, part[2]), tri), 0.1f), 0.05f);
+    out->sy = ew_add_scalar(g, ew_scale(g, ew_matmul(g, ew_softplus(g, part[3]), tri), 0.03f), 0.05f);
+    out->rho = ew_scale(g, ew_tanh(g, part[4]), 0.9f);
+    return out->rho ? 0 : -1;
+}
+
+ew_tensor *ew_gauss2d_nll(ew_graph *g, ew_tensor *mx, ew_tensor *my, ew_tensor *sx, ew_tensor *sy, ew_tensor *rho,
+                          const float *tx, const float *ty) {
+    if (!mx || !my || !sx || !sy || !rho) return NULL;
+    ew_tensor *Tx = ew_tensor_from(g, mx->ndim, mx->shape, tx), *Ty = ew_tensor_from(g, mx->ndim, mx->shape, ty);
+    ew_tensor *zx = ew_div(g, ew_sub(g, Tx, mx), sx), *zy = ew_div(g, ew_sub(g, Ty, my), sy);
+    ew_tensor *om = ew_add_scalar(g, ew_scale(g, ew_square(g, rho), -1.0f), 1.0f); /* 1 - r^2 */
+    ew_tensor *q = ew_sub(g, ew_add(g, ew_square(g, zx), ew_square(g, zy)), ew_scale(g, ew_mul(g, rho, ew_mul(g, zx, zy)), 2.0f));
+    ew_tensor *nll = ew_add(g, ew_add(g, ew_log(g, sx), ew_log(g, sy)),
+                            ew_add(g, ew_scale(g, ew_log(g, om), 0.5f), ew_scale(g, ew_div(g, q, om), 0.5f)));
+    return ew_add_scalar(g, ew_mean(g, nll), (float)log(2.0 * 3.14159265358979323846));
+}
+
+double ew_gauss2d_maha2(double mx, double my, double sx, double sy, double r, double tx, double ty) {
+    double zx = (tx - mx) / sx, zy = (ty - my) / sy;
+    return (zx * zx - 2.0 * r * zx * zy + zy * zy) / (1.0 - r * r);
+}
+
+double ew_gauss2d_nll_ref(double mx, double my, double sx, double sy, double r, double tx, double ty) {
+    return log(2.0 * 3.14159265358979323846) + log(sx) + log(sy) + 0.5 * log(1.0 - r * r) + 0.5 * ew_gauss2d_maha2(mx, my, sx, sy, r, tx, ty);
+}
+
+int ew_motion_train_step(ew_motion *m, ew_optim *opt, ew_graph *g, const ew_motion_sample *s, int n, float *loss,
+                         char *err, size_t errsz) {
+    if (ew_graph_reset(g)) return failf(err, errsz, "motion: out of memory");
+    ew_motion_out o;
+    float *tx = ew_arena_alloc(ew_graph_arena(g), sizeof(float) * (size_t)n * EW_MOTION_FUT);
+    float *ty = ew_arena_alloc(ew_graph_arena(g), sizeof(float) * (size_t)n * EW_MOTION_FUT);
+    if (!tx || !ty || ew_motion_forward(g, m, s, n, &o)) return failf(err, errsz, "motion: %s", ew_graph_error(g) ? ew_graph_error(g) : "out of memory");
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < EW_MOTION_FUT; k++) {
+            tx[i * EW_MOTION_FUT + k] = s[i].fut[k][0];
+            ty[i * EW_MOTION_FUT + k] = s[i].fut[k][1];
+        }
+    ew_tensor *l = ew_gauss2d_nll(g, o.mx, o.my, o.sx, o.sy, o.rho, tx, ty);
+    if (!l) return failf(err, errsz, "motion: %s", ew_graph_error(g));
+    if (!isfinite(l->data[0])) return failf(err, errsz, "motion: loss is not finite");
+    ew_optim_zero_grad(opt);
+    if (ew_backward(g, l)) return failf(err, errsz, "motion: %s", ew_graph_error(g));
+    ew_optim_clip_grad_norm(opt, 5.0f);
+    ew_optim_step(opt);
+    if (loss) *loss = l->data[0];
+    return 0;
+}
+
+int ew_motion_predict(const ew_motion *m, ew_graph *g, const ew_motion_sample *s, int n, float *out, char *err,
+                      size_t errsz) {
+    int old = ew_set_grad_enabled(g, 0), rc = 0;
+    for (int b = 0; b < n && rc == 0; b += 256) {
+        int k = n - b < 256 ? n - b : 256;
+        ew_motion_out o;
+        if (ew_graph_reset(g) || ew_motion_forward(g, m, s + b, k, &o)) {
+            rc = failf(err, errsz, "motion: %s", ew_graph_error(g) ? ew_graph_error(g) : "out of memory");
+            break;
+        }
+        for (int i = 0; i < k; i++)
+            for (int t = 0; t < EW_MOTION_FUT; t++) {
+                float *d = out + ((size_t)(b + i) * EW_MOTION_FUT + t) * 5;
+                int j = i * EW_MOTION_FUT + t;
+                d[0] = o.mx->data[j], d[1] = o.my->data[j], d[2] = o.sx->data[j], d[3] = o.sy->data[j];
+                d[4] = o.rho->data[j];
+            }
+    }
+    ew_set_grad_enabled(g, old);
+    return rc;
+}
+
+void ew_motion_cv(const ew_motion_sample *s, float dt, float *out) {
+    const float *p9 = s->hist[EW_MOTION_HIST - 1], *p4 = s->hist[EW_MOTION_HIST - 6];
+    float vx = (p9[0] - p4[0]) / (5.0f * dt), vy = (p9[1] - p4[1]) / (5.0f * dt);
+    for (int k = 0; k < EW_MOTION_FUT; k++) {
+        out[2 * k] = p9[0] + vx * dt * (float)(k + 1);
+        out[2 * k + 1] = p9[1] + vy * dt * (float)(k + 1);
+    }
+}
+
+int ew_motion_save(const ew_motion *m, ew_optim *opt, long step, const char *path, char *err, size_t errsz) {
+    char h[32], st[32], dt[32];
+    snprintf(h, sizeof h, "%d", m->cfg.hidden);
+    snprintf(st, sizeof st, "%ld", step);
+    snprintf(dt, sizeof dt, "%.9g", m->cfg.dt);
+    ew_kv kv[4] = {{"model", "egoworld-motion"}, {"motion.hidden", h}, {"motion.dt", dt}, {EW_OPTIM_META_STEP, st}};
+    int nextra = 0;
+    const ew_param *extra = opt ? ew_optim_state(opt, &nextra) : NULL;
+    return ew_checkpoint_write(path, m->params.items, m->params.n, extra, nextra, kv, 4, err, errsz);
+}
+
+int ew_motion_load(ew_motion *m, const char *path, long *step, char *err, size_t errsz) {
+    ew_checkpoint *ck;
+    if (ew_checkpoint_open(path, &ck, err, errsz)) return -1;
+    int rc = -1;
+    const char *model = ew_checkpoint_meta(ck, "model"), *h = ew_checkpoint_meta(ck, "motion.hidden");
+    const char *dt = ew_checkpoint_meta(ck, "motion.dt"), *st = ew_checkpoint_meta(ck, EW_OPTIM_META_STEP);
+    ew_motion_config c;
+    char *e1 = NULL, *e2 = NULL, *e3 = NULL;
+    if (!model || strcmp(model, "egoworld-motion") || !h || !dt || !st) {
+        failf(err, errsz, "%s: not a motion-predictor checkpoint (metadata model, motion.hidden, motion.dt, %s)", path,
+              EW_OPTIM_META_STEP);
+        goto done;
+    }
+    errno = 0;
+    long hv = strtol(h, &e1, 10), sv = strtol(st, &e3, 10);
+    c.dt = strtof(dt, &e2);
+    if (errno || *e1 || *e2 || *e3 || hv < 1 || hv > 4096 || sv < 0 || !(c.dt > 0.0f)) {
+        failf(err, errsz, "%s: bad motion metadata", path);
+        goto done;
+    }
+    c.hidden = (int)hv;
+    if (ew_motion_init(m, &c, 0, err, errsz)) goto done;
+    if (ew_checkpoint_load_params(ck, m->params.items, m->params.n, 0, EW_OPTIM_STATE_PREFIX, err, errsz)) {
+        ew_motion_free(m);
+        goto done;
+    }
+    if (step) *step = sv;
+    rc = 0;
+done:
+    ew_checkpoint_close(ck);
+    return rc;
+}
