@@ -1,0 +1,236 @@
+/* policy_train.c - pooled datasets, data order, batches and the imitation step
+ * (policy_train.h). */
+#include "planner/policy_train.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int fail(char *err, size_t errsz, const char *fmt, ...) {
+    if (err && errsz) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errsz, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+void ew_pt_data_close(ew_pt_data *d) {
+    if (!d) return;
+    for (int j = 0; j < d->nsets; j++) {
+        ew_traj_close(d->set[j]);
+        for (int s = 0; s < 3; s++) free(d->samples[s][j]);
+    }
+    memset(d, 0, sizeof *d);
+}
+
+int ew_pt_data_open(ew_pt_data *d, const char *const *dirs, int ndirs, int n_cond, int n_pred, int stride,
+                    char *err, size_t errsz) {
+    memset(d, 0, sizeof *d);
+    if (ndirs < 1 || ndirs > EW_PT_MAX_SETS)
+        return fail(err, errsz, "policy data: between 1 and %d datasets, not %d", EW_PT_MAX_SETS, ndirs);
+    if (n_cond < 1 || n_pred < 1 || stride < 1)
+        return fail(err, errsz, "policy data: n_cond, n_pred and stride must be >= 1");
+    d->n_cond = n_cond;
+    d->n_pred = n_pred;
+    d->stride = stride;
+    char e2[400];
+    for (int j = 0; j < ndirs; j++) {
+        d->set[j] = ew_traj_open(dirs[j], e2, (int)sizeof e2);
+        if (!d->set[j]) {
+            ew_pt_data_close(d);
+            return fail(err, errsz, "%s", e2);
+        }
+        d->nsets = j + 1;
+        if (j > 0 && fabsf(ew_traj_dt(d->set[j]) - ew_traj_dt(d->set[0])) > 1e-6f) {
+            fail(err, errsz, "%s: dt %g differs from %s's %g", dirs[j], (double)ew_traj_dt(d->set[j]), dirs[0],
+                 (double)ew_traj_dt(d->set[0]));
+            ew_pt_data_close(d);
+            return -1;
+        }
+        for (int s = 0; s < 3; s++) {
+            if (ew_traj_samples(d->set[j], (ew_split)s, n_cond, n_pred, stride, &d->samples[s][j], &d->count[s][j],
+                                e2, (int)sizeof e2)) {
+                ew_pt_data_close(d);
+                return fail(err, errsz, "%s", e2);
+            }
+            d->total[s] += d->count[s][j];
+        }
+    }
+    return 0;
+}
+
+static int sample_of(const ew_pt_data *d, ew_split split, size_t i, int *set, ew_traj_sample *s) {
+    if ((int)split < 0 || (int)split > 2 || i >= d->total[split]) return -1;
+    for (int j = 0; j < d->nsets; j++) {
+        if (i < d->count[split][j]) {
+            *set = j;
+            *s = d->samples[split][j][i];
+            return 0;
+        }
+        i -= d->count[split][j];
+    }
+    return -1;
+}
+
+int ew_pt_data_stats(const ew_pt_data *d, ew_fm_stats *out, char *err, size_t errsz) {
+    double n_tot = 0, sm[7] = {0}, sq[7] = {0};
+    char e2[400];
+    for (int j = 0; j < d->nsets; j++) {
+        double n = 0;
+        for (int e = 0; e < ew_traj_n_episodes(d->set[j]); e++)
+            if (ew_traj_episode_split(d->set[j], e) == EW_SPLIT_TRAIN) n += ew_traj_episode_len(d->set[j], e);
+        if (n <= 0) continue;
+        float mean[7], sd[7];
+        if (ew_traj_stats(d->set[j], EW_SPLIT_TRAIN, mean, sd, mean + 5, sd + 5, e2, (int)sizeof e2))
+            return fail(err, errsz, "%s", e2);
+        for (int k = 0; k < 7; k++) {
+            sm[k] += n * mean[k];
+            sq[k] += n * ((double)sd[k] * sd[k] + (double)mean[k] * mean[k]);
+        }
+        n_tot += n;
+    }
+    if (n_tot <= 0) return fail(err, errsz, "policy data: no training episodes");
+    for (int k = 0; k < 7; k++) {
+        double m = sm[k] / n_tot, sdv = fmax(sqrt(fmax(sq[k] / n_tot - m * m, 0.0)), 1e-6);
+        if (k < 5) {
+            out->state_mean[k] = (float)m;
+            out->state_std[k] = (float)sdv;
+        } else {
+            out->action_mean[k - 5] = (float)m;
+            out->action_std[k - 5] = (float)sdv;
+        }
+    }
+    return 0;
+}
+
+void ew_pt_epoch_perm(size_t n, uint64_t seed, uint64_t epoch, size_t *perm) {
+    for (size_t i = 0; i < n; i++) perm[i] = i;
+    if (n < 2) return;
+    ew_rng r;
+    ew_rng_seed2(&r, seed, epoch);
+    for (size_t i = n - 1; i > 0; i--) {
+        size_t j = (size_t)(ew_rng_u64(&r) % (uint64_t)(i + 1));
+        size_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+int ew_pt_batch_alloc(ew_pt_batch *b, int B, int n_cond, int T, int C, int H, int W) {
+    memset(b, 0, sizeof *b);
+    if (B < 1 || n_cond < 1 || T < 1 || C < 1 || H < 1 || W < 1) return -1;
+    b->B = B;
+    b->n_cond = n_cond;
+    b->T = T;
+    b->C = C;
+    b->H = H;
+    b->W = W;
+    b->frames = malloc(sizeof(float) * (size_t)B * n_cond * C * H * W);
+    b->states = malloc(sizeof(float) * (size_t)B * n_cond * 5);
+    b->actions = malloc(sizeof(float) * (size_t)B * T * 2);
+    if (!b->frames || !b->states || !b->actions) {
+        ew_pt_batch_free(b);
+        return -1;
+    }
+    return 0;
+}
+
+void ew_pt_batch_free(ew_pt_batch *b) {
+    free(b->frames);
+    free(b->states);
+    free(b->actions);
+    memset(b, 0, sizeof *b);
+}
+
+int ew_pt_fill(const ew_pt_data *d, ew_split split, const size_t *idx, const ew_raster_cfg *rc, int threads,
+               ew_pt_batch *b, char *err, size_t errsz) {
+    if (b->n_cond != d->n_cond || b->T > d->n_pred || rc->rows != b->H || rc->cols != b->W)
+        return fail(err, errsz, "policy data: batch buffers do not fit the dataset view");
+    const int nc = b->n_cond, T = b->T, C = b->C;
+    size_t img = (size_t)C * b->H * b->W;
+    ew_traj_batch_cfg cfg = {nc, T, *rc, C, 1};
+    int failed = 0;
+    char first[400] = "";
+    if (threads < 1) threads = 1;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int r = 0; r < b->B; r++) {
+        int set;
+        ew_traj_sample s;
+        char e2[400];
+        int bad = 0;
+        if (sample_of(d, split, idx[r], &set, &s)) {
+            snprintf(e2, sizeof e2, "policy data: sample %zu out of range", idx[r]);
+            bad = 1;
+        } else if (ew_traj_fill(d->set[set], &cfg, &s, 1, b->frames + (size_t)r * nc * img,
+                                b->states + (size_t)r * nc * 5, b->actions + (size_t)r * T * 2, NULL, NULL, e2,
+                                (int)sizeof e2)) {
+            bad = 1;
+        }
+        if (bad) {
+#pragma omp critical(ew_pt_fill_err)
+            {
+                if (!failed) snprintf(first, sizeof first, "%s", e2);
+                failed = 1;
+            }
+        }
+    }
+    return failed ? fail(err, errsz, "%s", first) : 0;
+}
+
+int ew_pt_imitation_step(ew_graph *g, ew_policy *p, ew_optim *opt, const ew_pt_batch *b, float clip, int train,
+                         uint64_t seed, float *loss, float *grad_norm, char *err, size_t errsz) {
+    const ew_policy_config *c = &p->cfg;
+    if (b->C != c->channels || b->n_cond != c->n_cond || b->H != c->height || b->W != c->width)
+        return fail(err, errsz, "imitation: the batch (C %d, n_cond %d, %dx%d) does not fit the policy", b->C,
+                    b->n_cond, b->H, b->W);
+    if (ew_graph_reset(g)) return fail(err, errsz, "imitation: arena reset failed");
+    int old = ew_set_grad_enabled(g, opt != NULL);
+    int B = b->B;
+    int fs[4] = {B, c->n_cond * c->channels, c->height, c->width}, ss[3] = {B, c->n_cond, 5}, ts[2] = {B, 2};
+    float *tgt = ew_arena_alloc(ew_graph_arena(g), sizeof(float) * 2 * (size_t)B);
+    if (!tgt) {
+        ew_set_grad_enabled(g, old);
+        return fail(err, errsz, "imitation: out of memory");
+    }
+    for (int r = 0; r < B; r++)
+        for (int k = 0; k < 2; k++)
+            tgt[2 * r + k] = (b->actions[(size_t)r * b->T * 2 + k] - p->stats.action_mean[k]) / p->stats.action_std[k];
+    ew_rng rng;
+    ew_rng_seed(&rng, seed);
+    ew_tensor *a = ew_policy_forward(g, p, ew_tensor_wrap(g, 4, fs, b->frames), ew_tensor_wrap(g, 3, ss, b->states),
+                                     train, &rng);
+    ew_tensor *l = ew_mse(g, a, ew_tensor_wrap(g, 2, ts, tgt));
+    int rc = 0;
+    if (!l || ew_graph_error(g)) {
+        rc = fail(err, errsz, "imitation: %s", ew_graph_error(g) ? ew_graph_error(g) : "forward failed");
+        goto done;
+    }
+    *loss = l->data[0];
+    *grad_norm = 0.0f;
+    if (!isfinite(*loss)) {
+        rc = fail(err, errsz, "imitation: loss is not finite (%g)", (double)*loss);
+        goto done;
+    }
+    if (opt) {
+        ew_optim_zero_grad(opt);
+        if (ew_backward(g, l)) {
+            rc = fail(err, errsz, "imitation: backward: %s", ew_graph_error(g));
+            goto done;
+        }
+        *grad_norm = ew_optim_clip_grad_norm(opt, clip > 0.0f ? clip : 0.0f);
+        if (!isfinite(*grad_norm)) {
+            ew_optim_zero_grad(opt);
+            rc = fail(err, errsz, "imitation: gradient norm is not finite (%g)", (double)*grad_norm);
+            goto done;
+        }
+        ew_optim_step(opt);
+        ew_optim_zero_grad(opt);
+    }
+done:
+    ew_set_grad_enabled(g, old);
+    return rc;
+}
