@@ -8,6 +8,8 @@ int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_lua(int argc, char **argv);
 int cmd_export_ngsim(int argc, char **argv);
+int cmd_train_tracker(int argc, char **argv);
+int cmd_eval_tracker(int argc, char **argv);
 int cmd_collect(int argc, char **argv);
 int cmd_train_policy(int argc, char **argv);
 
@@ -18,6 +20,8 @@ static const ew_command commands[] = {
     {"collect", cmd_collect, "record trajectory datasets with the noisy ego driver (docs/DATASET.md)"},
     {"train-policy", cmd_train_policy, "train a driving policy: one-step imitation or MPUR through the world model"},
     {"export-ngsim", cmd_export_ngsim, "simulate a scenario and write it in the NGSIM text format"},
+    {"train-tracker", cmd_train_tracker, "train the unsupervised vehicle tracker on rendered video"},
+    {"eval-tracker", cmd_eval_tracker, "score the tracker and a thresholding baseline against the truth"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
