@@ -23,3 +23,8 @@ add_test(NAME cli_collect_exists COMMAND sh -c
 # --replay: the non-reactive setting; deterministic across workers, mode recorded.
 add_test(NAME cli_collect_replay COMMAND sh -c
   "d=$(mktemp -d) && '${_ew}' collect dense-3lane free-2lane --replay --episodes 2 --steps 40 --workers 1 --quiet --out \"$d/a\" >/dev/null && '${_ew}' collect dense-3lane free-2lane --replay --episodes 2 --steps 40 --workers 2 --quiet --out \"$d/b\" >/dev/null && cmp \"$d/a/traj-0000.ewt\" \"$d/b/traj-0000.ewt\" && grep -q '\"mode\": \"replay\"' \"$d/a/manifest.json\" && rm -rf \"$d\"")
+# bench data: renders batches from a freshly collected set and reports both thread counts.
+add_test(NAME cli_bench_data_json COMMAND sh -c
+  "d=$(mktemp -d) && '${_ew}' collect free-2lane --episodes 2 --steps 50 --quiet --out \"$d/a\" >/dev/null && '${_ew}' bench data --data \"$d/a\" --batch 4 --n-cond 5 --n-pred 5 --repeat 1 --json && rm -rf \"$d\"")
+set_tests_properties(cli_bench_data_json PROPERTIES
+  PASS_REGULAR_EXPRESSION "\"ms_per_batch_1t\": [0-9.e+-]+, \"ms_per_batch\": [0-9.e+-]+")
