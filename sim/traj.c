@@ -815,17 +815,6 @@ static int parse_shard(const uint8_t *buf, size_t len, const char *name, int wan
         seterr(err, errlen, "%s: too many episodes", name);
         return -1;
     }
-    if (*n_eps + (int)ne > *cap_eps) {
-        int nc = *cap_eps ? *cap_eps : 64;
-        while (nc < *n_eps + (int)ne) nc *= 2;
-        ew_traj_episode *q = realloc(*eps, (size_t)nc * sizeof *q);
-        if (!q) {
-            seterr(err, errlen, "%s: out of memory", name);
-            return -1;
-        }
-        *eps = q;
-        *cap_eps = nc;
-    }
     uint64_t prev = head;
     for (uint32_t k = 0; k < ne; k++) {
         size_t ho = EW_TRAJ_SHARD_HEAD + 8 * (size_t)k;
@@ -971,6 +960,17 @@ static int parse_shard(const uint8_t *buf, size_t len, const char *name, int wan
         }
         E.rec_off[E.n_steps] = (uint32_t)ro;
 #undef BAD
+        if (*n_eps == *cap_eps) { /* grown as episodes validate: a corrupt count allocates nothing */
+            int nc = *cap_eps ? 2 * *cap_eps : 64;
+            ew_traj_episode *q = realloc(*eps, (size_t)nc * sizeof *q);
+            if (!q) {
+                free(E.rec_off);
+                seterr(err, errlen, "%s: out of memory", name);
+                return -1;
+            }
+            *eps = q;
+            *cap_eps = nc;
+        }
         (*eps)[(*n_eps)++] = E;
     }
     return 0;
