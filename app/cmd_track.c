@@ -16,6 +16,7 @@
 
 int cmd_train_tracker(int argc, char **argv);
 int cmd_eval_tracker(int argc, char **argv);
+#include "models/motion_data.h"
 #include "models/track.h"
 #include "sim/video.h"
 
@@ -385,3 +386,326 @@ done:
     return rc;
 }
 
+
+/* ---- train-predictor / eval-predictor ------------------------------------------------- */
+
+int cmd_train_predictor(int argc, char **argv);
+int cmd_eval_predictor(int argc, char **argv);
+
+static void help_train_pred(void) {
+    printf("usage: egoworld train-predictor --tracker FILE --out FILE.safetensors [options]\n\n"
+           "Renders a fixed-camera traffic video, tracks it with the tracker, links tracklets and\n"
+           "trains the GRU motion predictor (1 s history -> 3 s of 2-D Gaussians, Gaussian NLL) on\n"
+           "tracklet windows; with --truth it trains on the simulator's true tracks instead (for the\n"
+           "comparison). The checkpoint holds model, optimizer state and step (atomic writes).\n\n"
+           "  --tracker FILE    tracker checkpoint (required; used to build the data in both modes)\n"
+           "  --out FILE        predictor checkpoint (required)\n"
+           "  --truth           train on true positions instead of tracked ones\n"
+           "  --frames N        video frames (default 3000 = 5 min)\n"
+           "  --stride N        frames between window anchors (default 3)\n"
+           "  --steps N         training steps (default 2000)\n"
+           "  --batch B         samples per step (default 64)\n"
+           "  --hidden N        GRU width (default 64)\n"
+           "  --lr X            Adam learning rate (default 1e-3)\n"
+           "  --degrade NAME    clean | degraded video (default clean)\n"
+           "  --seed S          traffic and sampling seed (default 11)\n"
+           "  --threads N       threads (default 1)\n"
+           "  --ckpt-every N    checkpoint period (default 500)\n"
+           "  --resume          continue from --out (the data are rebuilt from the same seed)\n"
+           "  --json            print a JSON summary\n");
+}
+
+int cmd_train_predictor(int argc, char **argv) {
+    const char *cmd = "train-predictor", *out = NULL, *trk = NULL, *deg = "clean";
+    long frames = 3000, stride = 3, steps = 2000, batch = 64, hidden = 64, threads = 1, ckpt_every = 500;
+    double lr = 1e-3;
+    uint64_t seed = 11;
+    int truth = 0, resume = 0, json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            help_train_pred();
+            return 0;
+        } else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--truth")) truth = 1;
+        else if (!strcmp(a, "--resume")) resume = 1;
+        else if (!strcmp(a, "--out")) {
+            if (!(out = cli_value(cmd, argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--tracker")) {
+            if (!(trk = cli_value(cmd, argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--degrade")) {
+            if (!(deg = cli_value(cmd, argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--seed")) {
+            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_u64(cmd, a, v, &seed)) return 2;
+        }
+        FLAG_INT("--frames", 40, 1000000, frames)
+        FLAG_INT("--stride", 1, 1000, stride)
+        FLAG_INT("--steps", 1, 100000000, steps)
+        FLAG_INT("--batch", 1, 4096, batch)
+        FLAG_INT("--hidden", 1, 4096, hidden)
+        FLAG_INT("--threads", 1, 1024, threads)
+        FLAG_INT("--ckpt-every", 1, 100000000, ckpt_every)
+        FLAG_F("--lr", 1e-9, 10, lr)
+        else return cli_unknown(cmd, a);
+    }
+    if (!out || !trk) {
+        fprintf(stderr, "egoworld %s: %s is required (see --help)\n", cmd, !out ? "--out FILE" : "--tracker FILE");
+        return 2;
+    }
+    ew_video_stream_cfg sc;
+    ew_video_stream_cfg_default(&sc);
+    if (ew_video_degrade_by_name(deg, &sc.degrade)) {
+        fprintf(stderr, "egoworld %s: --degrade: expected clean or degraded, not '%s'\n", cmd, deg);
+        return 2;
+    }
+    char err[512];
+    ew_tracker t;
+    if (ew_tracker_load(&t, trk, NULL, err, sizeof err)) return fail(cmd, err);
+    ew_backend *be = ew_backend_cpu_create((int)threads);
+    ew_graph *g = be ? ew_graph_create(be, 0) : NULL;
+    ew_motion m;
+    memset(&m, 0, sizeof m);
+    ew_motion_set set = {0};
+    ew_optim *opt = NULL;
+    ew_motion_sample *bs = malloc(sizeof *bs * (size_t)batch);
+    int rc = 1;
+    long step0 = 0;
+    double t0 = cli_now();
+    if (!g || !bs) {
+        fail(cmd, "out of memory");
+        goto done;
+    }
+    fprintf(stderr, "train-predictor: rendering and tracking %ld frames...\n", frames);
+    if (ew_motion_collect(&t, g, &sc, seed, (int)frames, (int)stride, truth ? NULL : &set, truth ? &set : NULL, NULL,
+                          NULL, err, sizeof err)) {
+        fail(cmd, err);
+        goto done;
+    }
+    if (set.n < 1) {
+        fail(cmd, "no training windows (too few frames?)");
+        goto done;
+    }
+    fprintf(stderr, "train-predictor: %d %s windows in %.1f s\n", set.n, truth ? "true" : "tracked", cli_now() - t0);
+    ew_motion_config mc;
+    ew_motion_config_default(&mc);
+    mc.hidden = (int)hidden;
+    mc.dt = sc.dt;
+    if (resume ? ew_motion_load(&m, out, &step0, err, sizeof err) : ew_motion_init(&m, &mc, seed, err, sizeof err)) {
+        fail(cmd, err);
+        goto done;
+    }
+    ew_optim_config oc = ew_optim_defaults(EW_OPTIM_ADAM);
+    oc.lr = (float)lr;
+    if (ew_optim_create(m.params.items, m.params.n, &oc, &opt, err, sizeof err) ||
+        (resume && ew_tracker_load_optim(opt, out, err, sizeof err))) {
+        fail(cmd, err);
+        goto done;
+    }
+    cli_progress pr;
+    cli_progress_begin(&pr, "train-predictor", steps);
+    float loss = 0;
+    double avg = 0;
+    int navg = 0;
+    for (long s = step0; s < steps; s++) {
+        ew_rng r;
+        ew_rng_seed2(&r, seed, (uint64_t)s + 1u);
+        for (long i = 0; i < batch; i++) bs[i] = set.s[ew_rng_below(&r, (uint32_t)set.n)];
+        if (ew_motion_train_step(&m, opt, g, bs, (int)batch, &loss, err, sizeof err)) {
+            fail(cmd, err);
+            goto done;
+        }
+        avg += loss, navg++;
+        if ((s + 1) % 50 == 0 || s + 1 == steps) {
+            char extra[64];
+            snprintf(extra, sizeof extra, "nll %.3f", avg / navg);
+            cli_progress_update(&pr, s + 1, extra);
+            avg = 0, navg = 0;
+        }
+        if (((s + 1) % ckpt_every == 0 || s + 1 == steps) && ew_motion_save(&m, opt, s + 1, out, err, sizeof err)) {
+            fail(cmd, err);
+            goto done;
+        }
+    }
+    cli_progress_end(&pr);
+    if (json)
+        printf("{\"steps\": %ld, \"windows\": %d, \"source\": \"%s\", \"final_nll\": %.4f, \"seconds\": %.1f, \"out\": \"%s\"}\n",
+               steps, set.n, truth ? "truth" : "tracked", loss, cli_now() - t0, out);
+    else
+        printf("train-predictor: %d %s windows, %ld steps, final NLL %.3f -> %s\n", set.n, truth ? "true" : "tracked",
+               steps, loss, out);
+    rc = 0;
+done:
+    free(bs);
+    ew_optim_free(opt);
+    ew_motion_free(&m);
+    ew_motion_set_free(&set);
+    ew_graph_destroy(g);
+    ew_backend_destroy(be);
+    ew_tracker_free(&t);
+    return rc;
+}
+
+static void help_eval_pred(void) {
+    printf("usage: egoworld eval-predictor --model FILE --gt-model FILE --tracker FILE [options]\n\n"
+           "Renders and tracks a held-out traffic video (other seed) and scores, on the same\n"
+           "evaluation windows (a true 4 s track matched by a tracklet covering its 1 s history),\n"
+           "the predictor trained on tracked positions (tracked history in), constant velocity\n"
+           "from the same tracked history, and the predictor trained on true positions (true\n"
+           "history in), all against the true future. Errors are mean Euclidean distances (m).\n"
+           "Keys: model_error_3s_m, cv_error_3s_m, gt_trained_error_3s_m, coverage_1sigma,\n"
+           "coverage_2sigma (tracked-trained model, all horizons), also at 1 s and 2 s, on lane\n"
+           "changes and braking events, and windows counts.\n\n"
+           "  --model FILE      predictor trained on tracked positions (required)\n"
+           "  --gt-model FILE   predictor trained on true positions (required)\n"
+           "  --tracker FILE    tracker checkpoint (required)\n"
+           "  --frames N        video frames (default 1500)\n"
+           "  --stride N        frames between anchors (default 5)\n"
+           "  --degrade NAME    clean | degraded (default clean)\n"
+           "  --seed S          traffic seed (default 99)\n"
+           "  --threads N       threads (default 1)\n"
+           "  --json            print a JSON summary\n");
+}
+
+int cmd_eval_predictor(int argc, char **argv) {
+    const char *cmd = "eval-predictor", *model = NULL, *gtm = NULL, *trk = NULL, *deg = "clean";
+    long frames = 1500, stride = 5, threads = 1;
+    uint64_t seed = 99;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            help_eval_pred();
+            return 0;
+        } else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--model")) {
+            if (!(model = cli_value(cmd, argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--gt-model")) {
+            if (!(gtm = cli_value(cmd, argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--tracker")) {
+            if (!(trk = cli_value(cmd, argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--degrade")) {
+            if (!(deg = cli_value(cmd, argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--seed")) {
+            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_u64(cmd, a, v, &seed)) return 2;
+        }
+        FLAG_INT("--frames", 40, 1000000, frames)
+        FLAG_INT("--stride", 1, 1000, stride)
+        FLAG_INT("--threads", 1, 1024, threads)
+        else return cli_unknown(cmd, a);
+    }
+    if (!model || !gtm || !trk) {
+        fprintf(stderr, "egoworld %s: %s is required (see --help)\n", cmd,
+                !model ? "--model FILE" : (!gtm ? "--gt-model FILE" : "--tracker FILE"));
+        return 2;
+    }
+    ew_video_stream_cfg sc;
+    ew_video_stream_cfg_default(&sc);
+    if (ew_video_degrade_by_name(deg, &sc.degrade)) {
+        fprintf(stderr, "egoworld %s: --degrade: expected clean or degraded, not '%s'\n", cmd, deg);
+        return 2;
+    }
+    char err[512];
+    ew_tracker t;
+    ew_motion mt, mg;
+    memset(&mt, 0, sizeof mt);
+    memset(&mg, 0, sizeof mg);
+    if (ew_tracker_load(&t, trk, NULL, err, sizeof err)) return fail(cmd, err);
+    ew_backend *be = ew_backend_cpu_create((int)threads);
+    ew_graph *g = be ? ew_graph_create(be, 0) : NULL;
+    ew_motion_set pt = {0}, pg = {0};
+    float *ot = NULL, *og = NULL;
+    int rc = 1;
+    if (ew_motion_load(&mt, model, NULL, err, sizeof err) || ew_motion_load(&mg, gtm, NULL, err, sizeof err)) {
+        fail(cmd, err);
+        goto done;
+    }
+    if (!g) {
+        fail(cmd, "out of memory");
+        goto done;
+    }
+    fprintf(stderr, "eval-predictor: rendering and tracking %ld frames...\n", frames);
+    if (ew_motion_collect(&t, g, &sc, seed, (int)frames, (int)stride, NULL, NULL, &pt, &pg, err, sizeof err)) {
+        fail(cmd, err);
+        goto done;
+    }
+    if (pt.n < 1) {
+        fail(cmd, "no evaluation windows");
+        goto done;
+    }
+    ot = malloc(sizeof(float) * (size_t)pt.n * EW_MOTION_FUT * 5);
+    og = malloc(sizeof(float) * (size_t)pt.n * EW_MOTION_FUT * 5);
+    if (!ot || !og || ew_motion_predict(&mt, g, pt.s, pt.n, ot, err, sizeof err) ||
+        ew_motion_predict(&mg, g, pg.s, pg.n, og, err, sizeof err)) {
+        fail(cmd, ot && og ? err : "out of memory");
+        goto done;
+    }
+    /* sums: [what][horizon 1/2/3 s]; what: 0 model, 1 cv, 2 gt-model, 3 model lc, 4 cv lc, 5 model brake, 6 cv brake */
+    double sum[7][3] = {{0}}, cnt[7] = {0};
+    long in1 = 0, in2 = 0, tot = 0, in1_3 = 0, in2_3 = 0;
+    for (int i = 0; i < pt.n; i++) {
+        float cv[2 * EW_MOTION_FUT];
+        ew_motion_cv(&pt.s[i], sc.dt, cv);
+        for (int hz = 0; hz < 3; hz++) {
+            int k = 10 * (hz + 1) - 1;
+            const float *tru = pg.s[i].fut[k], *a = ot + ((size_t)i * EW_MOTION_FUT + k) * 5,
+                        *b = og + ((size_t)i * EW_MOTION_FUT + k) * 5;
+            double em = hypot(a[0] - tru[0], a[1] - tru[1]), ec = hypot(cv[2 * k] - tru[0], cv[2 * k + 1] - tru[1]);
+            double eg = hypot(b[0] - tru[0], b[1] - tru[1]);
+            sum[0][hz] += em, sum[1][hz] += ec, sum[2][hz] += eg;
+            if (pt.flags[i] & 1) sum[3][hz] += em, sum[4][hz] += ec;
+            if (pt.flags[i] & 2) sum[5][hz] += em, sum[6][hz] += ec;
+        }
+        cnt[0] = cnt[1] = cnt[2] = cnt[0] + 1;
+        if (pt.flags[i] & 1) cnt[3] = cnt[4] = cnt[3] + 1;
+        if (pt.flags[i] & 2) cnt[5] = cnt[6] = cnt[5] + 1;
+        for (int k = 0; k < EW_MOTION_FUT; k++) {
+            const float *a = ot + ((size_t)i * EW_MOTION_FUT + k) * 5;
+            double d2 = ew_gauss2d_maha2(a[0], a[1], a[2], a[3], a[4], pg.s[i].fut[k][0], pg.s[i].fut[k][1]);
+            in1 += d2 <= 1.0, in2 += d2 <= 4.0, tot++;
+            if (k == EW_MOTION_FUT - 1) in1_3 += d2 <= 1.0, in2_3 += d2 <= 4.0;
+        }
+    }
+    double e[7][3];
+    for (int w = 0; w < 7; w++)
+        for (int hz = 0; hz < 3; hz++) e[w][hz] = cnt[w] > 0 ? sum[w][hz] / cnt[w] : NAN;
+    double c1 = (double)in1 / tot, c2 = (double)in2 / tot;
+    if (json) {
+        printf("{\"windows\": %d, \"lane_change_windows\": %.0f, \"braking_windows\": %.0f, ", pt.n, cnt[3], cnt[5]);
+        print_num("model_error_3s_m", e[0][2], 0);
+        print_num("cv_error_3s_m", e[1][2], 0);
+        print_num("gt_trained_error_3s_m", e[2][2], 0);
+        print_num("coverage_1sigma", c1, 0);
+        print_num("coverage_2sigma", c2, 0);
+        print_num("coverage_1sigma_3s", (double)in1_3 / pt.n, 0);
+        print_num("coverage_2sigma_3s", (double)in2_3 / pt.n, 0);
+        print_num("model_error_1s_m", e[0][0], 0);
+        print_num("model_error_2s_m", e[0][1], 0);
+        print_num("cv_error_1s_m", e[1][0], 0);
+        print_num("cv_error_2s_m", e[1][1], 0);
+        print_num("gt_trained_error_1s_m", e[2][0], 0);
+        print_num("gt_trained_error_2s_m", e[2][1], 0);
+        print_num("lane_change_model_error_3s_m", e[3][2], 0);
+        print_num("lane_change_cv_error_3s_m", e[4][2], 0);
+        print_num("braking_model_error_3s_m", e[5][2], 0);
+        print_num("braking_cv_error_3s_m", e[6][2], 1);
+        printf("}\n");
+    } else {
+        printf("eval-predictor: %d windows (%.0f lane changes, %.0f braking)\n", pt.n, cnt[3], cnt[5]);
+        printf("  error at 1/2/3 s (m): model %.3f %.3f %.3f | cv %.3f %.3f %.3f | gt-trained %.3f %.3f %.3f\n",
+               e[0][0], e[0][1], e[0][2], e[1][0], e[1][1], e[1][2], e[2][0], e[2][1], e[2][2]);
+        printf("  lane changes at 3 s: model %.3f cv %.3f | braking: model %.3f cv %.3f\n", e[3][2], e[4][2], e[5][2],
+               e[6][2]);
+        printf("  coverage 1 sigma %.3f (39.3 %%), 2 sigma %.3f (86.5 %%)\n", c1, c2);
+    }
+    rc = 0;
+done:
+    free(ot), free(og);
+    ew_motion_set_free(&pt);
+    ew_motion_set_free(&pg);
+    ew_motion_free(&mt);
+    ew_motion_free(&mg);
+    ew_graph_destroy(g);
+    ew_backend_destroy(be);
+    ew_tracker_free(&t);
+    return rc;
+}

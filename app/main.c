@@ -8,22 +8,22 @@ int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_lua(int argc, char **argv);
 int cmd_export_ngsim(int argc, char **argv);
-int cmd_eval(int argc, char **argv);
 int cmd_train_tracker(int argc, char **argv);
 int cmd_eval_tracker(int argc, char **argv);
+int cmd_train_predictor(int argc, char **argv);
+int cmd_eval_predictor(int argc, char **argv);
 int cmd_collect(int argc, char **argv);
-int cmd_train_policy(int argc, char **argv);
 
 static const ew_command commands[] = {
     {"run", cmd_run, "run a scenario (viewer when a display exists, headless otherwise)"},
     {"bench", cmd_bench, "measure the hot paths: bench sim | bench nn"},
     {"lua", cmd_lua, "run a headless Lua program with the egoworld module"},
     {"collect", cmd_collect, "record trajectory datasets with the noisy ego driver (docs/DATASET.md)"},
-    {"train-policy", cmd_train_policy, "train a driving policy: one-step imitation or MPUR through the world model"},
-    {"eval", cmd_eval, "evaluate a controller on a fixed, seeded episode set (docs/EVAL.md)"},
     {"export-ngsim", cmd_export_ngsim, "simulate a scenario and write it in the NGSIM text format"},
     {"train-tracker", cmd_train_tracker, "train the unsupervised vehicle tracker on rendered video"},
     {"eval-tracker", cmd_eval_tracker, "score the tracker and a thresholding baseline against the truth"},
+    {"train-predictor", cmd_train_predictor, "train the motion predictor on tracked (or true) positions from video"},
+    {"eval-predictor", cmd_eval_predictor, "score motion predictors against constant velocity and the truth"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -461,6 +461,8 @@ void ew_video_stream_size(const ew_video_stream *s, int *rows, int *cols) {
     *cols = s->cam.cols;
 }
 
+void ew_video_stream_camera(const ew_video_stream *s, ew_fixed_cfg *cam) { *cam = s->cam; }
+
 /* Per-vehicle appearance from (seed, id): no state needed. */
 static void appearance(uint64_t seed, uint32_t id, const ew_video_degrade *d, float *grey, float *sl, float *sw) {
     ew_rng r;

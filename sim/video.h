@@ -125,6 +125,8 @@ ew_video_stream *ew_video_stream_create(const ew_video_stream_cfg *cfg, uint64_t
                                         int errlen);
 void ew_video_stream_free(ew_video_stream *s);
 void ew_video_stream_size(const ew_video_stream *s, int *rows, int *cols);
+/* The fixed camera of the stream (x0, y0, rows, cols, m_per_px). */
+void ew_video_stream_camera(const ew_video_stream *s, ew_fixed_cfg *cam);
 /* Steps the world by dt and renders the next frame into frame (rows * cols floats); writes
  * up to cap truths and returns their count (vehicles overlapping the view), or -1 with a
  * message. */

@@ -1,0 +1,301 @@
+/* motion_data.c - tracklets and predictor samples from traffic video (see motion_data.h). */
+#include "models/motion_data.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WIN (EW_MOTION_HIST + EW_MOTION_FUT)
+#define MAXD 512
+
+static int failf(char *err, size_t errsz, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errsz, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void ew_motion_set_free(ew_motion_set *s) {
+    if (!s) return;
+    free(s->s);
+    free(s->flags);
+    memset(s, 0, sizeof *s);
+}
+
+static ew_motion_sample *set_push(ew_motion_set *s, int flags) {
+    if (s->n == s->cap) {
+        int nc = s->cap ? 2 * s->cap : 256;
+        ew_motion_sample *p = realloc(s->s, sizeof *p * (size_t)nc);
+        if (!p) return NULL;
+        s->s = p;
+        int *f = realloc(s->flags, sizeof *f * (size_t)nc);
+        if (!f) return NULL;
+        s->flags = f;
+        s->cap = nc;
+    }
+    s->flags[s->n] = flags;
+    return &s->s[s->n++];
+}
+
+typedef struct {
+    float *x, *y;   /* positions per frame from `start` */
+    int start, len, cap, live;
+} tracklet;
+
+typedef struct {
+    uint32_t id;
+    int start, len, cap;
+    float *x, *y, *ax;
+    int *ok; /* fully inside */
+} truetrack;
+
+static int tl_push(tracklet *t, float x, float y) {
+    if (t->len == t->cap) {
+        int nc = t->cap ? 2 * t->cap : 64;
+        float *a = realloc(t->x, sizeof(float) * (size_t)nc);
+        if (!a) return -1;
+        t->x = a;
+        float *b = realloc(t->y, sizeof(float) * (size_t)nc);
+        if (!b) return -1;
+        t->y = b;
+        t->cap = nc;
+    }
+    t->x[t->len] = x;
+    t->y[t->len] = y;
+    t->len++;
+    return 0;
+}
+
+static int tt_push(truetrack *t, float x, float y, float ax, int ok) {
+    if (t->len == t->cap) {
+        int nc = t->cap ? 2 * t->cap : 64;
+        float *a = realloc(t->x, sizeof(float) * (size_t)nc), *b;
+        if (!a) return -1;
+        t->x = a;
+        if (!(b = realloc(t->y, sizeof(float) * (size_t)nc))) return -1;
+        t->y = b;
+        if (!(b = realloc(t->ax, sizeof(float) * (size_t)nc))) return -1;
+        t->ax = b;
+        int *o = realloc(t->ok, sizeof(int) * (size_t)nc);
+        if (!o) return -1;
+        t->ok = o;
+        t->cap = nc;
+    }
+    t->x[t->len] = x, t->y[t->len] = y, t->ax[t->len] = ax, t->ok[t->len] = ok;
+    t->len++;
+    return 0;
+}
+
+/* Crop of frame f (uint8 storage) around world (x, y). */
+static void make_crop(const uint8_t *frame, const ew_fixed_cfg *cam, float x, float y, float *out) {
+    float m = cam->m_per_px;
+    int u0 = (int)floorf((x - 10.0f - cam->x0) / m), v0 = (int)floorf((cam->y0 - (y + 6.0f)) / m);
+    for (int r = 0; r < EW_MOTION_CROP_R; r++)
+        for (int c = 0; c < EW_MOTION_CROP_C; c++) {
+            float s = 0.0f;
+            for (int dr = 0; dr < 2; dr++)
+                for (int dc = 0; dc < 4; dc++) {
+                    int rr = v0 + 2 * r + dr, cc = u0 + 4 * c + dc;
+                    if (rr >= 0 && rr < cam->rows && cc >= 0 && cc < cam->cols) s += frame[rr * cam->cols + cc] / 255.0f;
+                }
+            out[r * EW_MOTION_CROP_C + c] = s / 8.0f;
+        }
+}
+
+int ew_motion_collect(const ew_tracker *t, ew_graph *g, const ew_video_stream_cfg *sc, uint64_t seed, int frames,
+                      int stride, ew_motion_set *trk, ew_motion_set *gt, ew_motion_set *pair_trk,
+                      ew_motion_set *pair_gt, char *err, size_t errsz) {
+    if (frames < WIN || stride < 1) return failf(err, errsz, "motion data: need at least %d frames and stride >= 1", WIN);
+    ew_video_stream *st = ew_video_stream_create(sc, seed, err, (int)errsz);
+    if (!st) return -1;
+    ew_fixed_cfg cam;
+    ew_video_stream_camera(st, &cam);
+    const int F = cam.rows * cam.cols;
+    const float m = cam.m_per_px;
+    uint8_t *store = malloc((size_t)F * (size_t)frames);
+    float *frame = malloc(sizeof(float) * (size_t)F);
+    ew_video_truth *tr = malloc(sizeof *tr * MAXD);
+    ew_track_det *det = malloc(sizeof *det * MAXD);
+    /* per frame: for every detection its tracklet, to find the tracklet covering a truth */
+    int *det_trk = malloc(sizeof(int) * (size_t)frames * MAXD), *det_n = calloc((size_t)frames, sizeof(int));
+    float *det_xy = malloc(sizeof(float) * 2 * (size_t)frames * MAXD);
+    tracklet *tl = NULL;
+    int ntl = 0, captl = 0;
+    truetrack *tt = NULL;
+    int ntt = 0, captt = 0;
+    int *live = malloc(sizeof(int) * MAXD * 4);
+    int rc = -1;
+    if (!store || !frame || !tr || !det || !det_trk || !det_n || !det_xy || !live) {
+        failf(err, errsz, "motion data: out of memory");
+        goto done;
+    }
+    for (int f = 0; f < frames; f++) {
+        int nt = ew_video_stream_next(st, frame, tr, MAXD, err, (int)errsz);
+        if (nt < 0) goto done;
+        for (int i = 0; i < F; i++) store[(size_t)f * F + i] = (uint8_t)lroundf(frame[i] * 255.0f);
+        int nd = ew_tracker_detect(t, g, frame, cam.rows, cam.cols, det, MAXD, err, errsz);
+        if (nd < 0) goto done;
+        det_n[f] = nd;
+        /* link: live tracklets (ended at f - 1) */
+        int nl = 0;
+        for (int k = 0; k < ntl && nl < MAXD * 4; k++)
+            if (tl[k].live) live[nl++] = k;
+        int claimed_d[MAXD] = {0};
+        int *claimed_t = calloc((size_t)nl + 1, sizeof(int));
+        if (!claimed_t) {
+            failf(err, errsz, "motion data: out of memory");
+            goto done;
+        }
+        for (;;) {
+            int bi = -1, bk = -1;
+            double best = 1e30;
+            for (int a = 0; a < nl; a++) {
+                if (claimed_t[a]) continue;
+                tracklet *T = &tl[live[a]];
+                float px = T->x[T->len - 1], py = T->y[T->len - 1];
+                if (T->len >= 2) px += px - T->x[T->len - 2], py += py - T->y[T->len - 2];
+                for (int i = 0; i < nd; i++) {
+                    if (claimed_d[i]) continue;
+                    float x = cam.x0 + det[i].u * m, y = cam.y0 - det[i].v * m;
+                    float dx = x - px, dy = y - py;
+                    if (fabsf(dx) >= 4.0f || fabsf(dy) >= 1.2f) continue;
+                    double d = (double)dx * dx + (double)dy * dy;
+                    if (d < best) best = d, bi = i, bk = a;
+                }
+            }
+            if (bi < 0) break;
+            claimed_d[bi] = 1;
+            claimed_t[bk] = 1;
+            tracklet *T = &tl[live[bk]];
+            if (tl_push(T, cam.x0 + det[bi].u * m, cam.y0 - det[bi].v * m)) {
+                free(claimed_t);
+                failf(err, errsz, "motion data: out of memory");
+                goto done;
+            }
+            det_trk[(size_t)f * MAXD + bi] = live[bk];
+        }
+        for (int a = 0; a < nl; a++)
+            if (!claimed_t[a]) tl[live[a]].live = 0;
+        free(claimed_t);
+        for (int i = 0; i < nd; i++) {
+            det_xy[((size_t)f * MAXD + i) * 2] = det[i].u;
+            det_xy[((size_t)f * MAXD + i) * 2 + 1] = det[i].v;
+            if (claimed_d[i]) continue;
+            if (ntl == captl) {
+                captl = captl ? 2 * captl : 256;
+                tracklet *p = realloc(tl, sizeof *p * (size_t)captl);
+                if (!p) {
+                    failf(err, errsz, "motion data: out of memory");
+                    goto done;
+                }
+                tl = p;
+            }
+            memset(&tl[ntl], 0, sizeof tl[ntl]);
+            tl[ntl].start = f;
+            tl[ntl].live = 1;
+            if (tl_push(&tl[ntl], cam.x0 + det[i].u * m, cam.y0 - det[i].v * m)) {
+                failf(err, errsz, "motion data: out of memory");
+                goto done;
+            }
+            det_trk[(size_t)f * MAXD + i] = ntl;
+            ntl++;
+        }
+        /* true tracks (by id; a gap or a repeated id ends nothing: ids are unique) */
+        for (int j = 0; j < nt; j++) {
+            int k;
+            for (k = ntt - 1; k >= 0 && k >= ntt - 4096; k--)
+                if (tt[k].id == tr[j].id) break;
+            if (k < 0 || k < ntt - 4096 || tt[k].start + tt[k].len != f) {
+                if (ntt == captt) {
+                    captt = captt ? 2 * captt : 256;
+                    truetrack *p = realloc(tt, sizeof *p * (size_t)captt);
+                    if (!p) {
+                        failf(err, errsz, "motion data: out of memory");
+                        goto done;
+                    }
+                    tt = p;
+                }
+                memset(&tt[ntt], 0, sizeof tt[ntt]);
+                tt[ntt].id = tr[j].id;
+                tt[ntt].start = f;
+                k = ntt++;
+            }
+            if (tt_push(&tt[k], tr[j].x, tr[j].y, tr[j].ax, tr[j].inside)) {
+                failf(err, errsz, "motion data: out of memory");
+                goto done;
+            }
+        }
+    }
+    /* tracklet windows */
+    if (trk)
+        for (int k = 0; k < ntl; k++)
+            for (int a = EW_MOTION_HIST - 1; a + EW_MOTION_FUT < tl[k].len; a += stride) {
+                ew_motion_sample *s = set_push(trk, 0);
+                if (!s) {
+                    failf(err, errsz, "motion data: out of memory");
+                    goto done;
+                }
+                for (int h = 0; h < EW_MOTION_HIST; h++)
+                    s->hist[h][0] = tl[k].x[a - 9 + h], s->hist[h][1] = tl[k].y[a - 9 + h];
+                for (int q = 0; q < EW_MOTION_FUT; q++)
+                    s->fut[q][0] = tl[k].x[a + 1 + q], s->fut[q][1] = tl[k].y[a + 1 + q];
+                make_crop(store + (size_t)(tl[k].start + a) * F, &cam, tl[k].x[a], tl[k].y[a], s->crop);
+            }
+    /* true windows and evaluation pairs */
+    for (int k = 0; k < ntt; k++) {
+        truetrack *T = &tt[k];
+        for (int a = EW_MOTION_HIST - 1; a + EW_MOTION_FUT < T->len; a += stride) {
+            int ok = 1, brake = 0;
+            for (int q = a - 9; q <= a + EW_MOTION_FUT; q++) ok &= T->ok[q];
+            if (!ok) continue;
+            for (int q = a + 1; q <= a + EW_MOTION_FUT; q++) brake |= T->ax[q] < -1.0f;
+            int flags = (fabsf(T->y[a + EW_MOTION_FUT] - T->y[a]) > 1.5f) | (brake << 1);
+            ew_motion_sample smp;
+            for (int h = 0; h < EW_MOTION_HIST; h++) smp.hist[h][0] = T->x[a - 9 + h], smp.hist[h][1] = T->y[a - 9 + h];
+            for (int q = 0; q < EW_MOTION_FUT; q++) smp.fut[q][0] = T->x[a + 1 + q], smp.fut[q][1] = T->y[a + 1 + q];
+            int fa = T->start + a;
+            make_crop(store + (size_t)fa * F, &cam, T->x[a], T->y[a], smp.crop);
+            if (gt) {
+                ew_motion_sample *s = set_push(gt, flags);
+                if (!s) {
+                    failf(err, errsz, "motion data: out of memory");
+                    goto done;
+                }
+                *s = smp;
+            }
+            if (!pair_trk || !pair_gt) continue;
+            /* the tracklet at the anchor frame closest to the truth, within 1.5 m */
+            float tu = (T->x[a] - cam.x0) / m, tv = (cam.y0 - T->y[a]) / m;
+            int best = -1;
+            double bd = 1.5 / m;
+            for (int i = 0; i < det_n[fa]; i++) {
+                double d = hypot(det_xy[((size_t)fa * MAXD + i) * 2] - tu, det_xy[((size_t)fa * MAXD + i) * 2 + 1] - tv);
+                if (d < bd) bd = d, best = i;
+            }
+            if (best < 0) continue;
+            tracklet *L = &tl[det_trk[(size_t)fa * MAXD + best]];
+            int la = fa - L->start;
+            if (la < EW_MOTION_HIST - 1) continue;
+            ew_motion_sample *s1 = set_push(pair_trk, flags), *s2 = s1 ? set_push(pair_gt, flags) : NULL;
+            if (!s2) {
+                failf(err, errsz, "motion data: out of memory");
+                goto done;
+            }
+            *s2 = smp;
+            *s1 = smp;
+            for (int h = 0; h < EW_MOTION_HIST; h++) s1->hist[h][0] = L->x[la - 9 + h], s1->hist[h][1] = L->y[la - 9 + h];
+            make_crop(store + (size_t)fa * F, &cam, L->x[la], L->y[la], s1->crop);
+        }
+    }
+    rc = 0;
+done:
+    for (int k = 0; k < ntl; k++) free(tl[k].x), free(tl[k].y);
+    for (int k = 0; k < ntt; k++) free(tt[k].x), free(tt[k].y), free(tt[k].ax), free(tt[k].ok);
+    free(tl), free(tt), free(live);
+    free(store), free(frame), free(tr), free(det), free(det_trk), free(det_n), free(det_xy);
+    ew_video_stream_free(st);
+    return rc;
+}

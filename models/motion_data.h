@@ -1,0 +1,40 @@
+/* motion_data.h - motion-predictor samples from fixed-camera traffic video.
+ *
+ * ew_motion_collect() runs a traffic stream (sim/video.h) for `frames` frames, detects
+ * vehicles in every frame with the tracker (models/track.h) and links the detections into
+ * tracklets WITHOUT the truth: each live tracklet predicts its next position by constant
+ * velocity and takes the closest unclaimed detection with |dx| < 4 m and |dy| < 1.2 m
+ * (closest pairs first); unmatched detections start tracklets; an unmatched tracklet ends.
+ * Windows of 40 consecutive frames (1 s history + 3 s future), anchors every `stride`
+ * frames, become samples:
+ *   trk      - tracklet windows: history and future tracked (no truth read);
+ *   gt       - windows of true tracks (vehicle fully in view in all 40 frames);
+ *   pair_trk, pair_gt - evaluation pairs, index-aligned: a true window whose vehicle is
+ *              matched (within 1.5 m, at the anchor frame) by a tracklet that covers the
+ *              whole history; pair_trk has the tracked history, pair_gt the true one; both
+ *              have the true future. flags: bit 0 lane change (|y(+3 s) - y(0)| > 1.5 m),
+ *              bit 1 braking (true acceleration below -1 m/s^2 at some future frame).
+ * The crop of a sample is the video frame at the anchor around its last history position:
+ * 12 m across x 48 m along (10 m behind to 38 m ahead), 2 x 4 average-pooled to 12 x 24.
+ * Any set may be NULL. Returns 0 or -1 with a message.
+ */
+#ifndef EW_MOTION_DATA_H
+#define EW_MOTION_DATA_H
+
+#include "models/motion.h"
+#include "models/track.h"
+#include "sim/video.h"
+
+typedef struct {
+    ew_motion_sample *s;
+    int *flags;
+    int n, cap;
+} ew_motion_set;
+
+void ew_motion_set_free(ew_motion_set *s);
+
+int ew_motion_collect(const ew_tracker *t, ew_graph *g, const ew_video_stream_cfg *sc, uint64_t seed, int frames,
+                      int stride, ew_motion_set *trk, ew_motion_set *gt, ew_motion_set *pair_trk,
+                      ew_motion_set *pair_gt, char *err, size_t errsz);
+
+#endif
