@@ -13,6 +13,9 @@ int cmd_eval_tracker(int argc, char **argv);
 int cmd_train_predictor(int argc, char **argv);
 int cmd_eval_predictor(int argc, char **argv);
 int cmd_collect(int argc, char **argv);
+int cmd_train_world(int argc, char **argv);
+int cmd_eval_world(int argc, char **argv);
+int cmd_imagine(int argc, char **argv);
 
 static const ew_command commands[] = {
     {"run", cmd_run, "run a scenario (viewer when a display exists, headless otherwise)"},
@@ -20,6 +23,9 @@ static const ew_command commands[] = {
     {"lua", cmd_lua, "run a headless Lua program with the egoworld module"},
     {"collect", cmd_collect, "record trajectory datasets with the noisy ego driver (docs/DATASET.md)"},
     {"export-ngsim", cmd_export_ngsim, "simulate a scenario and write it in the NGSIM text format"},
+    {"train-world", cmd_train_world, "train the world model on trajectory datasets"},
+    {"eval-world", cmd_eval_world, "evaluate a world model against baselines on held-out episodes"},
+    {"imagine", cmd_imagine, "draw real versus imagined futures of a world model as a PNG strip"},
     {"train-tracker", cmd_train_tracker, "train the unsupervised vehicle tracker on rendered video"},
     {"eval-tracker", cmd_eval_tracker, "score the tracker and a thresholding baseline against the truth"},
     {"train-predictor", cmd_train_predictor, "train the motion predictor on tracked (or true) positions from video"},
