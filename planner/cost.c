@@ -34,8 +34,8 @@ void ew_cost_config_default(ew_cost_config *c) {
     c->safe_margin = 1.0f;
     c->lane_width = 3.7f;
     c->lane_ramp = 2.0f;
-    c->ref_long = 4.0f;
-    c->ref_lat = 1.5f;
+    c->ref_long = 5.0f;
+    c->ref_lat = 2.0f;
     c->a_ref = 6.0f;
     c->ego_len = 4.8f;
     c->ego_wid = 1.9f;
@@ -157,6 +157,156 @@ void ew_cost_image(const ew_cost_config *c, const float *img, int C, const ew_co
     }
 }
 
+int ew_cost_rows_padded(int rows) { return (rows + EW_COST_CHUNK - 1) / EW_COST_CHUNK * EW_COST_CHUNK; }
+
+void ew_cost_transpose(const float *img, int n, int C, int rows, int cols, float *out) {
+    int rp = ew_cost_rows_padded(rows);
+    for (int k = 0; k < n * C; k++) {
+        const float *src = img + (size_t)k * rows * cols;
+        float *dst = out + (size_t)k * cols * rp;
+        for (int c = 0; c < cols; c++) {
+            float *d = dst + (size_t)c * rp;
+            for (int r = 0; r < rows; r++) d[r] = src[(size_t)r * cols + c];
+            for (int r = rows; r < rp; r++) d[r] = 0.0f;
+        }
+    }
+}
+
+/* GCC/Clang generic vectors: 4 float lanes (one SSE register, the x86-64 baseline). */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int v4i __attribute__((vector_size(16)));
+#define vsplat(x) ((v4f){(x), (x), (x), (x)})
+#define visplat(x) ((v4i){(x), (x), (x), (x)})
+
+/* Float pass of one mask over the columns of its support's bounding box, each column's rows
+ * in chunks of EW_COST_CHUNK with one accumulator per lane (vectorisable without reassociating
+ * a reduction); outside the support the clamps give exact zeros. nch 1: vehicles with the
+ * proximity mask; 2: markings and off-road with the lane mask. Columns are the transposed,
+ * row-padded planes of ew_cost_transpose. out[k] += sum M * ch_k; gs[6] += (A, B, AF, AL,
+ * BF, BL), the sums of the per-pixel derivatives (weighted by wk) and their moments. */
+static void pass_f32(const ew_cost_config *c, const float *ch0, const float *ch1, int nch, double fext, double fi,
+                     double wl, double wi, double df, double dlat, double cs, double sn, const double *wk,
+                     double *out, double *gs) {
+    enum { K = EW_COST_CHUNK }; /* = 4, the lanes of v4f */
+    const int rows = c->rows, cols = c->cols, rp = ew_cost_rows_padded(rows);
+    const double m = c->m_per_px, hr = 0.5 * rows, hc = 0.5 * cols;
+    double Fmin = 1e300, Fmax = -1e300, Lmin = 1e300, Lmax = -1e300;
+    for (int i = 0; i < 4; i++) {
+        double f = (i & 1) ? fext : -fext, l = (i & 2) ? wl : -wl;
+        double F = df + f * cs - l * sn, Lr = dlat + f * sn + l * cs;
+        if (F < Fmin) Fmin = F;
+        if (F > Fmax) Fmax = F;
+        if (Lr < Lmin) Lmin = Lr;
+        if (Lr > Lmax) Lmax = Lr;
+    }
+    int r0 = (int)floor(hr - Fmax / m - 0.5), r1 = (int)ceil(hr - Fmin / m - 0.5);
+    int c0 = (int)floor(hc - Lmax / m - 0.5), c1 = (int)ceil(hc - Lmin / m - 0.5);
+    if (r0 < 0) r0 = 0;
+    if (c0 < 0) c0 = 0;
+    if (r1 > rows - 1) r1 = rows - 1;
+    if (c1 > cols - 1) c1 = cols - 1;
+    if (r0 > r1 || c0 > c1) return;
+    r0 = r0 / K * K;
+    int nchunk = (r1 - r0) / K + 1; /* r0 + nchunk * K <= rp */
+    const float fe = (float)fext, fiv = (float)fi, wle = (float)wl, wiv = (float)wi;
+    const float fcs = (float)cs, fsn = (float)sn;
+    const float w0 = wk ? (float)wk[0] : 0.0f, w1 = (wk && nch > 1) ? (float)wk[1] : 0.0f;
+    v4f lane_off;
+    for (int k = 0; k < K; k++) lane_off[k] = (float)(-(double)k * m);
+    const v4f one = vsplat(1.0f), zero = vsplat(0.0f);
+    const v4i absm = visplat(0x7fffffff), signm = visplat((int)0x80000000u);
+    for (int ci = c0; ci <= c1; ci++) {
+        const double Lp = (hc - ci - 0.5) * m - dlat;
+        const float fLs = (float)(Lp * sn), fLc = (float)(Lp * cs);
+        const float *p0 = ch0 + (size_t)ci * rp, *p1 = ch1 ? ch1 + (size_t)ci * rp : NULL;
+        v4f s0 = zero, s1 = zero, A = zero, B = zero, AF = zero, BF = zero;
+        for (int ch = 0; ch < nchunk; ch++) {
+            int rb = r0 + ch * K;
+            const float Fb = (float)((hr - rb - 0.5) * m - df);
+            const v4f Fp = vsplat(Fb) + lane_off;
+            v4f f = Fp * fcs + fLs, l = fLc - Fp * fsn;
+            v4f rf = (fe - (v4f)((v4i)f & absm)) * fiv, rl = (wle - (v4f)((v4i)l & absm)) * wiv;
+            v4i pf = rf > zero, pl = rl > zero;
+            v4f vf = (v4f)((v4i)rf & pf), vy = (v4f)((v4i)rl & pl);
+            v4i uf = vf < one, ul = vy < one;
+            vf = (v4f)(((v4i)vf & uf) | ((v4i)one & ~uf));
+            vy = (v4f)(((v4i)vy & ul) | ((v4i)one & ~ul));
+            /* -copysign(inv, x) where the ramp is strictly inside (0, 1), else 0 */
+            v4f dvf = (v4f)((((v4i)vsplat(fiv)) ^ ((v4i)f & signm) ^ signm) & (pf & (rf < one)));
+            v4f dvy = (v4f)((((v4i)vsplat(wiv)) ^ ((v4i)l & signm) ^ signm) & (pl & (rl < one)));
+            v4f x, vy2 = vy * vy, vf2 = vf * vf, a;
+            memcpy(&x, p0 + rb, sizeof x);
+            if (nch == 1) {
+                s0 += vf2 * vy2 * x;
+                a = w0 * x;
+            } else {
+                v4f xb;
+                memcpy(&xb, p1 + rb, sizeof xb);
+                v4f mk = vf2 * vy2;
+                s0 += mk * x;
+                s1 += mk * xb;
+                a = w0 * x + w1 * xb;
+            }
+            v4f gf = 2.0f * vy2 * a * vf * dvf, gl = 2.0f * vy * dvy * a * vf2;
+            A += gf;
+            B += gl;
+            AF += gf * Fp;
+            BF += gl * Fp;
+        }
+        double t0 = 0, t1 = 0, ta = 0, tb = 0, taf = 0, tbf = 0;
+        for (int k = 0; k < K; k++) {
+            t0 += s0[k];
+            t1 += s1[k];
+            ta += A[k];
+            tb += B[k];
+            taf += AF[k];
+            tbf += BF[k];
+        }
+        out[0] += t0;
+        if (nch > 1) out[1] += t1;
+        if (gs) {
+            gs[0] += ta;
+            gs[1] += tb;
+            gs[2] += taf;
+            gs[3] += ta * Lp;
+            gs[4] += tbf;
+            gs[5] += tb * Lp;
+        }
+    }
+}
+
+/* ew_cost_image() with the float passes on a transposed image (the decoupled form's hot path). */
+static void image_fast(const ew_cost_config *c, const float *img_t, const ew_cost_pose *r, const ew_cost_pose *q,
+                       double speed, double out[3], const double w[3], double grad5[5]) {
+    ew_cost_mask mk;
+    ew_cost_mask_geometry(c, speed, &mk);
+    const size_t plane = (size_t)ew_cost_rows_padded(c->rows) * c->cols;
+    const double L = c->ego_len, W = c->ego_wid;
+    double ddx = q->x - r->x, ddy = q->y - r->y;
+    double df = ddx * r->dx + ddy * r->dy, dlat = -ddx * r->dy + ddy * r->dx;
+    double cs = q->dx * r->dx + q->dy * r->dy, sn = -q->dx * r->dy + q->dy * r->dx;
+    double wi = 1.0 / (mk.wl - 0.5 * W);
+    double gp[6] = {0}, gl[6] = {0}, sp[1] = {0}, sl[2] = {0, 0};
+    double wp[1] = {w ? w[0] / mk.zp : 0.0}, wlo[2] = {w ? w[1] / mk.zl : 0.0, w ? w[2] / mk.zl : 0.0};
+    pass_f32(c, img_t + plane, NULL, 1, mk.dp, 1.0 / (mk.dp - 0.5 * L), mk.wl, wi, df, dlat, cs, sn, wp, sp,
+             grad5 ? gp : NULL);
+    pass_f32(c, img_t, img_t + 2 * plane, 2, mk.dl, 1.0 / (mk.dl - 0.5 * L), mk.wl, wi, df, dlat, cs, sn, wlo, sl,
+             grad5 ? gl : NULL);
+    out[0] = sp[0] / mk.zp;
+    out[1] = sl[0] / mk.zl;
+    out[2] = sl[1] / mk.zl;
+    if (grad5) {
+        double A = gp[0] + gl[0], Bs = gp[1] + gl[1], AF = gp[2] + gl[2], AL = gp[3] + gl[3];
+        double BF = gp[4] + gl[4], BL = gp[5] + gl[5];
+        double g_df = -cs * A + sn * Bs, g_dl = -sn * A - cs * Bs;
+        double g_cs = AF + BL, g_sn = AL - BF;
+        grad5[0] += g_df * r->dx - g_dl * r->dy;
+        grad5[1] += g_df * r->dy + g_dl * r->dx;
+        grad5[2] += g_cs * r->dx - g_sn * r->dy;
+        grad5[3] += g_cs * r->dy + g_sn * r->dx;
+    }
+}
+
 void ew_cost_kin_step(const ew_cost_pose *q, double a, double b, double dt, int allow_reverse, ew_cost_pose *out) {
     double v = q->s, k = b * v * dt;
     double ux = q->dx - k * q->dy, uy = q->dy + k * q->dx, n = sqrt(ux * ux + uy * uy);
@@ -222,6 +372,7 @@ double ew_cost_decoupled(const ew_cost_config *c, const ew_cost_problem *p, cons
         memset(gu, 0, sizeof(double) * 2 * (size_t)T);
     }
     const size_t img = (size_t)p->C * c->rows * c->cols;
+    const size_t timg = (size_t)p->C * ew_cost_rows_padded(c->rows) * c->cols;
     const double ar2 = 1.0 / ((double)c->a_ref * c->a_ref);
     double sum[7] = {0};
     double disc = 1.0;
@@ -230,7 +381,10 @@ double ew_cost_decoupled(const ew_cost_config *c, const ew_cost_problem *p, cons
         double v = p->speed ? p->speed[t] : qt->s;
         if (speeds_out) speeds_out[t] = v;
         double w[3] = {disc * c->lambda_p, disc * c->lambda_l, disc * c->lambda_o}, o[3];
-        ew_cost_image(c, p->images + (size_t)t * img, p->C, &p->ref[t], qt, v, o, w, want ? gq[t + 1] : NULL);
+        if (p->exact || !p->images_t)
+            ew_cost_image(c, p->images + (size_t)t * img, p->C, &p->ref[t], qt, v, o, w, want ? gq[t + 1] : NULL);
+        else
+            image_fast(c, p->images_t + (size_t)t * timg, &p->ref[t], qt, v, o, w, want ? gq[t + 1] : NULL);
         sum[1] += w[0] * o[0];
         sum[2] += w[1] * o[1];
         sum[3] += w[2] * o[2];

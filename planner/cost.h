@@ -28,6 +28,8 @@
  *     reference poses r_t), poses q_t from the kinematic model (sim/ego.h equations, in
  *     double) from a start state and the actions; returns the cost and its exact gradient
  *     with respect to the actions (hand-written adjoint through the masks and the rollout).
+ *     The pixel sums run in float along each image column (transposed layout, vectorisable),
+ *     in double across columns; problem.exact = 1 runs the double reference loop instead.
  * (b) Tape form (ew_cost_tape): the same costs as autodiff ops (models/ops.h) on images and
  *     states that are tensors: gradients flow into the images (coupled MPC, MPUR) and, when
  *     reference poses are given, into the states through the moved masks (decoupled form on
@@ -52,7 +54,7 @@ typedef struct {
     float safe_time, min_speed;         /* 1.5 s, 10 m/s */
     float safe_len, safe_margin;        /* 1.5 (x L), 1 m */
     float lane_width, lane_ramp;        /* 3.7 m, 2 m */
-    float ref_long, ref_lat;            /* 4 m, 1.5 m */
+    float ref_long, ref_lat;            /* 5 m, 2 m */
     float a_ref;                        /* 6 m/s^2 */
     float ego_len, ego_wid;             /* 4.8 m, 1.9 m (set from the world) */
     int rows, cols;                     /* 117 x 24 */
@@ -89,7 +91,16 @@ typedef struct {
     ew_action prev;          /* last executed action (jerk of step 0) */
     int use_ref;             /* 1: validity term (w_ref) on */
     const double *speed;     /* [T] detached mask/action speeds, or NULL: the rollout's */
+    const float *images_t;   /* the same images transposed by ew_cost_transpose, or NULL */
+    int exact;               /* 1 (or images_t NULL): the double-precision pixel loop of
+                              * ew_cost_image (reference); 0: float passes over images_t (fast) */
 } ew_cost_problem;
+
+/* The fast form's image layout: n images [C, rows, cols] -> [C, cols, ew_cost_rows_padded(rows)]
+ * (each column's rows contiguous, zero padded to a multiple of EW_COST_CHUNK). */
+#define EW_COST_CHUNK 4
+int ew_cost_rows_padded(int rows);
+void ew_cost_transpose(const float *img, int n, int C, int rows, int cols, float *out);
 
 /* Cost of the actions u[T]; grad[T*2] (a, b per step) written when non-NULL; terms when
  * non-NULL; speeds_out[T] (the detached speeds used) when non-NULL. */

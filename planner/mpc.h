@@ -11,24 +11,35 @@
  *             the first action, clipped to the ego limits, is executed; replans every step.
  *   "mpc-fm"  coupled gradient MPC: the same, with gradients through the world model's
  *             images (ew_fm_unroll on a tape with the given prior latents).
- *   "cem"     sampling MPC (cross-entropy method) on the same decoupled cost: `samples_cem`
- *             sequences x `iters` rounds, `elites` best refit a diagonal Gaussian; seeded.
+ *   "cem"     sampling MPC (cross-entropy method) on the same decoupled cost: `cem_samples`
+ *             sequences x `cem_rounds` rounds (the nominal is one of the first round's), the
+ *             `cem_elites` best refit a diagonal Gaussian; the best sequence seen is the plan.
  * The controller keeps the last n_cond rasters (channels 0-2 as floats) and ego states in a
- * ring through observe() (called every step, warm-up included); reset() clears it. Before
- * n_cond frames were observed, act() returns the zero action. A controller is used by one
- * thread; `threads` is the number of OpenMP threads of its world-model backend.
+ * ring through observe() (called every step, warm-up included); reset() clears it and
+ * re-seeds (same seed, same episode: same plans). With fewer than n_cond observed frames the
+ * oldest is repeated. A controller is used by one thread; `threads` is the number of OpenMP
+ * threads of its world-model backend.
+ *
+ * Unroll reuse (mpc-km, cem; `refresh` > 1): a fresh K-sample unroll of `horizon` steps from
+ * the observed window is made every `refresh` control steps; in between, the previous
+ * reference is shifted by one step and only its new last step is predicted (K samples, one
+ * world-model step each, conditioned on each sample's own predicted window). The images of
+ * other vehicles are then up to refresh-1 steps older than the observation; the ego's actual
+ * pose is always the real one (the masks are moved to it). refresh = 1: a full unroll every
+ * control step.
  */
 #ifndef EW_PLANNER_MPC_H
 #define EW_PLANNER_MPC_H
 
 #include <stdint.h>
 
+#include "planner/cost.h"
 #include "sim/controller.h"
 
 typedef struct {
     const char *world_model; /* checkpoint path (NULL: EW_DEFAULT_WORLD_MODEL) */
     int horizon;             /* 30 planned actions (3 s) */
-    int iters;               /* 10 Adam iterations (mpc-km, mpc-fm) / CEM rounds (cem: 5 when 0) */
+    int iters;               /* 10 Adam iterations (mpc-km, mpc-fm) */
     int samples;             /* 3 latent samples of the world model per control step */
     int threads;             /* 1 */
     uint64_t seed;           /* latent samples, CEM samples */
@@ -36,13 +47,32 @@ typedef struct {
     float clip;              /* 1.0 gradient-norm clip */
     int cem_samples;         /* 100 sequences per CEM round */
     int cem_elites;          /* 10 */
-    int cem_rounds;          /* 5 */
-    int reuse_unroll;        /* 1: mpc-km/cem reuse the previous control step's unroll (see mpc.c) */
+    int cem_rounds;          /* 5 (0: `iters`) */
+    int refresh;             /* full unroll every `refresh` control steps (mpc-km, cem; 1 = always) */
+    float scale_a, scale_b;  /* optimisation units of a (2 m/s^2) and b (0.005 1/m) */
+    const ew_cost_config *cost; /* NULL: ew_cost_config_default(); the ego size, raster geometry,
+                                 * dt and allow_reverse are always taken from the world and model */
 } ew_mpc_config;
 
 void ew_mpc_config_default(ew_mpc_config *c);
 /* kind: "mpc-km" | "mpc-fm" | "cem". 0, or -1 with a one-line message. */
 int ew_mpc_controller_create(const char *kind, const ew_mpc_config *c, ew_controller *out, char *err,
                              int errlen);
+
+/* The optimiser of "mpc-km" (projected Adam, c->iters steps) or "cem" on a given decoupled
+ * problem from the nominal u0[p->T]: writes the lowest-cost sequence met to plan[p->T] and
+ * returns its cost (*initial: the nominal's). NaN on bad arguments or out of memory. */
+double ew_mpc_optimize(const char *kind, const ew_mpc_config *c, const ew_cost_config *cc, const ew_cost_problem *p,
+                       const ew_kin_limits *lim, const ew_action *u0, ew_action *plan, double *initial);
+
+/* Planning statistics of an MPC controller (-1 if c is not one). */
+typedef struct {
+    long calls, refreshes, tails;   /* act() calls that planned; full unrolls; tail steps */
+    double unroll_ms, opt_ms;       /* wall time in world-model unrolls / in the optimiser */
+    double cost_initial, cost_final;/* last call: cost of the nominal (initial) sequence, of the plan */
+    int horizon;
+    const ew_action *plan;          /* last plan [horizon] (owned by the controller) */
+} ew_mpc_stats;
+int ew_mpc_get_stats(const ew_controller *c, ew_mpc_stats *out);
 
 #endif

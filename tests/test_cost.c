@@ -202,6 +202,7 @@ static void make_problem(dproblem *d, int T, uint64_t seed) {
     d->p.start = (ew_cost_pose){100.0, 1.6, 1.0, 0.0, 16.0};
     d->p.prev = (ew_action){0.5f, -0.002f};
     d->p.use_ref = 1;
+    d->p.exact = 1;
 }
 
 /* Central differences of the double fast form (speeds frozen, as the gradient treats them). */
@@ -265,6 +266,21 @@ static void test_fast_gradients(void) {
         CHECK(gmax > 0.0, "%s: the term has a gradient here", term_name[term]);
         CHECK(bad == 0, "%s: gradient vs finite differences (%d components off, max err %.3g of %.3g)",
               term_name[term], bad, emax, gmax);
+        /* the float pixel passes agree with the double reference */
+        ew_cost_problem pf = d.p;
+        pf.exact = 0;
+        float *tr = malloc(sizeof(float) * 3 * COLS * (size_t)ew_cost_rows_padded(ROWS) * T);
+        ew_cost_transpose(d.images, T, 3, ROWS, COLS, tr);
+        pf.images_t = tr;
+        float gfl[80];
+        double ffl = ew_cost_decoupled(&c, &pf, d.u, gfl, NULL, NULL);
+        double fe = 0;
+        for (int i = 0; i < 2 * T; i++) fe = fmax(fe, fabs(gfl[i] - g[i]));
+        printf("float %-8s: cost %.7f vs %.7f, grad max err %.3g of %.3g\n", term_name[term], ffl, f0, fe, gmax);
+        CHECK(fabs(ffl - f0) <= 1e-5 * fabs(f0) + 1e-9, "%s: float form cost %.8f vs double %.8f", term_name[term],
+              ffl, f0);
+        CHECK(fe <= 1e-4 * gmax + 1e-9, "%s: float form gradient (max err %.3g of %.3g)", term_name[term], fe, gmax);
+        free(tr);
     }
     free(d.images);
 }
