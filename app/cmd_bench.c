@@ -312,11 +312,13 @@ static int bench_nn(int argc, char **argv) {
 }
 
 int ew_bench_data(int argc, char **argv); /* app/bench_data.c */
+int ew_bench_plan(int argc, char **argv); /* app/bench_plan.c */
 
 static void help(void) {
     printf("usage: egoworld bench sim [options]   simulator throughput (see bench sim --help)\n"
            "       egoworld bench nn [--threads N] [--json]   world-model training step throughput\n"
-           "       egoworld bench data --data DIR [--json]   training-batch rendering from a dataset\n");
+           "       egoworld bench data --data DIR [--json]   training-batch rendering from a dataset\n"
+           "       egoworld bench plan [--controller mpc-km|mpc-fm|cem] [--json]   planning time per step\n");
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -327,6 +329,7 @@ int cmd_bench(int argc, char **argv) {
     if (!strcmp(argv[1], "sim")) return bench_sim(argc - 1, argv + 1);
     if (!strcmp(argv[1], "nn")) return bench_nn(argc - 1, argv + 1);
     if (!strcmp(argv[1], "data")) return ew_bench_data(argc - 1, argv + 1);
-    fprintf(stderr, "egoworld bench: unknown benchmark '%s' (sim, nn, data)\n", argv[1]);
+    if (!strcmp(argv[1], "plan")) return ew_bench_plan(argc - 1, argv + 1);
+    fprintf(stderr, "egoworld bench: unknown benchmark '%s' (sim, nn, data, plan)\n", argv[1]);
     return 2;
 }

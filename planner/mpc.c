@@ -85,12 +85,18 @@ typedef struct {
     ew_rng rng;
     uint64_t step;
     ew_mpc_stats st;
-    double unroll_ms, opt_ms;
+    double unroll_ms, opt_ms, unroll_cpu, opt_cpu;
 } mpc_ctx;
 
 static double now_ms(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+static double cpu_now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
 }
 
@@ -527,9 +533,10 @@ static int act_fn(void *ctx, const ew_world *w, ew_action *out, char *err, int e
         prev = clip_action(lim, prev);
     }
     const ew_kin_state *e = ew_world_ego(w);
-    double t0 = now_ms();
+    double t0 = now_ms(), c0 = cpu_now_ms();
     if (m->kind == KIND_FM) {
         if (plan_fm(m, &prev, lim, err, errlen)) return -1;
+        m->unroll_cpu += cpu_now_ms() - c0; /* mpc-fm: all CPU time counts as model time */
     } else {
         int rc;
         if (!m->have_ref || m->cfg.refresh <= 1 || m->since_refresh + 1 >= m->cfg.refresh ||
@@ -538,8 +545,9 @@ static int act_fn(void *ctx, const ew_world *w, ew_action *out, char *err, int e
         else
             rc = tail_reference(m, err, errlen);
         if (rc) return -1;
-        double t1 = now_ms();
+        double t1 = now_ms(), c1 = cpu_now_ms();
         m->unroll_ms += t1 - t0;
+        m->unroll_cpu += c1 - c0;
         ew_cost_problem p;
         memset(&p, 0, sizeof p);
         p.T = T;
@@ -553,6 +561,7 @@ static int act_fn(void *ctx, const ew_world *w, ew_action *out, char *err, int e
         if (m->kind == KIND_KM) plan_km(m, &p, lim);
         else plan_cem(m, &p, lim);
         m->opt_ms += now_ms() - t1;
+        m->opt_cpu += cpu_now_ms() - c1;
     }
     m->have_plan = 1;
     m->step++;
@@ -611,6 +620,8 @@ int ew_mpc_get_stats(const ew_controller *c, ew_mpc_stats *out) {
     *out = m->st;
     out->unroll_ms = m->unroll_ms;
     out->opt_ms = m->opt_ms;
+    out->unroll_cpu_ms = m->unroll_cpu;
+    out->opt_cpu_ms = m->opt_cpu;
     out->horizon = m->T;
     out->plan = m->plan;
     return 0;

@@ -69,6 +69,7 @@ double ew_mpc_optimize(const char *kind, const ew_mpc_config *c, const ew_cost_c
 typedef struct {
     long calls, refreshes, tails;   /* act() calls that planned; full unrolls; tail steps */
     double unroll_ms, opt_ms;       /* wall time in world-model unrolls / in the optimiser */
+    double unroll_cpu_ms, opt_cpu_ms; /* the same in thread CPU time (mpc-fm: all in unroll) */
     double cost_initial, cost_final;/* last call: cost of the nominal (initial) sequence, of the plan */
     int horizon;
     const ew_action *plan;          /* last plan [horizon] (owned by the controller) */
