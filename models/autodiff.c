@@ -192,6 +192,17 @@ float *ew_tensor_grad(ew_graph *g, ew_tensor *t) {
     return r->grad;
 }
 
+float *ew_tensor_grad_w(ew_graph *g, ew_tensor *t, int *fresh) {
+    ew_tensor *r = root_of(t);
+    *fresh = 0;
+    if (r->grad) return r->grad;
+    if (ew_numel(r) != ew_numel(t)) return ew_tensor_grad(g, t);
+    r->grad = ew_arena_alloc(&g->arena, ew_numel(r) * sizeof(float));
+    if (!r->grad) return ew_graph_fail(g, "arena: out of memory for a gradient");
+    *fresh = 1;
+    return r->grad;
+}
+
 int ew_should_record(const ew_graph *g, const ew_tensor *a, const ew_tensor *b) {
     return g->grad_enabled && ((a && a->requires_grad) || (b && b->requires_grad));
 }

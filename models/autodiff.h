@@ -83,5 +83,10 @@ void *ew_tape_push(ew_graph *g, ew_backward_fn fn, size_t ctx_bytes);
 float *ew_graph_scratch(ew_graph *g, size_t floats);
 /* The gradient of t if one has flowed in (following views to their base), else NULL. */
 float *ew_grad_if_any(ew_tensor *t);
+/* The gradient of t for a backward that writes every element of it. When no gradient has
+ * flowed in yet, it is allocated uninitialised and *fresh = 1: the caller must overwrite all
+ * of it (a first write instead of a zero-fill and an add); else *fresh = 0 and the caller adds,
+ * as with ew_tensor_grad. NULL on error. */
+float *ew_tensor_grad_w(ew_graph *g, ew_tensor *t, int *fresh);
 
 #endif

@@ -73,6 +73,10 @@ struct ew_backend {
      * sums a [rows, ch, inner] array to [ch] (bias gradients, broadcast reductions). */
     void (*sum_channels)(const ew_backend *be, int rows, int ch, int inner, const float *x,
                          float *out, int accumulate);
+    /* Optional (NULL: not provided): unary_bwd that overwrites, dx = dy * f'(x), for a first
+     * gradient written into an uninitialised buffer. */
+    void (*unary_bwd_set)(const ew_backend *be, ew_unary_op op, float alpha, size_t n, const float *x,
+                          const float *y, const float *dy, float *dx);
 };
 
 /* The CPU backend (OpenBLAS + OpenMP). threads < 1 means 1. NULL when out of memory.

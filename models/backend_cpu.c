@@ -26,6 +26,7 @@
 #include "models/gemm_cpu.h"
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -201,7 +202,10 @@ static size_t col2im_buf_floats(const ew_conv_desc *d) {
 
 static size_t ws_per_thread(const ew_conv_desc *d, const grouping *g) {
     size_t W = (size_t)g->gmax * d->oh * d->ow;
-    size_t s = col_floats(d, g) + (size_t)d->oc * W + 3 * W + col2im_buf_floats(d);
+    /* + the data gradient's dy group packed once for the GEMM (oc x W rounded up to the
+     * GEMM's 48-column slivers, 64-byte aligned) */
+    size_t s = col_floats(d, g) + (size_t)d->oc * W + 3 * W + col2im_buf_floats(d) +
+               (size_t)d->oc * (W + EW_GEMM_NR) + 16;
     return (s + 15) & ~(size_t)15;
 }
 
@@ -209,10 +213,22 @@ static size_t ws_part(const ew_conv_desc *d) {
     return ((size_t)d->oc * d->c * d->kh * d->kw + 15) & ~(size_t)15;
 }
 
+/* The weights packed once per call for the own GEMM (forward: w as oc x K; data gradient:
+ * w^T as K x oc), after everything else. */
+static size_t prepack_floats(const ew_conv_desc *d) {
+    int K = d->c * d->kh * d->kw;
+    size_t f = ew_gemm_prepack_a_floats(d->oc, K), b = ew_gemm_prepack_a_floats(K, d->oc);
+    return f > b ? f : b;
+}
+
+static size_t ws_before_prepack(const ew_conv_desc *d, const grouping *g) {
+    size_t K = (size_t)d->c * d->kh * d->kw;
+    return ws_per_thread(d, g) * (size_t)g->T + ws_part(d) * (size_t)(g->T - 1) + 3 * K + 16;
+}
+
 static size_t cpu_conv_workspace(const ew_backend *be, const ew_conv_desc *d) {
     grouping g = conv_grouping(be, d);
-    size_t K = (size_t)d->c * d->kh * d->kw;
-    return ws_per_thread(d, &g) * (size_t)g.T + ws_part(d) * (size_t)(g.T - 1) + 3 * K + 16;
+    return ws_before_prepack(d, &g) + prepack_floats(d);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -713,6 +729,32 @@ static void ptables_bwdw_runs(const ew_conv_desc *d, int gc, int *pbase) {
             for (int ox = 0; ox < d->ow; ox++, j++) pbase[j] = s * d->c * yp * wp + oy * d->sh * wp + ox * d->sw;
 }
 
+/* b = a group's dy as a matrix (rows: output channels, columns: sample-major positions)
+ * from its per-sample layout: element (o, s * P + p) is dy[s * ys + o * P + p]. */
+typedef struct {
+    const float *dy;
+    int P, ys;
+} dy_cols;
+
+static void pack_dy_cols(const void *vctx, int k0, int kc, int j0, int nc, float *bp) {
+    const dy_cols *dc = vctx;
+    for (int s = 0; s * EW_GEMM_NR < nc; s++) {
+        float *dst = bp + (size_t)s * kc * EW_GEMM_NR;
+        int jb = j0 + s * EW_GEMM_NR, cols = nc - s * EW_GEMM_NR < EW_GEMM_NR ? nc - s * EW_GEMM_NR : EW_GEMM_NR;
+        for (int k = 0; k < kc; k++) {
+            float *o = dst + (size_t)k * EW_GEMM_NR;
+            int j = 0;
+            while (j < cols) {
+                int col = jb + j, smp = col / dc->P, p = col % dc->P;
+                int len = dc->P - p < cols - j ? dc->P - p : cols - j;
+                memcpy(o + j, dc->dy + (size_t)smp * dc->ys + (size_t)(k0 + k) * dc->P + p, sizeof(float) * (size_t)len);
+                j += len;
+            }
+            for (; j < EW_GEMM_NR; j++) o[j] = 0.0f;
+        }
+    }
+}
+
 /* c = a * implicit b (accumulate: +=), split over threads by columns unless nested. */
 static void own_gemm_implicit(const ew_backend *be, int m, int n, int k, const float *a, int lda,
                               ew_gemm_pack_b_fn pack, const void *ctx, int accumulate, float *c, int ldc) {
@@ -731,6 +773,59 @@ static void own_gemm_implicit(const ew_backend *be, int m, int n, int k, const f
         if (j0 < j1)
             ew_gemm_avx512_ex(0, m, j1 - j0, k, a, lda, pack, ctx, j0, accumulate, c + j0, ldc, cb->pack_a[t],
                               cb->pack_b[t]);
+    }
+}
+
+/* own_gemm_implicit with a prepacked (ew_gemm_avx512_prepack_a of all m rows). */
+static void own_gemm_implicit_pp(const ew_backend *be, int m, int n, int k, const float *ap,
+                                 ew_gemm_pack_b_fn pack, const void *ctx, int accumulate, float *c, int ldc) {
+    const cpu_backend *cb = (const cpu_backend *)be;
+    int T = nthreads(be);
+    if (T == 1 || omp_in_parallel() || 2.0 * m * n * k < GEMM_SPLIT_FLOPS || n < 2 * EW_GEMM_NR) {
+        int t = omp_get_thread_num();
+        ew_gemm_avx512_pp(m, n, k, ap, m, 0, pack, ctx, 0, accumulate, c, ldc, cb->pack_b[t]);
+        return;
+    }
+    int chunk = ((n + T - 1) / T + EW_GEMM_NR - 1) / EW_GEMM_NR * EW_GEMM_NR;
+#pragma omp parallel num_threads(T)
+    {
+        int t = omp_get_thread_num();
+        int j0 = t * chunk, j1 = j0 + chunk < n ? j0 + chunk : n;
+        if (j0 < j1) ew_gemm_avx512_pp(m, j1 - j0, k, ap, m, 0, pack, ctx, j0, accumulate, c + j0, ldc, cb->pack_b[t]);
+    }
+}
+
+/* c (+)= rows [row0, row0 + m) of a prepacked matrix of mfull rows times b (k x n, row-major),
+ * split over threads like cpu_gemm unless nested. row0 is a multiple of 8. */
+static void own_gemm_pp(const ew_backend *be, int m, int n, int k, const float *ap, int mfull, int row0,
+                        const float *b, int ldb, int accumulate, float *c, int ldc) {
+    const cpu_backend *cb = (const cpu_backend *)be;
+    int T = nthreads(be);
+    if (T == 1 || omp_in_parallel() || 2.0 * m * n * k < GEMM_SPLIT_FLOPS || (m < 32 && n < 32)) {
+        int t = omp_get_thread_num();
+        ew_gemm_avx512_pp_mat(m, n, k, ap, mfull, row0, 0, b, ldb, accumulate, c, ldc, cb->pack_b[t]);
+        return;
+    }
+    if (n >= m) {
+        int chunk = ((n + T - 1) / T + 15) & ~15;
+#pragma omp parallel num_threads(T)
+        {
+            int t = omp_get_thread_num();
+            int j0 = t * chunk, j1 = j0 + chunk < n ? j0 + chunk : n;
+            if (j0 < j1)
+                ew_gemm_avx512_pp_mat(m, j1 - j0, k, ap, mfull, row0, 0, b + j0, ldb, accumulate, c + j0, ldc,
+                                      cb->pack_b[t]);
+        }
+    } else {
+        int chunk = ((m + T - 1) / T + 7) & ~7;
+#pragma omp parallel num_threads(T)
+        {
+            int t = omp_get_thread_num();
+            int i0 = t * chunk, i1 = i0 + chunk < m ? i0 + chunk : m;
+            if (i0 < i1)
+                ew_gemm_avx512_pp_mat(i1 - i0, n, k, ap, mfull, row0 + i0, 0, b, ldb, accumulate,
+                                      c + (size_t)i0 * ldc, ldc, cb->pack_b[t]);
+        }
     }
 }
 
@@ -931,6 +1026,9 @@ static void cpu_conv_fwd(const ew_backend *be, const ew_conv_desc *d, const floa
         ktables_fwd_runs(d, kt);
     else if (implicit)
         k_tables(d, kt, kt + K, kt + 2 * K);
+    /* the weights, packed once for every group's GEMM */
+    float *wp = implicit ? ws + ws_before_prepack(d, &g) : NULL;
+    if (wp) ew_gemm_avx512_prepack_a(0, d->oc, (int)K, w, (int)K, wp);
     FOR_GROUPS(gi, tid, {
         int n0 = group_lo(d, &g, gi), n1 = group_lo(d, &g, gi + 1), gc = n1 - n0;
         int ld = (int)((size_t)gc * P);
@@ -954,7 +1052,7 @@ static void cpu_conv_fwd(const ew_backend *be, const ew_conv_desc *d, const floa
         if (gc == 1) {
             float *yo = y + (size_t)n0 * ys;
             if (imp)
-                own_gemm_implicit(be, d->oc, (int)P, (int)K, w, (int)K, packer, &icx, accumulate, yo, (int)P);
+                own_gemm_implicit_pp(be, d->oc, (int)P, (int)K, wp, packer, &icx, accumulate, yo, (int)P);
             else
                 cpu_gemm(be, 0, 0, d->oc, (int)P, (int)K, 1.0f, w, (int)K, B, ld, accumulate ? 1.0f : 0.0f,
                          yo, (int)P);
@@ -966,7 +1064,7 @@ static void cpu_conv_fwd(const ew_backend *be, const ew_conv_desc *d, const floa
                 }
         } else {
             if (imp)
-                own_gemm_implicit(be, d->oc, ld, (int)K, w, (int)K, packer, &icx, 0, tmp, ld);
+                own_gemm_implicit_pp(be, d->oc, ld, (int)K, wp, packer, &icx, 0, tmp, ld);
             else
                 cpu_gemm(be, 0, 0, d->oc, ld, (int)K, 1.0f, w, (int)K, B, ld, 0.0f, tmp, ld);
             for (int s = 0; s < gc; s++)
@@ -1000,14 +1098,33 @@ static void cpu_conv_bwd_data(const ew_backend *be, const ew_conv_desc *d, const
     }
     grouping g = conv_grouping(be, d);
     size_t wpt = ws_per_thread(d, &g);
+    const int khw = d->kh * d->kw;
+    /* with the own GEMM, w^T (K x oc) is packed once for every group and channel block;
+     * channel blocks then hold a multiple of q channels, so each starts on a multiple of 8
+     * rows (blocking by channels does not change any sum: a channel's rows are its own) */
+    int q = 8;
+    while (q > 1 && (khw * (q / 2)) % 8 == 0) q /= 2; /* smallest q with khw * q % 8 == 0 */
+    float *wp = NULL;
+    if (cb->use_own && cb->nbuf >= nthreads(be) && omp_get_level() == 0 && algo != ALGO_1X1) {
+        wp = ws + ws_before_prepack(d, &g);
+        ew_gemm_avx512_prepack_a(1, (int)K, d->oc, w, (int)K, wp);
+    }
     FOR_GROUPS(gi, tid, {
         int n0 = group_lo(d, &g, gi), n1 = group_lo(d, &g, gi + 1), gc = n1 - n0;
         int ld = (int)((size_t)gc * P);
         float *col = ws + (size_t)tid * wpt;
         float *tmp = col + col_floats(d, &g);
         float *rowbuf = tmp + (size_t)d->oc * g.gmax * P + 3 * (size_t)g.gmax * P;
+        float *bpk = rowbuf + col2im_buf_floats(d);
+        bpk += (16 - ((uintptr_t)bpk / sizeof(float)) % 16) % 16; /* 64-byte aligned */
         const float *A = dy + (size_t)n0 * ys;
-        if (gc > 1) {
+        /* with the weights prepacked and one thread on this group: dy's group packed once,
+         * straight from its per-sample layout, for every channel block */
+        const int bpre = wp && (g.par || nthreads(be) == 1);
+        if (bpre) {
+            dy_cols dc = {dy + (size_t)n0 * ys, (int)P, (int)ys};
+            ew_gemm_avx512_prepack_b(d->oc, ld, pack_dy_cols, &dc, bpk);
+        } else if (gc > 1) {
             for (int s = 0; s < gc; s++)
                 for (int o = 0; o < d->oc; o++)
                     memcpy(tmp + (size_t)o * ld + (size_t)s * P, dy + (size_t)(n0 + s) * ys + (size_t)o * P,
@@ -1019,18 +1136,24 @@ static void cpu_conv_bwd_data(const ew_backend *be, const ew_conv_desc *d, const
                      dx + (size_t)n0 * xs, (int)P);
         } else {
             /* channel blocks whose patch rows stay in cache between the GEMM and col2im */
-            const int khw = d->kh * d->kw;
             /* the register path reads 16 floats from each patch row; the col area is followed
              * by more workspace, so reads past a row stay inside it */
             const int s2k4 = cb->simd && d->sw == 2 && d->kw == 4 && d->kh == 4 && d->ow <= 15;
             const int s1n = cb->simd && d->sw == 1 && d->kw >= 2 && d->kw <= 8 && d->ow + d->kw - 1 <= 16;
             int cb_ch = (int)(COL_BLOCK_FLOATS / ((size_t)khw * ld));
             if (cb_ch < 1) cb_ch = 1;
+            if (wp) cb_ch = cb_ch < q ? q : cb_ch - cb_ch % q;
             if (!accumulate)
                 for (int s = 0; s < gc; s++) memset(dx + (size_t)(n0 + s) * xs, 0, sizeof(float) * xs);
             for (int c0 = 0; c0 < d->c; c0 += cb_ch) {
                 int c1 = c0 + cb_ch < d->c ? c0 + cb_ch : d->c;
-                cpu_gemm(be, 1, 0, (c1 - c0) * khw, ld, d->oc, 1.0f, w + (size_t)c0 * khw, (int)K, A, ld, 0.0f, col, ld);
+                if (bpre)
+                    ew_gemm_avx512_pp2((c1 - c0) * khw, ld, d->oc, wp, (int)K, c0 * khw, bpk, 0, col, ld);
+                else if (wp)
+                    own_gemm_pp(be, (c1 - c0) * khw, ld, d->oc, wp, (int)K, c0 * khw, A, ld, 0, col, ld);
+                else
+                    cpu_gemm(be, 1, 0, (c1 - c0) * khw, ld, d->oc, 1.0f, w + (size_t)c0 * khw, (int)K, A, ld, 0.0f,
+                             col, ld);
                 for (int s = 0; s < gc; s++) {
                     float *dxs = dx + (size_t)(n0 + s) * xs;
                     if (s2k4)
@@ -1121,7 +1244,7 @@ static inline float sigmoidf_(float x) {
 /* AVX-512 versions of the hot elementwise loops. Each computes exactly what the scalar loop
  * computes per element (same operations, no contraction into FMA), so results do not depend
  * on the path; sum_channels sums in 16 lanes (a fixed order, independent of the thread split). */
-enum { V_LRELU, V_LRELU_BWD, V_AXPY, V_ADD, V_MUL };
+enum { V_LRELU, V_LRELU_BWD, V_LRELU_BWD_SET, V_AXPY, V_ADD, V_MUL };
 
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target("avx512f"))) static void vec_range(int kind, float alpha, long i0, long i1, const float *a,
@@ -1140,6 +1263,10 @@ __attribute__((target("avx512f"))) static void vec_range(int kind, float alpha, 
             r = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i), g);
             break;
         }
+        case V_LRELU_BWD_SET: /* y = b > 0 ? a : alpha a */
+            r = _mm512_mask_mul_ps(x, (__mmask16)~_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, b + i), z, _CMP_GT_OQ),
+                                   x, va);
+            break;
         case V_AXPY: /* y += alpha a (alpha == 1: y += a) */
             r = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i), alpha == 1.0f ? x : _mm512_mul_ps(va, x));
             break;
@@ -1273,58 +1400,70 @@ static void cpu_unary(const ew_backend *be, ew_unary_op op, float alpha, size_t 
     }
 }
 
-static void cpu_unary_bwd(const ew_backend *be, ew_unary_op op, float alpha, size_t n,
-                          const float *x, const float *y, const float *dy, float *dx) {
+/* dx (+)= dy * f'(x): acc != 0 adds (unary_bwd), else overwrites (unary_bwd_set). */
+#define UNARY_BWD_LOOP(expr)                                                                   \
+    do {                                                                                       \
+        if (acc) {                                                                             \
+            _Pragma("omp parallel for num_threads(T) schedule(static) if (T > 1 && N > PAR_MIN)") \
+            for (long i = 0; i < N; i++) dx[i] += (expr);                                      \
+        } else {                                                                               \
+            _Pragma("omp parallel for num_threads(T) schedule(static) if (T > 1 && N > PAR_MIN)") \
+            for (long i = 0; i < N; i++) dx[i] = (expr);                                       \
+        }                                                                                      \
+    } while (0)
+
+static void unary_bwd_impl(const ew_backend *be, ew_unary_op op, float alpha, size_t n, const float *x,
+                           const float *y, const float *dy, float *dx, int acc) {
     int T = nthreads(be);
     long N = (long)n;
     switch (op) {
     case EW_UNARY_RELU:
-#pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && N > PAR_MIN)
-        for (long i = 0; i < N; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+        UNARY_BWD_LOOP(x[i] > 0.0f ? dy[i] : 0.0f);
         break;
     case EW_UNARY_LEAKY_RELU:
         if (has_simd(be)) {
-            vec_par(T, V_LRELU_BWD, alpha, N, dy, x, dx);
+            vec_par(T, acc ? V_LRELU_BWD : V_LRELU_BWD_SET, alpha, N, dy, x, dx);
             break;
         }
-#pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && N > PAR_MIN)
-        for (long i = 0; i < N; i++) dx[i] += x[i] > 0.0f ? dy[i] : alpha * dy[i];
+        UNARY_BWD_LOOP(x[i] > 0.0f ? dy[i] : alpha * dy[i]);
         break;
     case EW_UNARY_TANH:
-#pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && N > PAR_MIN)
-        for (long i = 0; i < N; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+        UNARY_BWD_LOOP(dy[i] * (1.0f - y[i] * y[i]));
         break;
     case EW_UNARY_SIGMOID:
-#pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && N > PAR_MIN)
-        for (long i = 0; i < N; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+        UNARY_BWD_LOOP(dy[i] * y[i] * (1.0f - y[i]));
         break;
     case EW_UNARY_SOFTPLUS:
-#pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && N > PAR_MIN)
-        for (long i = 0; i < N; i++) dx[i] += dy[i] * sigmoidf_(x[i]);
+        UNARY_BWD_LOOP(dy[i] * sigmoidf_(x[i]));
         break;
     case EW_UNARY_EXP:
-#pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && N > PAR_MIN)
-        for (long i = 0; i < N; i++) dx[i] += dy[i] * y[i];
+        UNARY_BWD_LOOP(dy[i] * y[i]);
         break;
     case EW_UNARY_LOG:
-#pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && N > PAR_MIN)
-        for (long i = 0; i < N; i++) dx[i] += dy[i] / x[i];
+        UNARY_BWD_LOOP(dy[i] / x[i]);
         break;
     case EW_UNARY_SQUARE:
-#pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && N > PAR_MIN)
-        for (long i = 0; i < N; i++) dx[i] += 2.0f * x[i] * dy[i];
+        UNARY_BWD_LOOP(2.0f * x[i] * dy[i]);
         break;
     case EW_UNARY_SCALE:
-#pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && N > PAR_MIN)
-        for (long i = 0; i < N; i++) dx[i] += alpha * dy[i];
+        UNARY_BWD_LOOP(alpha * dy[i]);
         break;
     case EW_UNARY_ADD_SCALAR:
-#pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && N > PAR_MIN)
-        for (long i = 0; i < N; i++) dx[i] += dy[i];
+        UNARY_BWD_LOOP(dy[i]);
         break;
     default:
         break;
     }
+}
+
+static void cpu_unary_bwd(const ew_backend *be, ew_unary_op op, float alpha, size_t n, const float *x,
+                          const float *y, const float *dy, float *dx) {
+    unary_bwd_impl(be, op, alpha, n, x, y, dy, dx, 1);
+}
+
+static void cpu_unary_bwd_set(const ew_backend *be, ew_unary_op op, float alpha, size_t n, const float *x,
+                              const float *y, const float *dy, float *dx) {
+    unary_bwd_impl(be, op, alpha, n, x, y, dy, dx, 0);
 }
 
 static void cpu_binary(const ew_backend *be, ew_binary_op op, size_t n, const float *a,
@@ -1532,6 +1671,7 @@ ew_backend *ew_backend_cpu_create(int threads) {
     be->conv_bwd_weight = cpu_conv_bwd_weight;
     be->unary = cpu_unary;
     be->unary_bwd = cpu_unary_bwd;
+    be->unary_bwd_set = cpu_unary_bwd_set;
     be->binary = cpu_binary;
     be->binary_bwd = cpu_binary_bwd;
     be->axpy = cpu_axpy;

@@ -222,9 +222,13 @@ __attribute__((target("avx512f"))) static void kernel_8xn(int kc, const float *r
     ROW_STORE_M(7);
 }
 
-void ew_gemm_avx512_ex(int ta, int m, int n, int k, const float *a, int lda, ew_gemm_pack_b_fn pack,
-                       const void *pctx, int joff, int accumulate, float *c, int ldc, float *pack_a,
-                       float *pack_b) {
+/* The blocked loops. A comes either packed per block here (ap_full == NULL: op(a) from a,
+ * packed into pack_a) or from a whole-matrix packing (ew_gemm_avx512_prepack_a): block
+ * (pc, ic) of the rows starting at sliver row0 / MR is at ap_full + pc * mpad + (row0 + ic) * kc.
+ * Both give the kernels the same slivers in the same order, so results are identical. */
+static void gemm_core(int ta, int m, int n, int k, const float *a, int lda, const float *ap_full, int mpad,
+                      int row0, const float *bp_full, ew_gemm_pack_b_fn pack, const void *pctx, int joff,
+                      int accumulate, float *c, int ldc, float *pack_a, float *pack_b) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         if (!accumulate)
@@ -237,16 +241,26 @@ void ew_gemm_avx512_ex(int ta, int m, int n, int k, const float *a, int lda, ew_
         for (int pc = 0; pc < k; pc += KC) {
             int kc = k - pc < KC ? k - pc : KC;
             int acc = accumulate || pc > 0;
-            pack(pctx, pc, kc, joff + jc, nc, pack_b);
+            const float *bpk = pack_b;
+            if (bp_full)
+                bpk = bp_full + (size_t)jc * k + (size_t)pc * ((nc + NR - 1) / NR * NR);
+            else
+                pack(pctx, pc, kc, joff + jc, nc, pack_b);
             for (int ic = 0; ic < m; ic += MC) {
                 int mc = m - ic < MC ? m - ic : MC;
-                pack_a_block(ta, a, lda, ic, mc, pc, kc, pack_a);
+                const float *apk;
+                if (ap_full) {
+                    apk = ap_full + (size_t)pc * mpad + (size_t)(row0 + ic) * kc;
+                } else {
+                    pack_a_block(ta, a, lda, ic, mc, pc, kc, pack_a);
+                    apk = pack_a;
+                }
                 for (int jr = 0; jr < nc; jr += NR) {
                     int nr = nc - jr < NR ? nc - jr : NR;
-                    const float *bs = pack_b + (size_t)(jr / NR) * kc * NR;
+                    const float *bs = bpk + (size_t)(jr / NR) * kc * NR;
                     for (int ir = 0; ir < mc; ir += MR) {
                         int mr = mc - ir < MR ? mc - ir : MR;
-                        const float *as = pack_a + (size_t)(ir / MR) * kc * MR;
+                        const float *as = apk + (size_t)(ir / MR) * kc * MR;
                         float *cc = c + (size_t)(ic + ir) * ldc + jc + jr;
                         if (mr == MR && nr == NR) {
                             kernel_8x48(kc, as, bs, cc, ldc, acc);
@@ -270,6 +284,50 @@ void ew_gemm_avx512_ex(int ta, int m, int n, int k, const float *a, int lda, ew_
     }
 }
 
+void ew_gemm_avx512_ex(int ta, int m, int n, int k, const float *a, int lda, ew_gemm_pack_b_fn pack,
+                       const void *pctx, int joff, int accumulate, float *c, int ldc, float *pack_a,
+                       float *pack_b) {
+    gemm_core(ta, m, n, k, a, lda, NULL, 0, 0, NULL, pack, pctx, joff, accumulate, c, ldc, pack_a, pack_b);
+}
+
+size_t ew_gemm_prepack_a_floats(int m, int k) {
+    return m > 0 && k > 0 ? (size_t)((m + MR - 1) / MR * MR) * (size_t)k : 0;
+}
+
+void ew_gemm_avx512_prepack_a(int ta, int m, int k, const float *a, int lda, float *ap) {
+    size_t mpad = (size_t)((m + MR - 1) / MR * MR);
+    for (int pc = 0; pc < k; pc += KC) {
+        int kc = k - pc < KC ? k - pc : KC;
+        pack_a_block(ta, a, lda, 0, m, pc, kc, ap + (size_t)pc * mpad);
+    }
+}
+
+void ew_gemm_avx512_pp(int m, int n, int k, const float *ap, int mfull, int row0, ew_gemm_pack_b_fn pack,
+                       const void *pctx, int joff, int accumulate, float *c, int ldc, float *pack_b) {
+    int mpad = (mfull + MR - 1) / MR * MR;
+    gemm_core(0, m, n, k, NULL, 0, ap, mpad, row0, NULL, pack, pctx, joff, accumulate, c, ldc, NULL, pack_b);
+}
+
+size_t ew_gemm_prepack_b_floats(int k, int n) {
+    return k > 0 && n > 0 ? (size_t)k * (size_t)((n + NR - 1) / NR * NR) : 0;
+}
+
+void ew_gemm_avx512_prepack_b(int k, int n, ew_gemm_pack_b_fn pack, const void *pctx, float *bp) {
+    for (int jc = 0; jc < n; jc += NC) {
+        int nc = n - jc < NC ? n - jc : NC;
+        for (int pc = 0; pc < k; pc += KC) {
+            int kc = k - pc < KC ? k - pc : KC;
+            pack(pctx, pc, kc, jc, nc, bp + (size_t)jc * k + (size_t)pc * ((nc + NR - 1) / NR * NR));
+        }
+    }
+}
+
+void ew_gemm_avx512_pp2(int m, int n, int k, const float *ap, int mfull, int row0, const float *bp, int accumulate,
+                        float *c, int ldc) {
+    int mpad = (mfull + MR - 1) / MR * MR;
+    gemm_core(0, m, n, k, NULL, 0, ap, mpad, row0, bp, NULL, NULL, 0, accumulate, c, ldc, NULL, NULL);
+}
+
 typedef struct {
     int tb, ldb;
     const float *b;
@@ -286,9 +344,32 @@ void ew_gemm_avx512(int ta, int tb, int m, int n, int k, const float *a, int lda
     ew_gemm_avx512_ex(ta, m, n, k, a, lda, pack_matrix_b, &mb, 0, accumulate, c, ldc, pack_a, pack_b);
 }
 
+void ew_gemm_avx512_pp_mat(int m, int n, int k, const float *ap, int mfull, int row0, int tb, const float *b,
+                           int ldb, int accumulate, float *c, int ldc, float *pack_b) {
+    matrix_b mb = {tb, ldb, b};
+    ew_gemm_avx512_pp(m, n, k, ap, mfull, row0, pack_matrix_b, &mb, 0, accumulate, c, ldc, pack_b);
+}
+
 #else
 
 int ew_gemm_avx512_available(void) { return 0; }
+
+size_t ew_gemm_prepack_a_floats(int m, int k) {
+    (void)m, (void)k;
+    return 0;
+}
+
+void ew_gemm_avx512_prepack_a(int ta, int m, int k, const float *a, int lda, float *ap) {
+    /* never called: ew_gemm_avx512_available() is 0 on this platform */
+    (void)ta, (void)m, (void)k, (void)a, (void)lda, (void)ap;
+}
+
+void ew_gemm_avx512_pp(int m, int n, int k, const float *ap, int mfull, int row0, ew_gemm_pack_b_fn pack,
+                       const void *pctx, int joff, int accumulate, float *c, int ldc, float *pack_b) {
+    /* never called: ew_gemm_avx512_available() is 0 on this platform */
+    (void)m, (void)n, (void)k, (void)ap, (void)mfull, (void)row0, (void)pack, (void)pctx, (void)joff;
+    (void)accumulate, (void)c, (void)ldc, (void)pack_b;
+}
 
 void ew_gemm_avx512_ex(int ta, int m, int n, int k, const float *a, int lda, ew_gemm_pack_b_fn pack,
                        const void *pctx, int joff, int accumulate, float *c, int ldc, float *pack_a,
@@ -296,6 +377,29 @@ void ew_gemm_avx512_ex(int ta, int m, int n, int k, const float *a, int lda, ew_
     /* never called: ew_gemm_avx512_available() is 0 on this platform */
     (void)ta, (void)m, (void)n, (void)k, (void)a, (void)lda, (void)pack, (void)pctx, (void)joff;
     (void)accumulate, (void)c, (void)ldc, (void)pack_a, (void)pack_b;
+}
+
+size_t ew_gemm_prepack_b_floats(int k, int n) {
+    (void)k, (void)n;
+    return 0;
+}
+
+void ew_gemm_avx512_prepack_b(int k, int n, ew_gemm_pack_b_fn pack, const void *pctx, float *bp) {
+    /* never called: ew_gemm_avx512_available() is 0 on this platform */
+    (void)k, (void)n, (void)pack, (void)pctx, (void)bp;
+}
+
+void ew_gemm_avx512_pp2(int m, int n, int k, const float *ap, int mfull, int row0, const float *bp, int accumulate,
+                        float *c, int ldc) {
+    /* never called: ew_gemm_avx512_available() is 0 on this platform */
+    (void)m, (void)n, (void)k, (void)ap, (void)mfull, (void)row0, (void)bp, (void)accumulate, (void)c, (void)ldc;
+}
+
+void ew_gemm_avx512_pp_mat(int m, int n, int k, const float *ap, int mfull, int row0, int tb, const float *b,
+                           int ldb, int accumulate, float *c, int ldc, float *pack_b) {
+    /* never called: ew_gemm_avx512_available() is 0 on this platform */
+    (void)m, (void)n, (void)k, (void)ap, (void)mfull, (void)row0, (void)tb, (void)b, (void)ldb;
+    (void)accumulate, (void)c, (void)ldc, (void)pack_b;
 }
 
 void ew_gemm_avx512(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,

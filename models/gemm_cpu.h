@@ -30,4 +30,24 @@ void ew_gemm_avx512_ex(int ta, int m, int n, int k, const float *a, int lda, ew_
                        const void *pctx, int joff, int accumulate, float *c, int ldc, float *pack_a,
                        float *pack_b);
 
+
+/* A whole op(a) (m x k) packed once, for several GEMMs that share it (a conv's weights across
+ * sample groups and channel blocks): ew_gemm_prepack_a_floats(m, k) floats. */
+size_t ew_gemm_prepack_a_floats(int m, int k);
+void ew_gemm_avx512_prepack_a(int ta, int m, int k, const float *a, int lda, float *ap);
+/* ew_gemm_avx512_ex with a = rows [row0, row0 + m) of a matrix of mfull rows prepacked by
+ * ew_gemm_avx512_prepack_a (row0 a multiple of 8; same k). Bit-identical to packing a here. */
+void ew_gemm_avx512_pp(int m, int n, int k, const float *ap, int mfull, int row0, ew_gemm_pack_b_fn pack,
+                       const void *pctx, int joff, int accumulate, float *c, int ldc, float *pack_b);
+/* A whole b (k x n) packed once through a packing callback (columns from 0), for several
+ * GEMMs that share it: ew_gemm_prepack_b_floats(k, n) floats, 64-byte aligned. */
+size_t ew_gemm_prepack_b_floats(int k, int n);
+void ew_gemm_avx512_prepack_b(int k, int n, ew_gemm_pack_b_fn pack, const void *pctx, float *bp);
+/* ew_gemm_avx512_pp with b prepacked by ew_gemm_avx512_prepack_b (same k and n). */
+void ew_gemm_avx512_pp2(int m, int n, int k, const float *ap, int mfull, int row0, const float *bp, int accumulate,
+                        float *c, int ldc);
+/* The same with b a plain row-major matrix (tb: transposed). */
+void ew_gemm_avx512_pp_mat(int m, int n, int k, const float *ap, int mfull, int row0, int tb, const float *b,
+                           int ldb, int accumulate, float *c, int ldc, float *pack_b);
+
 #endif

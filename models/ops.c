@@ -47,10 +47,17 @@ static void unary_bwd(ew_graph *g, void *c) {
     unary_ctx *u = c;
     float *dy = ew_grad_if_any(u->y);
     if (!dy || !u->x->requires_grad) return;
-    float *dx = ew_tensor_grad(g, u->x);
+    int fresh;
+    float *dx = ew_tensor_grad_w(g, u->x, &fresh);
     if (!dx) return;
     const ew_backend *be = ew_graph_backend(g);
-    be->unary_bwd(be, u->op, u->alpha, ew_numel(u->x), u->x->data, u->y->data, dy, dx);
+    size_t n = ew_numel(u->x);
+    if (fresh && be->unary_bwd_set) {
+        be->unary_bwd_set(be, u->op, u->alpha, n, u->x->data, u->y->data, dy, dx);
+        return;
+    }
+    if (fresh) memset(dx, 0, n * sizeof(float));
+    be->unary_bwd(be, u->op, u->alpha, n, u->x->data, u->y->data, dy, dx);
 }
 
 static ew_tensor *unary(ew_graph *g, ew_tensor *x, ew_unary_op op, float alpha) {
@@ -141,6 +148,24 @@ static void binary_bwd(ew_graph *g, void *c) {
     binary_ctx *u = c;
     float *dy = ew_grad_if_any(u->y);
     if (!dy) return;
+    if (u->same && (u->op == EW_BINARY_ADD || u->op == EW_BINARY_SUB)) {
+        /* first gradients are copies of +-dy; a is done before b is looked at (a may be b) */
+        const ew_backend *be = ew_graph_backend(g);
+        size_t n = ew_numel(u->y);
+        for (int k = 0; k < 2; k++) {
+            ew_tensor *t = k ? u->b : u->a;
+            if (!t->requires_grad) continue;
+            float sgn = k && u->op == EW_BINARY_SUB ? -1.0f : 1.0f;
+            int fresh;
+            float *d = ew_tensor_grad_w(g, t, &fresh);
+            if (!d) return;
+            if (fresh)
+                be->unary(be, EW_UNARY_SCALE, sgn, n, dy, d);
+            else
+                be->axpy(be, n, sgn, dy, d);
+        }
+        return;
+    }
     float *da = u->a->requires_grad ? ew_tensor_grad(g, u->a) : NULL;
     float *db = u->b->requires_grad ? ew_tensor_grad(g, u->b) : NULL;
     if (ew_graph_error(g)) return;
@@ -564,14 +589,19 @@ static void dropout_bwd(ew_graph *g, void *c) {
     dropout_ctx *u = c;
     float *dy = ew_grad_if_any(u->y);
     if (!dy) return;
-    float *dx = ew_tensor_grad(g, u->x);
+    int fresh;
+    float *dx = ew_tensor_grad_w(g, u->x, &fresh);
     if (!dx) return;
     for (size_t k = 0; k < u->groups; k++) {
         float m = u->mask[k];
-        if (m == 0.0f) continue;
         const float *s = dy + k * u->inner;
         float *d = dx + k * u->inner;
-        for (size_t i = 0; i < u->inner; i++) d[i] += m * s[i];
+        if (fresh && m == 0.0f)
+            memset(d, 0, u->inner * sizeof(float));
+        else if (fresh)
+            for (size_t i = 0; i < u->inner; i++) d[i] = m * s[i];
+        else if (m != 0.0f)
+            for (size_t i = 0; i < u->inner; i++) d[i] += m * s[i];
     }
 }
 
@@ -675,13 +705,20 @@ static void mse_bwd(ew_graph *g, void *c) {
     if (!dy) return;
     size_t n = ew_numel(u->a);
     float k = 2.0f * dy[0] / (float)n;
-    float *da = u->a->requires_grad ? ew_tensor_grad(g, u->a) : NULL;
-    float *db = u->b->requires_grad ? ew_tensor_grad(g, u->b) : NULL;
+    /* a's gradient may be written fresh (overwritten) when b's is not the same buffer */
+    int fresh = 0;
+    float *da = NULL, *db = u->b->requires_grad ? ew_tensor_grad(g, u->b) : NULL;
+    if (u->a->requires_grad) da = db ? ew_tensor_grad(g, u->a) : ew_tensor_grad_w(g, u->a, &fresh);
     if (ew_graph_error(g)) return;
     const float *a = u->a->data, *b = u->b->data;
     const ew_backend *be = ew_graph_backend(g);
     int T = be->threads;
     long N = (long)n;
+    if (fresh) {
+#pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && N > 32768)
+        for (long i = 0; i < N; i++) da[i] = k * (a[i] - b[i]);
+        return;
+    }
 #pragma omp parallel for num_threads(T) schedule(static) if (T > 1 && N > 32768)
     for (long i = 0; i < N; i++) {
         float d = k * (a[i] - b[i]);

@@ -28,9 +28,10 @@ static void matmul_bwd(ew_graph *g, void *c) {
     const ew_backend *be = ew_graph_backend(g);
     int m = u->a->shape[0], k = u->a->shape[1], n = u->b->shape[1];
     if (u->a->requires_grad) {
-        float *da = ew_tensor_grad(g, u->a);
+        int fresh;
+        float *da = ew_tensor_grad_w(g, u->a, &fresh);
         if (!da) return;
-        be->gemm(be, 0, 1, m, k, n, 1.0f, dy, n, u->b->data, n, 1.0f, da, k);
+        be->gemm(be, 0, 1, m, k, n, 1.0f, dy, n, u->b->data, n, fresh ? 0.0f : 1.0f, da, k);
     }
     if (u->b->requires_grad) {
         float *db = ew_tensor_grad(g, u->b);
@@ -77,9 +78,10 @@ static void linear_bwd(ew_graph *g, void *c) {
     if (!dy) return;
     const ew_backend *be = ew_graph_backend(g);
     if (u->x->requires_grad) {
-        float *dx = ew_tensor_grad(g, u->x);
+        int fresh;
+        float *dx = ew_tensor_grad_w(g, u->x, &fresh);
         if (!dx) return;
-        be->gemm(be, 0, 0, u->m, u->in, u->out, 1.0f, dy, u->out, u->w->data, u->in, 1.0f, dx, u->in);
+        be->gemm(be, 0, 0, u->m, u->in, u->out, 1.0f, dy, u->out, u->w->data, u->in, fresh ? 0.0f : 1.0f, dx, u->in);
     }
     if (u->w->requires_grad) {
         float *dw = ew_tensor_grad(g, u->w);
@@ -163,9 +165,10 @@ static void conv_bwd(ew_graph *g, void *c) {
     if (!u->transposed) {
         /* y = conv(x) */
         if (u->x->requires_grad) {
-            float *dx = ew_tensor_grad(g, u->x);
+            int fresh;
+            float *dx = ew_tensor_grad_w(g, u->x, &fresh);
             if (!dx) return;
-            be->conv_bwd_data(be, d, dy, u->w->data, dx, 1, ws);
+            be->conv_bwd_data(be, d, dy, u->w->data, dx, !fresh, ws);
         }
         if (u->w->requires_grad) {
             float *dw = ew_tensor_grad(g, u->w);
@@ -180,9 +183,10 @@ static void conv_bwd(ew_graph *g, void *c) {
     } else {
         /* y = conv_bwd_data(x): the conv runs from y's space (c, h, w) to x's (oc, oh, ow) */
         if (u->x->requires_grad) {
-            float *dx = ew_tensor_grad(g, u->x);
+            int fresh;
+            float *dx = ew_tensor_grad_w(g, u->x, &fresh);
             if (!dx) return;
-            be->conv_fwd(be, d, dy, u->w->data, NULL, dx, 1, ws);
+            be->conv_fwd(be, d, dy, u->w->data, NULL, dx, !fresh, ws);
         }
         if (u->w->requires_grad) {
             float *dw = ew_tensor_grad(g, u->w);

@@ -25,6 +25,7 @@ struct ew_optim {
     double *rowsq;      /* SING: per output channel sum of squares */
     float *rowmean;     /* SING: per output channel mean */
     long t;
+    int simd;           /* the processor has AVX-512F: the vector Adam update */
 };
 
 ew_optim_config ew_optim_defaults(ew_optim_kind kind) {
@@ -41,6 +42,8 @@ ew_optim_config ew_optim_defaults(ew_optim_kind kind) {
     c.decay_all_dims = 0;
     return c;
 }
+
+static int have_avx512(void);
 
 static int uses_adam(ew_optim_kind k) { return k == EW_OPTIM_ADAM || k == EW_OPTIM_ADAMW || k == EW_OPTIM_SING; }
 
@@ -145,6 +148,7 @@ int ew_optim_create(const ew_param *params, int nparams, const ew_optim_config *
     if (!o) goto oom;
     o->cfg = *c;
     o->n = nparams;
+    o->simd = have_avx512();
     o->params = calloc(nparams ? (size_t)nparams : 1, sizeof *o->params);
     o->m = calloc(nparams ? (size_t)nparams : 1, sizeof *o->m);
     o->v = calloc(nparams ? (size_t)nparams : 1, sizeof *o->v);
@@ -345,15 +349,59 @@ static void adam_run(float *restrict p, const float *restrict g, float *restrict
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* adam_run on AVX-512 (16 lanes, masked tail): the same IEEE single-precision operations in the
+ * same order (no FMA: the build uses -ffp-contract=off), so bit-identical to adam_run. Only
+ * called when the processor has AVX-512F (checked at ew_optim_create). */
+__attribute__((target("avx512f"))) static void adam_run_avx512(float *restrict p, const float *restrict g,
+                                                               float *restrict m, float *restrict v, long n,
+                                                               float b1, float b2, float step_size,
+                                                               float sqrt_bc2, float eps, float l2, float decay_mul) {
+    const __m512 vb1 = _mm512_set1_ps(b1), vb2 = _mm512_set1_ps(b2);
+    const __m512 vomb1 = _mm512_set1_ps(1.0f - b1), vomb2 = _mm512_set1_ps(1.0f - b2);
+    const __m512 vstep = _mm512_set1_ps(step_size), vbc2 = _mm512_set1_ps(sqrt_bc2), veps = _mm512_set1_ps(eps);
+    const __m512 vl2 = _mm512_set1_ps(l2), vdec = _mm512_set1_ps(decay_mul);
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 pv = _mm512_maskz_loadu_ps(k, p + i), gv = _mm512_maskz_loadu_ps(k, g + i);
+        __m512 pi = _mm512_mul_ps(pv, vdec);
+        __m512 gi = _mm512_add_ps(gv, _mm512_mul_ps(vl2, pv));
+        __m512 mi = _mm512_add_ps(_mm512_mul_ps(vb1, _mm512_maskz_loadu_ps(k, m + i)), _mm512_mul_ps(vomb1, gi));
+        __m512 vi = _mm512_add_ps(_mm512_mul_ps(vb2, _mm512_maskz_loadu_ps(k, v + i)),
+                                  _mm512_mul_ps(vomb2, _mm512_mul_ps(gi, gi)));
+        _mm512_mask_storeu_ps(m + i, k, mi);
+        _mm512_mask_storeu_ps(v + i, k, vi);
+        __m512 den = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vi), vbc2), veps);
+        _mm512_mask_storeu_ps(p + i, k, _mm512_sub_ps(pi, _mm512_mul_ps(vstep, _mm512_div_ps(mi, den))));
+    }
+}
+
+static int have_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+}
+#else
+static void adam_run_avx512(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, long n,
+                            float b1, float b2, float step_size, float sqrt_bc2, float eps, float l2,
+                            float decay_mul) {
+    adam_run(p, g, m, v, n, b1, b2, step_size, sqrt_bc2, eps, l2, decay_mul); /* never called */
+}
+static int have_avx512(void) { return 0; }
+#endif
+
 #define EW_CHUNK 16384
 
-static void adam_kernel(float *p, const float *g, float *m, float *v, long n, float b1, float b2, float step_size,
-                        float sqrt_bc2, float eps, float l2, float decay_mul) {
+static void adam_kernel(int simd, float *p, const float *g, float *m, float *v, long n, float b1, float b2,
+                        float step_size, float sqrt_bc2, float eps, float l2, float decay_mul) {
     long chunks = (n + EW_CHUNK - 1) / EW_CHUNK;
 #pragma omp parallel for schedule(static) if (n >= EW_PAR_MIN)
     for (long c = 0; c < chunks; c++) {
         long b = c * EW_CHUNK, e = b + EW_CHUNK < n ? b + EW_CHUNK : n;
-        adam_run(p + b, g + b, m + b, v + b, e - b, b1, b2, step_size, sqrt_bc2, eps, l2, decay_mul);
+        if (simd)
+            adam_run_avx512(p + b, g + b, m + b, v + b, e - b, b1, b2, step_size, sqrt_bc2, eps, l2, decay_mul);
+        else
+            adam_run(p + b, g + b, m + b, v + b, e - b, b1, b2, step_size, sqrt_bc2, eps, l2, decay_mul);
     }
 }
 
@@ -395,7 +443,7 @@ void ew_optim_step(ew_optim *o) {
         }
         float l2 = c->kind == EW_OPTIM_ADAM ? wd : 0.0f;
         float decay_mul = c->kind == EW_OPTIM_ADAM ? 1.0f : 1.0f - c->lr * wd;
-        adam_kernel(p->data, g, o->m[i], o->v[i], n, c->beta1, c->beta2, (float)(c->lr / bc1),
+        adam_kernel(o->simd, p->data, g, o->m[i], o->v[i], n, c->beta1, c->beta2, (float)(c->lr / bc1),
                     (float)sqrt(bc2), c->eps, l2, decay_mul);
     }
 }
