@@ -10,6 +10,7 @@
 #include "app/run_lua.h"
 #include "app/record.h"
 #include "app/run_viewer.h"
+#include "planner/controllers.h"
 #include "sim/fsutil.h"
 #include "sim/controller.h"
 #include "sim/episode.h"
@@ -26,7 +27,8 @@ static void help(void) {
     const char *const *names = ew_scenario_builtin_names(&n);
     for (int i = 0; i < n; i++) printf(" %s", names[i]);
     printf("\n"
-           "  --controller C      none | idm (default idm)\n"
+           "  --controller C      none | idm | mpc-km | mpc-fm | cem | policy:FILE (default idm)\n"
+           "  --world FILE        world model for mpc-km, mpc-fm, cem (default " EW_DEFAULT_WORLD_MODEL ")\n"
            "  --steps N           step limit, warm-up included (default 600)\n"
            "  --seed S            random seed (default 1)\n"
            "  --goal M            goal distance in metres (default 215)\n"
@@ -42,7 +44,7 @@ static void help(void) {
 
 int cmd_run(int argc, char **argv) {
     const char *cmd = "run";
-    const char *scenario = "dense-3lane", *controller = "idm", *record = NULL, *allow_read = NULL;
+    const char *scenario = "dense-3lane", *controller = "idm", *record = NULL, *allow_read = NULL, *world_model = NULL;
     long steps = 600, n_cond = 20;
     uint64_t seed = 1;
     double goal = 215.0;
@@ -56,6 +58,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--quiet")) quiet = 1;
         else if (!strcmp(a, "--scenario")) { if (!(scenario = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--controller")) { if (!(controller = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--world")) { if (!(world_model = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--allow-read")) { if (!(allow_read = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--record")) { if (!(record = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--steps")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 100000000, &steps)) return 2; }
@@ -92,10 +95,14 @@ int cmd_run(int argc, char **argv) {
         return 2;
     }
     ew_controller ctrl;
-    if (ew_controller_builtin(controller, &ctrl, err, (int)sizeof err) != 0) {
+    ew_controller_opts copts;
+    ew_controller_opts_default(&copts);
+    copts.world_model = world_model;
+    copts.seed = seed;
+    if (ew_controller_create(controller, &copts, &ctrl, err, (int)sizeof err) != 0) {
         fprintf(stderr, "egoworld run: --controller: %s\n", err);
         ew_scenario_destroy(lsc);
-        return 2;
+        return strncmp(err, "unknown controller", 18) ? 1 : 2; /* a bad checkpoint is no usage error */
     }
     ew_world *w = ew_world_create(&wc, err, (int)sizeof err);
     if (!w) {

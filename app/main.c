@@ -12,16 +12,20 @@ int cmd_train_tracker(int argc, char **argv);
 int cmd_eval_tracker(int argc, char **argv);
 int cmd_train_predictor(int argc, char **argv);
 int cmd_eval_predictor(int argc, char **argv);
-int cmd_collect(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_train_world(int argc, char **argv);
 int cmd_eval_world(int argc, char **argv);
 int cmd_imagine(int argc, char **argv);
+int cmd_collect(int argc, char **argv);
+int cmd_train_policy(int argc, char **argv);
 
 static const ew_command commands[] = {
     {"run", cmd_run, "run a scenario (viewer when a display exists, headless otherwise)"},
     {"bench", cmd_bench, "measure the hot paths: bench sim | bench nn"},
     {"lua", cmd_lua, "run a headless Lua program with the egoworld module"},
     {"collect", cmd_collect, "record trajectory datasets with the noisy ego driver (docs/DATASET.md)"},
+    {"eval", cmd_eval, "evaluate a controller on a fixed, seeded episode set (docs/EVAL.md)"},
+    {"train-policy", cmd_train_policy, "train a driving policy: one-step imitation or MPUR through the world model"},
     {"export-ngsim", cmd_export_ngsim, "simulate a scenario and write it in the NGSIM text format"},
     {"train-world", cmd_train_world, "train the world model on trajectory datasets"},
     {"eval-world", cmd_eval_world, "evaluate a world model against baselines on held-out episodes"},

@@ -2,7 +2,8 @@
  *
  * Specs: "none", "idm" (sim/controller.h), "mpc-km" (decoupled gradient MPC), "mpc-fm"
  * (coupled gradient MPC), "cem" (sampling MPC) (planner/mpc.h), "policy:FILE" (a policy
- * network checkpoint written by train-policy, MPUR or imitation; models/policy.h).
+ * network checkpoint written by train-policy, MPUR or imitation; models/policy.h; "policy:"
+ * alone: EW_DEFAULT_POLICY). An unknown spec gives "unknown controller 'X' (specs)".
  * Controllers that need a history of frames and states keep it through the observe()
  * callback of sim/controller.h, so they work in any episode (warm-up included); the caller
  * calls reset() at the start of each episode. A created controller is used by one thread.
