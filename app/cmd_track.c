@@ -46,7 +46,8 @@ static void help_train(void) {
            "  --steps N         training steps (default 1500)\n"
            "  --batch B         clip pairs per step (default 8)\n"
            "  --channels N      conv width (default 16)\n"
-           "  --layers N        3x3 conv layers (default 4)\n"
+           "  --layers N        conv layers (default 4): one 3x3, then 3 x kernel-w\n"
+           "  --kernel-w N      width of the later kernels, odd (default 9)\n"
            "  --lr X            Adam learning rate (default 2e-3)\n"
            "  --degrade NAME    clean | degraded (default clean)\n"
            "  --seed S          data and initialisation (default 1)\n"
@@ -58,7 +59,7 @@ static void help_train(void) {
 
 int cmd_train_tracker(int argc, char **argv) {
     const char *cmd = "train-tracker", *out = NULL, *deg = "clean";
-    long steps = 1500, batch = 8, channels = 16, layers = 4, threads = 1, ckpt_every = 250;
+    long steps = 1500, batch = 8, channels = 16, layers = 4, kernel_w = 9, threads = 1, ckpt_every = 250;
     double lr = 2e-3;
     uint64_t seed = 1;
     int resume = 0, json = 0;
@@ -80,6 +81,7 @@ int cmd_train_tracker(int argc, char **argv) {
         FLAG_INT("--batch", 1, 1024, batch)
         FLAG_INT("--channels", 1, 256, channels)
         FLAG_INT("--layers", 1, EW_TRACK_MAX_LAYERS, layers)
+        FLAG_INT("--kernel-w", 1, 31, kernel_w)
         FLAG_INT("--threads", 1, 1024, threads)
         FLAG_INT("--ckpt-every", 1, 100000000, ckpt_every)
         FLAG_F("--lr", 1e-9, 10, lr)
@@ -102,6 +104,11 @@ int cmd_train_tracker(int argc, char **argv) {
     ew_tracker_config_default(&tc);
     tc.channels = (int)channels;
     tc.layers = (int)layers;
+    tc.kernel_w = (int)kernel_w;
+    if (kernel_w % 2 == 0) {
+        fprintf(stderr, "egoworld %s: --kernel-w: must be odd\n", cmd);
+        return 2;
+    }
     if (resume) {
         if (ew_tracker_load(&t, out, &step0, err, sizeof err)) return fail(cmd, err);
     } else if (ew_tracker_init(&t, &tc, seed, err, sizeof err))
@@ -393,12 +400,12 @@ int cmd_train_predictor(int argc, char **argv);
 int cmd_eval_predictor(int argc, char **argv);
 
 static void help_train_pred(void) {
-    printf("usage: egoworld train-predictor --tracker FILE --out FILE.safetensors [options]\n\n"
+    printf("usage: egoworld train-predictor (--tracker FILE | --truth) --out FILE.safetensors [options]\n\n"
            "Renders a fixed-camera traffic video, tracks it with the tracker, links tracklets and\n"
            "trains the GRU motion predictor (1 s history -> 3 s of 2-D Gaussians, Gaussian NLL) on\n"
            "tracklet windows; with --truth it trains on the simulator's true tracks instead (for the\n"
            "comparison). The checkpoint holds model, optimizer state and step (atomic writes).\n\n"
-           "  --tracker FILE    tracker checkpoint (required; used to build the data in both modes)\n"
+           "  --tracker FILE    tracker checkpoint (required unless --truth)\n"
            "  --out FILE        predictor checkpoint (required)\n"
            "  --truth           train on true positions instead of tracked ones\n"
            "  --frames N        video frames (default 3000 = 5 min)\n"
@@ -448,7 +455,7 @@ int cmd_train_predictor(int argc, char **argv) {
         FLAG_F("--lr", 1e-9, 10, lr)
         else return cli_unknown(cmd, a);
     }
-    if (!out || !trk) {
+    if (!out || (!trk && !truth)) {
         fprintf(stderr, "egoworld %s: %s is required (see --help)\n", cmd, !out ? "--out FILE" : "--tracker FILE");
         return 2;
     }
@@ -460,7 +467,8 @@ int cmd_train_predictor(int argc, char **argv) {
     }
     char err[512];
     ew_tracker t;
-    if (ew_tracker_load(&t, trk, NULL, err, sizeof err)) return fail(cmd, err);
+    memset(&t, 0, sizeof t);
+    if (trk && ew_tracker_load(&t, trk, NULL, err, sizeof err)) return fail(cmd, err);
     ew_backend *be = ew_backend_cpu_create((int)threads);
     ew_graph *g = be ? ew_graph_create(be, 0) : NULL;
     ew_motion m;
@@ -476,7 +484,7 @@ int cmd_train_predictor(int argc, char **argv) {
         goto done;
     }
     fprintf(stderr, "train-predictor: rendering and tracking %ld frames...\n", frames);
-    if (ew_motion_collect(&t, g, &sc, seed, (int)frames, (int)stride, truth ? NULL : &set, truth ? &set : NULL, NULL,
+    if (ew_motion_collect(truth ? NULL : &t, g, &sc, seed, (int)frames, (int)stride, truth ? NULL : &set, truth ? &set : NULL, NULL,
                           NULL, err, sizeof err)) {
         fail(cmd, err);
         goto done;

@@ -136,7 +136,7 @@ int ew_motion_collect(const ew_tracker *t, ew_graph *g, const ew_video_stream_cf
         int nt = ew_video_stream_next(st, frame, tr, MAXD, err, (int)errsz);
         if (nt < 0) goto done;
         for (int i = 0; i < F; i++) store[(size_t)f * F + i] = (uint8_t)lroundf(frame[i] * 255.0f);
-        int nd = ew_tracker_detect(t, g, frame, cam.rows, cam.cols, det, MAXD, err, errsz);
+        int nd = t ? ew_tracker_detect(t, g, frame, cam.rows, cam.cols, det, MAXD, err, errsz) : 0;
         if (nd < 0) goto done;
         det_n[f] = nd;
         /* link: live tracklets (ended at f - 1) */

@@ -16,7 +16,8 @@
  *              bit 1 braking (true acceleration below -1 m/s^2 at some future frame).
  * The crop of a sample is the video frame at the anchor around its last history position:
  * 12 m across x 48 m along (10 m behind to 38 m ahead), 2 x 4 average-pooled to 12 x 24.
- * Any set may be NULL. Returns 0 or -1 with a message.
+ * Any set may be NULL; t may be NULL when only gt is wanted (no detection is run).
+ * Returns 0 or -1 with a message.
  */
 #ifndef EW_MOTION_DATA_H
 #define EW_MOTION_DATA_H

@@ -22,6 +22,7 @@ static int failf(char *err, size_t errsz, const char *fmt, ...) {
 void ew_tracker_config_default(ew_tracker_config *c) {
     c->channels = 16;
     c->layers = 4;
+    c->kernel_w = 9;
     c->disc_hidden = 32;
     c->frames = 5;
     c->w_causal = 1.0f;
@@ -33,6 +34,8 @@ static int config_check(const ew_tracker_config *c, char *err, size_t errsz) {
     if (c->channels < 1 || c->channels > 256) return failf(err, errsz, "tracker: channels must be in [1, 256]");
     if (c->layers < 1 || c->layers > EW_TRACK_MAX_LAYERS)
         return failf(err, errsz, "tracker: layers must be in [1, %d]", EW_TRACK_MAX_LAYERS);
+    if (c->kernel_w < 1 || c->kernel_w > 31 || c->kernel_w % 2 == 0)
+        return failf(err, errsz, "tracker: kernel_w must be odd, in [1, 31]");
     if (c->disc_hidden < 1 || c->disc_hidden > 4096) return failf(err, errsz, "tracker: disc_hidden must be in [1, 4096]");
     if (c->frames < 2 || c->frames > EW_VIDEO_MAX_T)
         return failf(err, errsz, "tracker: frames must be in [2, %d]", EW_VIDEO_MAX_T);
@@ -46,13 +49,13 @@ int ew_tracker_init(ew_tracker *t, const ew_tracker_config *cfg, uint64_t seed, 
     if (config_check(cfg, err, errsz)) return -1;
     t->cfg = *cfg;
     t->peak_thr = 0.0f;
-    ew_conv_opts o = {{1, 1}, {1, 1}, {0, 0}};
+    ew_conv_opts o3 = {{1, 1}, {1, 1}, {0, 0}}, ow = {{1, 1}, {1, cfg->kernel_w / 2}, {0, 0}};
     char name[64];
     int ic = 1;
     for (int l = 0; l < cfg->layers; l++) {
         snprintf(name, sizeof name, "track.conv%d", l);
-        if (ew_conv2d_layer_init(&t->conv[l], name, ic, cfg->channels, 3, 3, &o, 1, seed + 17u * (uint64_t)l, err,
-                                 errsz))
+        if (ew_conv2d_layer_init(&t->conv[l], name, ic, cfg->channels, 3, l ? cfg->kernel_w : 3, l ? &ow : &o3, 1,
+                                 seed + 17u * (uint64_t)l, err, errsz))
             goto fail;
         ic = cfg->channels;
     }
@@ -351,7 +354,7 @@ int ew_track_baseline_detect(const float *f, int h, int w, float thr, int min_ar
 /* ---- checkpoints ---------------------------------------------------------------------- */
 
 int ew_tracker_save(const ew_tracker *t, ew_optim *opt, long step, const char *path, char *err, size_t errsz) {
-    char v[8][48];
+    char v[9][48];
     snprintf(v[0], 48, "%d", t->cfg.channels);
     snprintf(v[1], 48, "%d", t->cfg.layers);
     snprintf(v[2], 48, "%d", t->cfg.disc_hidden);
@@ -359,12 +362,13 @@ int ew_tracker_save(const ew_tracker *t, ew_optim *opt, long step, const char *p
     snprintf(v[4], 48, "%.9g %.9g %.9g", t->cfg.w_causal, t->cfg.w_equiv, t->cfg.w_entropy);
     snprintf(v[5], 48, "%.9g", t->peak_thr);
     snprintf(v[6], 48, "%ld", step);
-    ew_kv kv[8] = {{"model", "egoworld-tracker"}, {"track.channels", v[0]}, {"track.layers", v[1]},
+    snprintf(v[7], 48, "%d", t->cfg.kernel_w);
+    ew_kv kv[9] = {{"track.kernel_w", v[7]}, {"model", "egoworld-tracker"}, {"track.channels", v[0]}, {"track.layers", v[1]},
                    {"track.disc_hidden", v[2]}, {"track.frames", v[3]}, {"track.weights", v[4]},
                    {"track.peak_thr", v[5]}, {EW_OPTIM_META_STEP, v[6]}};
     int nextra = 0;
     const ew_param *extra = opt ? ew_optim_state(opt, &nextra) : NULL;
-    return ew_checkpoint_write(path, t->params.items, t->params.n, extra, nextra, kv, 8, err, errsz);
+    return ew_checkpoint_write(path, t->params.items, t->params.n, extra, nextra, kv, 9, err, errsz);
 }
 
 static int meta_long(const ew_checkpoint *ck, const char *key, long lo, long hi, long *out, const char *path, char *err,
@@ -388,13 +392,14 @@ int ew_tracker_load(ew_tracker *t, const char *path, long *step, char *err, size
     const char *wts = ew_checkpoint_meta(ck, "track.weights"), *thr = ew_checkpoint_meta(ck, "track.peak_thr");
     ew_tracker_config c;
     ew_tracker_config_default(&c);
-    long ch, ly, dh, fr, st = 0;
+    long ch, ly, dh, fr, kw, st = 0;
     if (!model || strcmp(model, "egoworld-tracker")) {
         failf(err, errsz, "%s: not a tracker checkpoint (metadata \"model\")", path);
         goto done;
     }
     if (meta_long(ck, "track.channels", 1, 256, &ch, path, err, errsz) ||
         meta_long(ck, "track.layers", 1, EW_TRACK_MAX_LAYERS, &ly, path, err, errsz) ||
+        meta_long(ck, "track.kernel_w", 1, 31, &kw, path, err, errsz) ||
         meta_long(ck, "track.disc_hidden", 1, 4096, &dh, path, err, errsz) ||
         meta_long(ck, "track.frames", 2, EW_VIDEO_MAX_T, &fr, path, err, errsz) ||
         meta_long(ck, EW_OPTIM_META_STEP, 0, 1L << 40, &st, path, err, errsz))
@@ -409,7 +414,7 @@ int ew_tracker_load(ew_tracker *t, const char *path, long *step, char *err, size
         failf(err, errsz, "%s: metadata \"track.peak_thr\" must be a finite number", path);
         goto done;
     }
-    c.channels = (int)ch, c.layers = (int)ly, c.disc_hidden = (int)dh, c.frames = (int)fr;
+    c.channels = (int)ch, c.layers = (int)ly, c.kernel_w = (int)kw, c.disc_hidden = (int)dh, c.frames = (int)fr;
     if (ew_tracker_init(t, &c, 0, err, errsz)) goto done;
     if (ew_checkpoint_load_params(ck, t->params.items, t->params.n, 0, EW_OPTIM_STATE_PREFIX, err, errsz)) {
         ew_tracker_free(t);

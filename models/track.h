@@ -1,6 +1,9 @@
 /* track.h - the unsupervised vehicle tracker: a small fully convolutional net maps a grey
  * frame [1, H, W] to a logit map [1, H, W]; positions are soft-argmaxes of that map.
  *
+ * Receptive field: 3 + (layers - 1) * (kernel_w - 1) columns (27 px = 13.5 m at 0.5 m/px by
+ * default) by 2 * layers + 1 rows.
+ *
  * Training (ew_tracker_train_step) reads only what a video gives: the frames of clip pairs
  * (view B = a known warp of view A: camera shift and flips), whether the trainer shuffled
  * a clip's frame order, and the warp. It never reads the truth fields of ew_video_pairs.
@@ -42,7 +45,9 @@
 
 typedef struct {
     int channels;        /* conv width (16) */
-    int layers;          /* 3x3 conv layers before the 1x1 head (4) */
+    int layers;          /* conv layers before the 1x1 head (4): the first 3x3, the others
+                          * 3 x kernel_w (wide along the road, to see a truck's two ends) */
+    int kernel_w;        /* 9 */
     int disc_hidden;     /* discriminator width (32) */
     int frames;          /* clip length the discriminator sees (5) */
     float w_causal, w_equiv, w_entropy; /* 1, 0.5, 0.02 */

@@ -33,13 +33,14 @@ int ew_video_degrade_by_name(const char *name, ew_video_degrade *d) {
 void ew_video_pair_cfg_default(ew_video_pair_cfg *c) {
     memset(c, 0, sizeof *c);
     c->rows = 28;
-    c->cols = 64;
+    c->cols = 80;
     c->m_per_px = 0.5f;
     c->frames = 5;
     c->dt = 0.1f;
     c->max_shift_m = 4.0f;
     c->flip_prob = 0.5f;
     c->shuffle_prob = 0.5f;
+    c->truck_prob = 0.2f;
 }
 
 /* ---- rendering ------------------------------------------------------------------------ */
@@ -266,7 +267,9 @@ int ew_video_pair_make(const ew_video_pair_cfg *cfg, uint64_t seed, ew_video_pai
         ew_rng rng;
         ew_rng_seed2(&rng, seed, (uint64_t)i);
         const ew_video_degrade *d = &cfg->degrade;
-        float len = (float)ew_rng_range(&rng, 4.0, 5.0), wid = (float)ew_rng_range(&rng, 1.7, 2.0);
+        int truck = ew_rng_uniform(&rng) < cfg->truck_prob;
+        float len = truck ? (float)ew_rng_range(&rng, 8.0, 13.0) : (float)ew_rng_range(&rng, 4.0, 5.0);
+        float wid = truck ? (float)ew_rng_range(&rng, 2.3, 2.6) : (float)ew_rng_range(&rng, 1.7, 2.0);
         if (d->size_jitter > 0.0f) {
             len *= (float)ew_rng_range(&rng, 1.0 - d->size_jitter, 1.0 + d->size_jitter);
             wid *= (float)ew_rng_range(&rng, 1.0 - d->size_jitter, 1.0 + d->size_jitter);

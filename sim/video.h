@@ -18,7 +18,8 @@
  * Every random choice comes from the seed given; same seed, same frames.
  *
  * Two sources:
- *  - single-vehicle clip pairs (ew_video_pair_make): one vehicle on a 3-lane road moving at
+ *  - single-vehicle clip pairs (ew_video_pair_make): one car (4-5 m x 1.7-2 m) or truck on a
+ *    3-lane road moving at
  *    20-35 m/s with a random acceleration and lateral drift, seen in a window placed so that
  *    the vehicle stays inside it; view B is the same scene rendered with a shifted camera and
  *    optionally flipped (left-right and/or up-down), i.e. a known warp of view A. Clips may
@@ -64,10 +65,12 @@ typedef struct {
     float max_shift_m;       /* view B's camera shift, uniform in +-max_shift_m per axis */
     float flip_prob;         /* probability of each flip of view B */
     float shuffle_prob;      /* probability that a clip's frame order is shuffled */
+    float truck_prob;        /* probability that the vehicle is a truck (8-13 m x 2.3-2.6 m) */
     ew_video_degrade degrade;
 } ew_video_pair_cfg;
 
-/* 64 x 28 px at 0.5 m/px, 5 frames at 0.1 s, shift 4 m, flips 0.5, shuffle 0.5, clean. */
+/* 80 x 28 px at 0.5 m/px, 5 frames at 0.1 s, shift 4 m, flips 0.5, shuffle 0.5, trucks 0.2,
+ * clean. */
 void ew_video_pair_cfg_default(ew_video_pair_cfg *c);
 
 /* A batch of n clip pairs. What a trainer may read: a, b, flip_x, flip_y, shift_px, shuffled,

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "models/motion_data.h"
 #include "models/track.h"
 #include "tests/check.h"
 
@@ -337,6 +338,27 @@ static void test_learns_one_vehicle(void) {
     }
     CHECK(one >= n * 95 / 100, "one detection within 1 px in %d of %d frames", one, n);
 
+    /* tracklets on a traffic video: the small tracker's tracklets cover true tracks, and the
+     * tracked history of an evaluation pair sits on the true one */
+    {
+        ew_video_stream_cfg sc;
+        ew_video_stream_cfg_default(&sc);
+        sc.warmup_s = 30.0f;
+        ew_motion_set trk = {0}, gt = {0}, pt = {0}, pg = {0};
+        CHECK(ew_motion_collect(&t, g, &sc, 3, 80, 5, &trk, &gt, &pt, &pg, err, sizeof err) == 0, "%s", err);
+        CHECK(trk.n > 0 && gt.n > 0 && pt.n > 0 && pt.n == pg.n, "windows: %d tracked, %d true, %d pairs", trk.n, gt.n,
+              pt.n);
+        double worst = 0;
+        for (int i = 0; i < pt.n; i++)
+            for (int h = 0; h < EW_MOTION_HIST; h++)
+                worst = fmax(worst, hypot(pt.s[i].hist[h][0] - pg.s[i].hist[h][0], pt.s[i].hist[h][1] - pg.s[i].hist[h][1]));
+        printf("tracklets: %d tracked windows, %d true, %d pairs, worst history gap %.3f m\n", trk.n, gt.n, pt.n, worst);
+        CHECK(worst < 1.5, "tracked history within 1.5 m of the truth in every pair: %.3f m", worst);
+        ew_motion_set_free(&trk);
+        ew_motion_set_free(&gt);
+        ew_motion_set_free(&pt);
+        ew_motion_set_free(&pg);
+    }
     /* checkpoint round trip: same positions; resume restores the optimizer step */
     char path[64];
     snprintf(path, sizeof path, "/tmp/ew_test_track_%d.safetensors", (int)getpid());
