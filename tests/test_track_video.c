@@ -9,13 +9,13 @@
 #include "sim/video.h"
 #include "tests/check.h"
 
-/* Centroid of the pixels above thr within +-10 columns, +-4 rows of (u0, v0), weighted by
+/* Centroid of the pixels above thr within +-16 columns, +-4 rows of (u0, v0), weighted by
  * their value: the vehicle on a clean frame (road 0, off-road 0.25, paint <= 0.5 but thin
  * dashes 0.15, vehicles 1); edge pixels below thr bias it by a fraction of a pixel. */
 static void centroid(const float *img, int rows, int cols, float thr, double u0, double v0, double *u, double *v) {
     double su = 0, sv = 0, sw = 0;
     for (int r = (int)v0 - 4; r <= (int)v0 + 4; r++)
-        for (int c = (int)u0 - 10; c <= (int)u0 + 10; c++) {
+        for (int c = (int)u0 - 16; c <= (int)u0 + 16; c++) {
             if (r < 0 || r >= rows || c < 0 || c >= cols) continue;
             double w = img[r * cols + c];
             if (w <= thr) continue;
