@@ -43,3 +43,17 @@ add_test(NAME cli_train_policy_bad_steps COMMAND sh -c "'${_ew}' train-policy --
 set_tests_properties(cli_train_policy_bad_steps PROPERTIES PASS_REGULAR_EXPRESSION "train-policy: --steps: [^\n]*\nexit 2")
 add_test(NAME cli_train_policy_help COMMAND ${_ew} train-policy --help)
 set_tests_properties(cli_train_policy_help PROPERTIES PASS_REGULAR_EXPRESSION "--method M.*--u-samples.*--resume")
+
+# MPUR end to end on a tiny world model trained inside the test: the run writes the
+# uncertainty statistics into the checkpoint, and resuming equals the uninterrupted run.
+add_test(NAME cli_train_policy_mpur_resume COMMAND sh -c
+  "d=$(mktemp -d) && '${_ew}' collect dense-3lane --episodes 8 --steps 50 --seed 4 --workers 1 --quiet --out \"$d/data\" >/dev/null && \
+   '${_ew}' train-world --data \"$d/data\" --out \"$d/w.safetensors\" --nf 2 --hidden 8 --n-cond 3 --n-pred 2 --steps 2 --batch 2 --threads 1 --val-samples 0 >/dev/null 2>&1 && \
+   m=\"--method mpur --world $d/w.safetensors --data $d/data --nf 2 --proj 8 --hidden 8 --batch 2 --horizon 3 --u-samples 3 --ustats-batches 2 --threads 1 --val-samples 4 --val-every 2 --ckpt-every 2\" && \
+   '${_ew}' train-policy $m --out \"$d/a.safetensors\" --steps 4 2>/dev/null && \
+   '${_ew}' train-policy $m --out \"$d/b.safetensors\" --steps 2 2>/dev/null && \
+   '${_ew}' train-policy $m --out \"$d/b.safetensors\" --steps 4 --resume --json 2>/dev/null > \"$d/j\" && \
+   cmp \"$d/a.safetensors\" \"$d/b.safetensors\" && cmp \"$d/a.ckpt.safetensors\" \"$d/b.ckpt.safetensors\" && \
+   grep -q 'egoworld.mpur' \"$d/a.safetensors\" && cat \"$d/j\" && rm -rf \"$d\"")
+set_tests_properties(cli_train_policy_mpur_resume PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
+  PASS_REGULAR_EXPRESSION "\"method\": \"mpur\".*\"start_step\": 2.*\"horizon\": 3, \"u_samples\": 3")
