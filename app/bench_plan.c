@@ -42,7 +42,7 @@ static int file_exists(const char *p) { return p && access(p, R_OK) == 0; }
 
 int ew_bench_plan(int argc, char **argv) {
     const char *cmd = "bench plan", *kind = "mpc-km", *world = NULL, *scen = EW_SCENARIO_DEFAULT;
-    long nf = 16, hidden = 128, n_cond = 10, steps = 30, horizon = 30, iters = 10, samples = 3, refresh = -1;
+    long nf = 16, hidden = 128, n_cond = 10, steps = 30, horizon = 30, iters = 10, samples = -1, refresh = -1;
     long threads = 1;
     uint64_t seed = 1;
     int json = 0;
@@ -102,7 +102,7 @@ int ew_bench_plan(int argc, char **argv) {
     mc.world_model = world;
     mc.horizon = (int)horizon;
     mc.iters = (int)iters;
-    mc.samples = (int)samples;
+    if (samples > 0) mc.samples = (int)samples;
     mc.threads = (int)threads;
     mc.seed = seed;
     if (refresh > 0) mc.refresh = (int)refresh;

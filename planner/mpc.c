@@ -2,9 +2,10 @@
  *
  * Per control step (act):
  *   1. nominal = previous plan shifted by one, last action repeated (zeros after reset);
- *   2. reference: a fresh unroll (ew_fm_predict, K samples, `horizon` steps) from the
- *      observed window every `refresh` steps, else the previous reference shifted by one and
- *      one new tail step predicted per sample; reference image t = vehicle channel max over
+ *   2. reference: a fresh unroll (K samples, `horizon` steps, run as one ew_fm_predict call
+ *      per step on the K samples' own windows) from the observed window every `refresh`
+ *      steps, else the previous reference shifted by one and one new tail step predicted per
+ *      sample; reference image t = vehicle channel max over
  *      samples, markings and off-road mean over samples; reference pose t = mean of the
  *      samples' predicted states (heading renormalised);
  *   3. mpc-km: `iters` projected Adam steps on x = u / scale (scale_a, scale_b) with the
@@ -36,7 +37,7 @@ void ew_mpc_config_default(ew_mpc_config *c) {
     c->world_model = NULL;
     c->horizon = 30;
     c->iters = 10;
-    c->samples = 3;
+    c->samples = 2;
     c->threads = 1;
     c->seed = 1;
     c->lr = 0.1f;
@@ -203,6 +204,35 @@ static uint64_t mix(uint64_t a, uint64_t b) {
     return ew_splitmix64(&x);
 }
 
+/* One world-model step for every sample: window = the last n_cond entries of each sample's
+ * history, action a; the prediction is appended to the histories. One step per call keeps
+ * the graph's arena small (a long no-tape unroll keeps every step's tensors, and copies of
+ * the whole window, alive until its end: about 2.4x slower per step on this machine). */
+static int predict_step(mpc_ctx *m, ew_action a, uint64_t seed, char *err, int errlen) {
+    int K = m->K, nc = m->nc;
+    int h0 = m->hist_len - nc; /* window start */
+    for (int k = 0; k < K; k++) {
+        memcpy(m->win_f + (size_t)k * nc * m->fsz, m->hist_f + ((size_t)k * m->cap + h0) * m->fsz,
+               sizeof(float) * m->fsz * nc);
+        memcpy(m->win_s + (size_t)k * nc * 5, m->hist_s + ((size_t)k * m->cap + h0) * 5, sizeof(float) * 5 * nc);
+        m->act_buf[2 * k] = a.a;
+        m->act_buf[2 * k + 1] = a.b;
+    }
+    char e2[200];
+    if (ew_fm_predict(m->g, &m->model, K, m->win_f, m->win_s, 1, m->act_buf, 1, seed, m->pred_f, m->pred_s, e2,
+                      sizeof e2)) {
+        snprintf(err, (size_t)errlen, "mpc: %s", e2);
+        return -1;
+    }
+    for (int k = 0; k < K; k++) {
+        memcpy(m->hist_f + ((size_t)k * m->cap + m->hist_len) * m->fsz, m->pred_f + (size_t)k * m->fsz,
+               sizeof(float) * m->fsz);
+        memcpy(m->hist_s + ((size_t)k * m->cap + m->hist_len) * 5, m->pred_s + (size_t)k * 5, sizeof(float) * 5);
+    }
+    m->hist_len++;
+    return 0;
+}
+
 /* Fresh unroll from the observed window with the nominal actions. */
 static int refresh_reference(mpc_ctx *m, char *err, int errlen) {
     int T = m->T, K = m->K, nc = m->nc;
@@ -210,24 +240,13 @@ static int refresh_reference(mpc_ctx *m, char *err, int errlen) {
         snprintf(err, (size_t)errlen, "%s: no observation yet", "mpc");
         return -1;
     }
-    for (int t = 0; t < T; t++) {
-        m->act_buf[2 * t] = m->nominal[t].a;
-        m->act_buf[2 * t + 1] = m->nominal[t].b;
-    }
-    char e2[200];
-    if (ew_fm_predict(m->g, &m->model, 1, m->win_f, m->win_s, T, m->act_buf, K, mix(m->cfg.seed, 2 * m->step + 1),
-                      m->pred_f, m->pred_s, e2, sizeof e2)) {
-        snprintf(err, (size_t)errlen, "mpc: %s", e2);
-        return -1;
-    }
     for (int k = 0; k < K; k++) {
-        float *hf = m->hist_f + (size_t)k * m->cap * m->fsz, *hs = m->hist_s + (size_t)k * m->cap * 5;
-        memcpy(hf, m->win_f, sizeof(float) * m->fsz * nc);
-        memcpy(hs, m->win_s, sizeof(float) * 5 * nc);
-        memcpy(hf + (size_t)nc * m->fsz, m->pred_f + (size_t)k * T * m->fsz, sizeof(float) * m->fsz * T);
-        memcpy(hs + (size_t)nc * 5, m->pred_s + (size_t)k * T * 5, sizeof(float) * 5 * T);
+        memcpy(m->hist_f + (size_t)k * m->cap * m->fsz, m->win_f, sizeof(float) * m->fsz * nc);
+        memcpy(m->hist_s + (size_t)k * m->cap * 5, m->win_s, sizeof(float) * 5 * nc);
     }
-    m->hist_len = nc + T;
+    m->hist_len = nc;
+    for (int t = 0; t < T; t++)
+        if (predict_step(m, m->nominal[t], mix(mix(m->cfg.seed, m->step), (uint64_t)t), err, errlen)) return -1;
     m->since_refresh = 0;
     for (int t = 0; t < T; t++) combine(m, t, nc + t);
     ew_cost_transpose(m->ref_img, T, m->C, m->H, m->W, m->ref_t);
@@ -238,27 +257,8 @@ static int refresh_reference(mpc_ctx *m, char *err, int errlen) {
 
 /* Shift the reference by one step and predict its new last step for every sample. */
 static int tail_reference(mpc_ctx *m, char *err, int errlen) {
-    int K = m->K, nc = m->nc, T = m->T;
-    int h0 = m->hist_len - nc; /* window start */
-    for (int k = 0; k < K; k++) {
-        memcpy(m->win_f + (size_t)k * nc * m->fsz, m->hist_f + ((size_t)k * m->cap + h0) * m->fsz,
-               sizeof(float) * m->fsz * nc);
-        memcpy(m->win_s + (size_t)k * nc * 5, m->hist_s + ((size_t)k * m->cap + h0) * 5, sizeof(float) * 5 * nc);
-        m->act_buf[2 * k] = m->nominal[T - 1].a;
-        m->act_buf[2 * k + 1] = m->nominal[T - 1].b;
-    }
-    char e2[200];
-    if (ew_fm_predict(m->g, &m->model, K, m->win_f, m->win_s, 1, m->act_buf, 1, mix(m->cfg.seed, 2 * m->step + 1),
-                      m->pred_f, m->pred_s, e2, sizeof e2)) {
-        snprintf(err, (size_t)errlen, "mpc: %s", e2);
-        return -1;
-    }
-    for (int k = 0; k < K; k++) {
-        memcpy(m->hist_f + ((size_t)k * m->cap + m->hist_len) * m->fsz, m->pred_f + (size_t)k * m->fsz,
-               sizeof(float) * m->fsz);
-        memcpy(m->hist_s + ((size_t)k * m->cap + m->hist_len) * 5, m->pred_s + (size_t)k * 5, sizeof(float) * 5);
-    }
-    m->hist_len++;
+    int T = m->T;
+    if (predict_step(m, m->nominal[T - 1], mix(mix(m->cfg.seed, m->step), (uint64_t)T), err, errlen)) return -1;
     m->since_refresh++;
     /* shift: reference t is history index nc + since_refresh + t */
     memmove(m->ref_img, m->ref_img + m->fsz, sizeof(float) * m->fsz * (size_t)(T - 1));

@@ -40,7 +40,7 @@ typedef struct {
     const char *world_model; /* checkpoint path (NULL: EW_DEFAULT_WORLD_MODEL) */
     int horizon;             /* 30 planned actions (3 s) */
     int iters;               /* 10 Adam iterations (mpc-km, mpc-fm) */
-    int samples;             /* 3 latent samples of the world model per control step */
+    int samples;             /* 2 latent samples of the world model per control step */
     int threads;             /* 1 */
     uint64_t seed;           /* latent samples, CEM samples */
     float lr;                /* 0.1 Adam learning rate */
