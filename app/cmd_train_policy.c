@@ -174,8 +174,10 @@ static int save_all(const save_ctx *s, char *err, size_t errsz) {
     meta[n++] = (ew_kv){EW_OPTIM_META_STEP, ostep};
     int nst;
     const ew_param *st = ew_optim_state(s->opt, &nst);
-    if (ew_policy_save(s->p, s->ckpt_path, st, nst, meta, n, err, errsz)) return -1;
-    return ew_policy_save(s->p, s->model_path, NULL, 0, meta, n - 1, err, errsz);
+    /* the policy file first, then the checkpoint that records the progress: a kill between the
+     * two leaves the checkpoint one step behind and --resume redoes that step bit for bit */
+    if (ew_policy_save(s->p, s->model_path, NULL, 0, meta, n - 1, err, errsz)) return -1;
+    return ew_policy_save(s->p, s->ckpt_path, st, nst, meta, n, err, errsz);
 }
 
 typedef struct {

@@ -152,9 +152,11 @@ static int save_all(const save_ctx *s, char *err, size_t errsz) {
     int nmeta = (int)(sizeof meta / sizeof meta[0]);
     int nst;
     const ew_param *st = ew_optim_state(ew_fm_trainer_optim(s->t), &nst);
-    if (ew_fm_save(s->m, s->ckpt_path, st, nst, meta, nmeta, err, errsz)) return -1;
-    /* the model file: no optimizer state, no optimizer step */
-    return ew_fm_save(s->m, s->model_path, NULL, 0, meta, nmeta - 1, err, errsz);
+    /* the model file first (no optimizer state, no optimizer step), then the checkpoint that
+     * records the progress: a kill between the two leaves the checkpoint one step behind the
+     * model and --resume redoes that step bit for bit (tools/kill_resume.sh) */
+    if (ew_fm_save(s->m, s->model_path, NULL, 0, meta, nmeta - 1, err, errsz)) return -1;
+    return ew_fm_save(s->m, s->ckpt_path, st, nst, meta, nmeta, err, errsz);
 }
 
 /* Validation loss over the fixed samples vidx[0..nv). */

@@ -3,9 +3,12 @@
 
 #include "models/checkpoint.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -728,6 +731,41 @@ static int write_floats(FILE *f, const float *x, size_t n) {
     return 0;
 }
 
+/* Fault injection for the crash-safety tests (checkpoint.h): EGOWORLD_FAULT_CKPT_WRITE="N:fail"
+ * or "N:kill" acts on the N-th write of this process, half-way through its data. Returns 0
+ * (no fault), 1 (fail this write) or 2 (kill the process). */
+static int fault_for_this_write(void) {
+    const char *f = getenv("EGOWORLD_FAULT_CKPT_WRITE");
+    if (!f || !*f) return 0;
+    static atomic_int writes; /* the only state: a per-process write counter for the hook */
+    int n = atomic_fetch_add(&writes, 1) + 1;
+    char *end;
+    long want = strtol(f, &end, 10);
+    if (want != n || *end != ':') return 0;
+    if (!strcmp(end + 1, "fail")) return 1;
+    if (!strcmp(end + 1, "kill")) return 2;
+    return 0;
+}
+
+/* Removes "<base>.tmp.<pid>" files in dir left by writers that were killed (their pid no
+ * longer exists), so repeated crashes do not pile up partial files. Best effort. */
+static void remove_stale_temps(const char *dir, const char *base) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    size_t bl = strlen(base);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        if (strncmp(n, base, bl) != 0 || strncmp(n + bl, ".tmp.", 5) != 0) continue;
+        char *end;
+        long pid = strtol(n + bl + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive (or not ours to judge) */
+        unlinkat(dirfd(d), n, 0);
+    }
+    closedir(d);
+}
+
 int ew_checkpoint_write(const char *path, const ew_param *params, int nparams, const ew_param *extra,
                         int nextra, const ew_kv *meta, int nmeta, char *err, size_t errsz) {
     if (!path || nparams < 0 || nextra < 0 || nmeta < 0 || (nparams && !params) || (nextra && !extra) ||
@@ -824,6 +862,7 @@ int ew_checkpoint_write(const char *path, const ew_param *params, int nparams, c
         memcpy(dir, path, (size_t)(slash - path));
         dir[slash - path] = '\0';
     }
+    remove_stale_temps(dir, slash ? slash + 1 : path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0) {
         sys_err(err, errsz, path, "cannot create the temporary file", errno);
@@ -838,13 +877,21 @@ int ew_checkpoint_write(const char *path, const ew_param *params, int nparams, c
     }
     uint8_t lenb[8];
     for (int j = 0; j < 8; j++) lenb[j] = (uint8_t)((uint64_t)hb.len >> (8 * j));
+    int fault = fault_for_this_write();
     int bad = write_all(f, lenb, 8) || write_all(f, hb.p, hb.len);
+    int e = 0;
     for (int i = 0; !bad && i < total; i++) {
         const ew_param *p = i < nparams ? &params[i] : &extra[i - nparams];
         bad = write_floats(f, p->data, ew_param_numel(p));
+        if (fault && !bad && i == total / 2) {
+            fflush(f);
+            if (fault == 2) raise(SIGKILL);
+            bad = 1; /* as if the disk were full */
+            errno = ENOSPC;
+        }
     }
     if (!bad && fflush(f) != 0) bad = 1;
-    int e = errno;
+    if (bad) e = errno;
     if (!bad && fsync(fileno(f)) != 0) {
         bad = 1;
         e = errno;

@@ -11,6 +11,11 @@
  * directory fsynced; on any failure the temporary file is removed, the previous file at path
  * is untouched and -1 comes back with a one-line message naming the file. (Two threads of one
  * process must not write the same path at once: they would share the temporary name.)
+ * Temporary files of this path left by killed writers ("<path>.tmp.<pid>" whose process no
+ * longer exists) are removed before a write.
+ * Testing hook: with EGOWORLD_FAULT_CKPT_WRITE="N:fail" the N-th write of the process fails
+ * half-way through its data as if the disk were full (ENOSPC); "N:kill" sends the process
+ * SIGKILL at that point (tools/kill_resume.sh, docs/RELIABILITY.md).
  *
  * Read: ew_checkpoint_open() reads the whole file; ew_checkpoint_parse_buffer() parses bytes
  * in memory (borrowed: they must outlive the ew_checkpoint) - both validate the same way:

@@ -353,6 +353,16 @@ ew_ngsim *ew_ngsim_parse(const char *text, size_t len, const char *name, const e
             fail(err, errlen, "%s:%d: v_Vel must be in [0, 300] ft/s (got %g)", name, line, v[C_VEL]);
             goto bad;
         }
+        /* finite doubles can still overflow the float track (found by fuzz/fuzz_ngsim.c) */
+        if (fabs(v[C_LX]) > 1e4 || fabs(v[C_LY]) > 3e6) {
+            fail(err, errlen, "%s:%d: position Local_X %g ft, Local_Y %g ft out of range (|Local_X| <= 1e4, |Local_Y| <= 3e6)",
+                 name, line, v[C_LX], v[C_LY]);
+            goto bad;
+        }
+        if (fabs(v[C_ACC]) > 1000.0) {
+            fail(err, errlen, "%s:%d: v_Acc must be in [-1000, 1000] ft/s^2 (got %g)", name, line, v[C_ACC]);
+            goto bad;
+        }
         w->vid = (uint32_t)v[C_VID];
         w->frame = (int)v[C_FRAME];
         w->v_class = (int)v[C_CLASS];

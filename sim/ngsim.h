@@ -9,8 +9,9 @@
  *  - the comma-separated export: a header line naming the columns (same names, any order,
  *    any case, extra columns such as Location ignored), then one row per line.
  * Malformed rows (wrong column count, a field that is not a number, a non-integer id, a
- * non-positive length or width, a negative speed, a lane id < 1, frames of one vehicle not
- * strictly increasing in file order) fail with "FILE:LINE: reason".
+ * non-positive length or width, a negative speed, a lane id < 1, |Local_X| > 1e4 ft,
+ * |Local_Y| > 3e6 ft, |v_Acc| > 1000 ft/s^2, frames of one vehicle not strictly increasing in
+ * file order) fail with "FILE:LINE: reason".
  *
  * Conversion to the road frame (geom.h), feet to metres at 0.3048 m/ft, here and nowhere else:
  *  - Local_Y is the longitudinal position of the FRONT bumper: x_front = Local_Y * 0.3048 + x_offset;
