@@ -415,6 +415,7 @@ static void help_train_pred(void) {
            "  --hidden N        GRU width (default 64)\n"
            "  --lr X            Adam learning rate (default 1e-3)\n"
            "  --degrade NAME    clean | degraded video (default clean)\n"
+           "  --flow X          vehicles per hour per lane (default 1400)\n"
            "  --seed S          traffic and sampling seed (default 11)\n"
            "  --threads N       threads (default 1)\n"
            "  --ckpt-every N    checkpoint period (default 500)\n"
@@ -425,7 +426,7 @@ static void help_train_pred(void) {
 int cmd_train_predictor(int argc, char **argv) {
     const char *cmd = "train-predictor", *out = NULL, *trk = NULL, *deg = "clean";
     long frames = 3000, stride = 3, steps = 2000, batch = 64, hidden = 64, threads = 1, ckpt_every = 500;
-    double lr = 1e-3;
+    double lr = 1e-3, flow = 1400;
     uint64_t seed = 11;
     int truth = 0, resume = 0, json = 0;
     for (int i = 1; i < argc; i++) {
@@ -453,6 +454,7 @@ int cmd_train_predictor(int argc, char **argv) {
         FLAG_INT("--threads", 1, 1024, threads)
         FLAG_INT("--ckpt-every", 1, 100000000, ckpt_every)
         FLAG_F("--lr", 1e-9, 10, lr)
+        FLAG_F("--flow", 0, 5000, flow)
         else return cli_unknown(cmd, a);
     }
     if (!out || (!trk && !truth)) {
@@ -461,6 +463,7 @@ int cmd_train_predictor(int argc, char **argv) {
     }
     ew_video_stream_cfg sc;
     ew_video_stream_cfg_default(&sc);
+    sc.flow_per_h = (float)flow;
     if (ew_video_degrade_by_name(deg, &sc.degrade)) {
         fprintf(stderr, "egoworld %s: --degrade: expected clean or degraded, not '%s'\n", cmd, deg);
         return 2;
@@ -559,8 +562,9 @@ static void help_eval_pred(void) {
            "evaluation windows (a true 4 s track matched by a tracklet covering its 1 s history),\n"
            "the predictor trained on tracked positions (tracked history in), constant velocity\n"
            "from the same tracked history, and the predictor trained on true positions (true\n"
-           "history in), all against the true future. Errors are mean Euclidean distances (m).\n"
-           "Keys: model_error_3s_m, cv_error_3s_m, gt_trained_error_3s_m, coverage_1sigma,\n"
+           "history in), all against the true future, with constant acceleration (from the tracked\n"
+           "history) too. Errors are mean Euclidean distances (m).\n"
+           "Keys: model_error_3s_m, cv_error_3s_m, gt_trained_error_3s_m, ca_error_3s_m, coverage_1sigma,\n"
            "coverage_2sigma (tracked-trained model, all horizons), also at 1 s and 2 s, on lane\n"
            "changes and braking events, and windows counts.\n\n"
            "  --model FILE      predictor trained on tracked positions (required)\n"
@@ -569,6 +573,7 @@ static void help_eval_pred(void) {
            "  --frames N        video frames (default 1500)\n"
            "  --stride N        frames between anchors (default 5)\n"
            "  --degrade NAME    clean | degraded (default clean)\n"
+           "  --flow X          vehicles per hour per lane (default 1400)\n"
            "  --seed S          traffic seed (default 99)\n"
            "  --threads N       threads (default 1)\n"
            "  --json            print a JSON summary\n");
@@ -577,6 +582,7 @@ static void help_eval_pred(void) {
 int cmd_eval_predictor(int argc, char **argv) {
     const char *cmd = "eval-predictor", *model = NULL, *gtm = NULL, *trk = NULL, *deg = "clean";
     long frames = 1500, stride = 5, threads = 1;
+    double flow = 1400;
     uint64_t seed = 99;
     int json = 0;
     for (int i = 1; i < argc; i++) {
@@ -599,6 +605,7 @@ int cmd_eval_predictor(int argc, char **argv) {
         FLAG_INT("--frames", 40, 1000000, frames)
         FLAG_INT("--stride", 1, 1000, stride)
         FLAG_INT("--threads", 1, 1024, threads)
+        FLAG_F("--flow", 0, 5000, flow)
         else return cli_unknown(cmd, a);
     }
     if (!model || !gtm || !trk) {
@@ -608,6 +615,7 @@ int cmd_eval_predictor(int argc, char **argv) {
     }
     ew_video_stream_cfg sc;
     ew_video_stream_cfg_default(&sc);
+    sc.flow_per_h = (float)flow;
     if (ew_video_degrade_by_name(deg, &sc.degrade)) {
         fprintf(stderr, "egoworld %s: --degrade: expected clean or degraded, not '%s'\n", cmd, deg);
         return 2;
@@ -648,22 +656,33 @@ int cmd_eval_predictor(int argc, char **argv) {
         goto done;
     }
     /* sums: [what][horizon 1/2/3 s]; what: 0 model, 1 cv, 2 gt-model, 3 model lc, 4 cv lc, 5 model brake, 6 cv brake */
-    double sum[7][3] = {{0}}, cnt[7] = {0};
+    double sum[8][3] = {{0}}, cnt[8] = {0};
     long in1 = 0, in2 = 0, tot = 0, in1_3 = 0, in2_3 = 0;
     for (int i = 0; i < pt.n; i++) {
         float cv[2 * EW_MOTION_FUT];
         ew_motion_cv(&pt.s[i], sc.dt, cv);
+        /* constant acceleration from the same history: velocities over frames 0-5 and 4-9 */
+        const float(*hp)[2] = pt.s[i].hist;
+        float dtv = sc.dt;
+        float v1x = (hp[9][0] - hp[4][0]) / (5 * dtv), v1y = (hp[9][1] - hp[4][1]) / (5 * dtv);
+        float v0x = (hp[5][0] - hp[0][0]) / (5 * dtv), v0y = (hp[5][1] - hp[0][1]) / (5 * dtv);
+        float ax = (v1x - v0x) / (4 * dtv), ay = (v1y - v0y) / (4 * dtv);
         for (int hz = 0; hz < 3; hz++) {
             int k = 10 * (hz + 1) - 1;
             const float *tru = pg.s[i].fut[k], *a = ot + ((size_t)i * EW_MOTION_FUT + k) * 5,
                         *b = og + ((size_t)i * EW_MOTION_FUT + k) * 5;
             double em = hypot(a[0] - tru[0], a[1] - tru[1]), ec = hypot(cv[2 * k] - tru[0], cv[2 * k + 1] - tru[1]);
             double eg = hypot(b[0] - tru[0], b[1] - tru[1]);
+            /* v1 is the velocity 2.5 frames before the last one: v9 = v1 + a 2.5 dt */
+            double T = (k + 1) * dtv, tau = 2.5 * dtv;
+            double cax = hp[9][0] + (v1x + ax * tau) * T + 0.5 * ax * T * T;
+            double cay = hp[9][1] + (v1y + ay * tau) * T + 0.5 * ay * T * T;
+            sum[7][hz] += hypot(cax - tru[0], cay - tru[1]);
             sum[0][hz] += em, sum[1][hz] += ec, sum[2][hz] += eg;
             if (pt.flags[i] & 1) sum[3][hz] += em, sum[4][hz] += ec;
             if (pt.flags[i] & 2) sum[5][hz] += em, sum[6][hz] += ec;
         }
-        cnt[0] = cnt[1] = cnt[2] = cnt[0] + 1;
+        cnt[0] = cnt[1] = cnt[2] = cnt[7] = cnt[0] + 1;
         if (pt.flags[i] & 1) cnt[3] = cnt[4] = cnt[3] + 1;
         if (pt.flags[i] & 2) cnt[5] = cnt[6] = cnt[5] + 1;
         for (int k = 0; k < EW_MOTION_FUT; k++) {
@@ -673,8 +692,8 @@ int cmd_eval_predictor(int argc, char **argv) {
             if (k == EW_MOTION_FUT - 1) in1_3 += d2 <= 1.0, in2_3 += d2 <= 4.0;
         }
     }
-    double e[7][3];
-    for (int w = 0; w < 7; w++)
+    double e[8][3];
+    for (int w = 0; w < 8; w++)
         for (int hz = 0; hz < 3; hz++) e[w][hz] = cnt[w] > 0 ? sum[w][hz] / cnt[w] : NAN;
     double c1 = (double)in1 / tot, c2 = (double)in2 / tot;
     if (json) {
@@ -682,6 +701,7 @@ int cmd_eval_predictor(int argc, char **argv) {
         print_num("model_error_3s_m", e[0][2], 0);
         print_num("cv_error_3s_m", e[1][2], 0);
         print_num("gt_trained_error_3s_m", e[2][2], 0);
+        print_num("ca_error_3s_m", e[7][2], 0);
         print_num("coverage_1sigma", c1, 0);
         print_num("coverage_2sigma", c2, 0);
         print_num("coverage_1sigma_3s", (double)in1_3 / pt.n, 0);
@@ -701,6 +721,7 @@ int cmd_eval_predictor(int argc, char **argv) {
         printf("eval-predictor: %d windows (%.0f lane changes, %.0f braking)\n", pt.n, cnt[3], cnt[5]);
         printf("  error at 1/2/3 s (m): model %.3f %.3f %.3f | cv %.3f %.3f %.3f | gt-trained %.3f %.3f %.3f\n",
                e[0][0], e[0][1], e[0][2], e[1][0], e[1][1], e[1][2], e[2][0], e[2][1], e[2][2]);
+        printf("  constant acceleration at 1/2/3 s (m): %.3f %.3f %.3f\n", e[7][0], e[7][1], e[7][2]);
         printf("  lane changes at 3 s: model %.3f cv %.3f | braking: model %.3f cv %.3f\n", e[3][2], e[4][2], e[5][2],
                e[6][2]);
         printf("  coverage 1 sigma %.3f (39.3 %%), 2 sigma %.3f (86.5 %%)\n", c1, c2);

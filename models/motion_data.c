@@ -251,7 +251,9 @@ int ew_motion_collect(const ew_tracker *t, ew_graph *g, const ew_video_stream_cf
             int ok = 1, brake = 0;
             for (int q = a - 9; q <= a + EW_MOTION_FUT; q++) ok &= T->ok[q];
             if (!ok) continue;
-            for (int q = a + 1; q <= a + EW_MOTION_FUT; q++) brake |= T->ax[q] < -1.0f;
+            float asum = 0.0f;
+            for (int q = a + 1; q <= a + EW_MOTION_FUT; q++) asum += T->ax[q];
+            brake = asum / EW_MOTION_FUT < -0.7f;
             int flags = (fabsf(T->y[a + EW_MOTION_FUT] - T->y[a]) > 1.5f) | (brake << 1);
             ew_motion_sample smp;
             for (int h = 0; h < EW_MOTION_HIST; h++) smp.hist[h][0] = T->x[a - 9 + h], smp.hist[h][1] = T->y[a - 9 + h];

@@ -13,7 +13,8 @@
  *              matched (within 1.5 m, at the anchor frame) by a tracklet that covers the
  *              whole history; pair_trk has the tracked history, pair_gt the true one; both
  *              have the true future. flags: bit 0 lane change (|y(+3 s) - y(0)| > 1.5 m),
- *              bit 1 braking (true acceleration below -1 m/s^2 at some future frame).
+ *              bit 1 braking (mean true acceleration over the 3 s below -0.7 m/s^2, i.e.
+ *              a speed drop above 2.1 m/s).
  * The crop of a sample is the video frame at the anchor around its last history position:
  * 12 m across x 48 m along (10 m behind to 38 m ahead), 2 x 4 average-pooled to 12 x 24.
  * Any set may be NULL; t may be NULL when only gt is wanted (no detection is run).

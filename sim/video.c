@@ -368,6 +368,7 @@ void ew_video_stream_cfg_default(ew_video_stream_cfg *c) {
     c->dt = 0.1f;
     c->warmup_s = 60.0f;
     c->truck_share = 0.1f;
+    c->brakes_per_min = 6.0f;
 }
 
 #define EW_STREAM_MAX_BOX 256
@@ -380,7 +381,7 @@ struct ew_video_stream {
     ew_fixed_cfg cam;
     vbar bars[8];
     int nbars;
-    ew_rng rng;
+    ew_rng rng, brng;
     vscratch sc;
     float *prev, *tmp;
     ew_video_truth prev_truth[EW_STREAM_MAX_BOX];
@@ -439,6 +440,7 @@ ew_video_stream *ew_video_stream_create(const ew_video_stream_cfg *cfg, uint64_t
     s->cam.cols = cols;
     s->cam.m_per_px = cfg->m_per_px;
     ew_rng_seed2(&s->rng, seed, 0x766964656fULL);
+    ew_rng_seed2(&s->brng, seed, 0x6272616b65ULL);
     make_bars(&cfg->degrade, cfg->x0, cfg->length_m, &s->rng, s->bars, &s->nbars);
     s->prev = malloc((size_t)rows * (size_t)cols * sizeof(float));
     s->tmp = malloc((size_t)rows * (size_t)cols * sizeof(float));
@@ -477,6 +479,17 @@ static void appearance(uint64_t seed, uint32_t id, const ew_video_degrade *d, fl
 
 int ew_video_stream_next(ew_video_stream *s, float *frame, ew_video_truth *truth, int cap, char *err, int errlen) {
     const ew_video_degrade *d = &s->cfg.degrade;
+    if (s->cfg.brakes_per_min > 0.0f && ew_rng_uniform(&s->brng) < s->cfg.brakes_per_min * s->cfg.dt / 60.0f) {
+        const ew_vehicles *V = ew_world_vehicles(s->w);
+        int cand[EW_STREAM_MAX_BOX], nc = 0;
+        for (int i = 0; i < V->n && nc < EW_STREAM_MAX_BOX; i++)
+            if (V->x[i] >= s->cfg.x0 && V->x[i] < s->cfg.x0 + 0.75f * s->cfg.length_m) cand[nc++] = i;
+        if (nc > 0) {
+            int i = cand[ew_rng_below(&s->brng, (uint32_t)nc)];
+            float dec = (float)ew_rng_range(&s->brng, 2.0, 5.0), dur = (float)ew_rng_range(&s->brng, 1.0, 3.0);
+            if (ew_world_brake(s->w, V->id[i], dec, dur, err, errlen) != 0) return -1;
+        }
+    }
     ew_world_step(s->w, NULL);
     int n = s->cam.rows * s->cam.cols;
     int drop = s->have_prev && d->drop_prob > 0.0f && ew_rng_uniform(&s->rng) < d->drop_prob;

@@ -107,6 +107,8 @@ typedef struct {
     float dt;                /* 0.1 */
     float warmup_s;          /* simulated before the first frame (60) */
     float truck_share;       /* 0.1 */
+    float brakes_per_min;    /* scripted hard brakes (2-5 m/s^2 for 1-3 s) of a random vehicle in
+                              * the first 3/4 of the view, per minute (6) */
     ew_video_degrade degrade;
 } ew_video_stream_cfg;
 
