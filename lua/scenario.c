@@ -14,6 +14,10 @@
 
 #define MAX_EVENTS 10000
 #define MAX_METRICS 1000
+/* All callbacks of one step together get at most this many times the per-callback budget:
+ * without it 10000 events (or events registering events, which run in the same step) would
+ * multiply the budget and stall the simulation for hours. */
+#define STEP_BUDGET_FACTOR 10
 
 enum { EV_AT, EV_WHEN, EV_EVERY, EV_STEP };
 
@@ -62,6 +66,8 @@ struct ew_scenario {
     int failed;
     char *error;
     int64_t fired_total;
+    long long step_left;   /* instructions left to the callbacks of this step */
+    int step_capped;       /* the running callback got less than its budget (step total) */
 };
 
 static const char SCEN_KEY = 'S'; /* its address keys the scenario in the registry */
@@ -556,11 +562,23 @@ int ew_scenario_begin(ew_scenario *s, ew_world *w, char *err, int errlen) {
 }
 
 static void call_fn(lua_State *L, ew_scenario *s, int ref, int nres) {
-    ew_lua_vm_set_budget(s->vm, ew_lua_vm_opts(s->vm)->budget_callback);
+    long long per = ew_lua_vm_opts(s->vm)->budget_callback, give = per;
+    if (per > 0) {
+        if (give > s->step_left) {
+            give = s->step_left > 1 ? s->step_left : 1;
+            s->step_capped = 1;
+        }
+    }
+    ew_lua_vm_set_budget(s->vm, give);
     lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->sim_ref);
     lua_pushnumber(L, s->now);
     lua_call(L, 2, nres);
+    if (per > 0) {
+        long long left = ew_lua_vm_budget_left(s->vm);
+        s->step_left -= give - (left > 0 ? left : 0);
+        s->step_capped = 0;
+    }
 }
 
 static int dispatch(lua_State *L) {
@@ -623,9 +641,23 @@ int ew_scenario_hook(void *ctx, ew_world *w, ew_episode *ep, char *label, int la
     s->ep = ep;
     s->now = ew_world_time(w);
     char msg[4096];
-    int rc = pcall_c(s, dispatch, 0, ew_lua_vm_opts(s->vm)->budget_callback, msg, sizeof msg);
+    long long per = ew_lua_vm_opts(s->vm)->budget_callback;
+    s->step_left = per > 0 ? per * STEP_BUDGET_FACTOR : 0;
+    s->step_capped = 0;
+    int rc = pcall_c(s, dispatch, 0, per, msg, sizeof msg);
     s->w = NULL;
     s->ep = NULL;
+    if (rc != 0 && s->step_capped && strstr(msg, "instruction budget exceeded")) {
+        /* say which budget ran out: the step's, shared by all its callbacks */
+        char note[160];
+        snprintf(note, sizeof note, " (the callbacks of one step share %d x the per-callback budget: %lld instructions)",
+                 STEP_BUDGET_FACTOR, per * STEP_BUDGET_FACTOR);
+        size_t at = strcspn(msg, "\n"), nl = strlen(note), ml = strlen(msg);
+        if (ml + nl < sizeof msg) {
+            memmove(msg + at + nl, msg + at, ml - at + 1);
+            memcpy(msg + at, note, nl);
+        }
+    }
     if (rc != 0) {
         set_failed(s, msg, err, errlen);
         return -1;

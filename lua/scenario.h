@@ -10,7 +10,9 @@
  * Life cycle: ew_scenario_load() -> ew_world_create(ew_scenario_world_config()) ->
  * ew_world_reset(seed) -> ew_scenario_begin() -> ew_episode_begin(ew_scenario_episode_cfg())
  * -> ew_episode_step()... The hook runs the log replay (when the scenario has one) and then
- * the events due at the current time, before each world step. After an error in a script the
+ * the events due at the current time, before each world step. Each callback (a `when`
+ * condition included) has the budget_callback instruction budget; all callbacks of one step
+ * together at most 10 times that (events registered by a callback run in the same step). After an error in a script the
  * scenario is failed: the hook and ew_scenario_begin() return -1, ew_scenario_error() holds
  * "FILE:LINE: message" and the traceback. The scenario may be run again after a success
  * (begin resets the events; events registered inside callbacks are dropped).

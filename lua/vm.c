@@ -204,6 +204,8 @@ void ew_lua_vm_set_budget(ew_lua_vm *vm, long long budget) {
     lua_sethook(vm->L, vm_hook, LUA_MASKCOUNT, EW_LUA_HOOK_EVERY);
 }
 
+long long ew_lua_vm_budget_left(const ew_lua_vm *vm) { return vm->limited ? vm->budget : -1; }
+
 size_t ew_lua_vm_mem_used(const ew_lua_vm *vm) { return vm->used; }
 const ew_lua_opts *ew_lua_vm_opts(const ew_lua_vm *vm) { return &vm->o; }
 lua_State *ew_lua_vm_state(ew_lua_vm *vm) { return vm->L; }

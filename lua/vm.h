@@ -62,6 +62,8 @@ const ew_lua_opts *ew_lua_vm_opts(const ew_lua_vm *vm);
 /* Inside a running protected call: gives the code that runs next a fresh budget
  * (> 0 instructions, 0 unlimited); used per event callback. */
 void ew_lua_vm_set_budget(ew_lua_vm *vm, long long budget);
+/* Instructions left in the current budget (< 0 once exhausted; -1 when unlimited). */
+long long ew_lua_vm_budget_left(const ew_lua_vm *vm);
 /* Reseeds math.random (scenario begin). */
 void ew_lua_vm_seed(ew_lua_vm *vm, uint64_t seed);
 

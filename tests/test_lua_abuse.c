@@ -200,6 +200,14 @@ static void test_scenarios(void) {
     scenario_fails("sc_step_yield", "on_step(function() coroutine.yield() end)\n", "outside a coroutine");
     scenario_fails("sc_dead_coroutine", "on_step(coroutine.wrap(function() end))\n", "dead coroutine");
     scenario_fails("sc_self_register", "local function f() on_step(f) end\non_step(f)\n", "events");
+    /* many callbacks each within its budget (1 M here), together far beyond: the step's
+     * shared budget (10 x) ends it; with events registering events in the same step too */
+    scenario_fails("sc_many_heavy",
+                   "for k = 1, 100 do on_step(function() for i = 1, 6e5 do end end) end\n",
+                   "the callbacks of one step share 10 x the per-callback budget");
+    scenario_fails("sc_chain_heavy",
+                   "local function f() on_step(f); for i = 1, 6e5 do end end\non_step(f)\n",
+                   "the callbacks of one step share 10 x the per-callback budget");
     scenario_fails("sc_metric_bomb", "at(0.1, function() for i = 1, 2000 do metric('m' .. i, i) end end)\n",
                    "at most 1000 metrics");
 

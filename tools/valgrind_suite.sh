@@ -5,7 +5,7 @@
 # Every CTest test matching CTEST_REGEX (default: the CLI end-to-end tests) runs with the
 # egoworld binary replaced by a wrapper that execs it under memcheck, so each command those
 # tests run is checked; then each TEST_BINARY (names under BUILD_DIR/tests) runs under
-# memcheck directly. A memcheck error or a definite/indirect leak makes the run exit 99, which
+# memcheck directly (fuzz_<name>_corpus binaries get their corpus folder). A memcheck error or a definite/indirect leak makes the run exit 99, which
 # fails the test. Logs: BUILD_DIR/valgrind/*.log; a summary line per test at the end.
 set -u
 b=$(cd "$1" && pwd) || exit 2
@@ -28,7 +28,9 @@ fail=0
 (cd "$b" && EGOWORLD_TEST_QUICK=1 ctest -R "$re" -j 1 --timeout 1800 --output-on-failure) > "$logs/ctest.txt" 2>&1 || fail=1
 tail -3 "$logs/ctest.txt"
 for t in "$@"; do
-  (cd "$root" && EGOWORLD_BIN=$bin.real EGOWORLD_TEST_QUICK=1 $vg --log-file="$logs/$t.log" "$b/tests/$t" > "$logs/$t.out" 2>&1)
+  args=""
+  case $t in fuzz_*_corpus) args=$root/fuzz/corpus/$(echo "$t" | sed 's/^fuzz_//; s/_corpus$//') ;; esac
+  (cd "$root" && EGOWORLD_BIN=$bin.real EGOWORLD_TEST_QUICK=1 $vg --log-file="$logs/$t.log" "$b/tests/$t" $args > "$logs/$t.out" 2>&1)
   rc=$?
   echo "$t: exit $rc, $(grep -h 'ERROR SUMMARY' "$logs/$t.log" | tail -1 | sed 's/==[0-9]*== //')"
   [ $rc = 0 ] || fail=1
@@ -36,5 +38,5 @@ done
 runs=$(ls "$logs"/egoworld.*.log 2>/dev/null | wc -l)
 bad=$(grep -L 'ERROR SUMMARY: 0 errors' "$logs"/egoworld.*.log 2>/dev/null | wc -l)
 echo "egoworld runs under memcheck: $runs, with errors: $bad"
-[ "$bad" = 0 ] || { grep -l -v 'ERROR SUMMARY: 0 errors' /dev/null; fail=1; }
+[ "$bad" = 0 ] || { grep -L 'ERROR SUMMARY: 0 errors' "$logs"/egoworld.*.log; fail=1; }
 exit $fail
