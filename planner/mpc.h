@@ -5,10 +5,13 @@
  *             with the nominal action sequence (the previous plan shifted by one, the last
  *             action repeated; zeros at the first step) for `horizon` steps and `samples`
  *             latent samples, the vehicle channel is reduced by a pixel-wise max over the
- *             samples; then `iters` Adam iterations (lr, gradient-norm clip `clip`) on the
+ *             samples (markings, off-road and the reference pose: the mean); then `iters`
+ *             projected Adam iterations (lr, gradient-norm clip `clip`) on the
  *             horizon x 2 action sequence through the kinematic model and the cost masks
  *             moved to the kinematic poses (planner/cost.h, decoupled form); warm start;
- *             the first action, clipped to the ego limits, is executed; replans every step.
+ *             the plan is the lowest-cost sequence met (the nominal included); its first
+ *             action, clipped to the ego limits, is executed; replans every step. The jerk
+ *             term's previous action is estimated from the last two observed ego states.
  *   "mpc-fm"  coupled gradient MPC: the same, with gradients through the world model's
  *             images (ew_fm_unroll on a tape with the given prior latents).
  *   "cem"     sampling MPC (cross-entropy method) on the same decoupled cost: `cem_samples`
