@@ -77,6 +77,16 @@ static inline int ceil_clamp(float x, int lo, int hi) {
     return i + (x > (float)i);
 }
 
+/* Copies row 0 of an H x W plane into rows 1..H-1 (doubling the copied block each time). */
+static void fill_rows(uint8_t *img, int H, int W) {
+    size_t done = 1, total = (size_t)H;
+    while (done < total) {
+        size_t k = done < total - done ? done : total - done;
+        memcpy(img + done * (size_t)W, img, k * (size_t)W);
+        done += k;
+    }
+}
+
 /* ---- exact box-filter coverage of a half-plane ------------------------------------------ */
 
 /* For a half-plane {q : n . (q - centre) <= x} with unit normal n = (nu, nv), the covered
@@ -126,6 +136,33 @@ static inline v4f trap_F4(const trap *T, v4f x) {
 
 static const v4f LANE = {0, 1, 2, 3};
 
+typedef uint8_t v16u __attribute__((vector_size(16)));
+
+/* Rows r0..r1 of a plane of width W: pixel (r, c0 + j) = max(itself, pat[j]) for j < n. Rows of
+ * at least 16 pixels take one 16-byte max per row (pat padded with zeros, max with 0 leaves a
+ * pixel as it is); else pixel by pixel. */
+static inline void rows_max(uint8_t *img, int W, int r0, int r1, int c0, int n, const uint8_t *pat) {
+    if (r0 > r1 || n <= 0) return;
+    if (W >= 16 && n <= 16 && c0 - (c0 + 16 <= W ? c0 : W - 16) + n <= 16) {
+        int s0 = c0 + 16 <= W ? c0 : W - 16;
+        v16u P = {0};
+        for (int j = 0; j < n; j++) P[c0 - s0 + j] = pat[j];
+        uint8_t *p = img + (size_t)r0 * (size_t)W + s0;
+        for (int r = r0; r <= r1; r++, p += W) {
+            v16u x;
+            memcpy(&x, p, 16);
+            v16u m = (v16u)(x > P);
+            x = (x & m) | (P & ~m);
+            memcpy(p, &x, 16);
+        }
+        return;
+    }
+    for (int r = r0; r <= r1; r++) {
+        uint8_t *row = img + (size_t)r * (size_t)W + c0;
+        for (int j = 0; j < n; j++) row[j] = pat[j] > row[j] ? pat[j] : row[j];
+    }
+}
+
 /* Overlap length of [lo, hi] with [c, c + 1]. */
 static inline float overlap1(float lo, float hi, float c) {
     float a = lo > c ? lo : c, b = hi < c + 1.0f ? hi : c + 1.0f;
@@ -150,7 +187,9 @@ static void rect_draw(uint8_t *img, int H, int W, float uc, float vc, float au, 
             cu[c - c0] = overlap1(u0, u1, (float)c) * 255.0f;
             full[c - c0] = (uint8_t)(cu[c - c0] + 0.5f);
         }
-        for (int r = r0; r <= r1; r++) {
+        /* rows strictly between the first and the last are covered fully (cv == 1) */
+        rows_max(img, W, r0 + 1, r1 - 1, c0, c1 - c0 + 1, full);
+        for (int r = r0; r <= r1; r += (r == r0 && r1 > r0 + 1) ? r1 - r0 : 1) {
             float cv = overlap1(v0, v1, (float)r);
             uint8_t *row = img + (size_t)r * (size_t)W;
             if (cv == 1.0f) {
@@ -207,15 +246,20 @@ static void rect_draw(uint8_t *img, int H, int W, float uc, float vc, float au, 
 
 /* Band from (p0, q0) to (p1, q1) in (major, minor) coordinates, |p1 - p0| >= |q1 - q0|, of
  * width w; pixel (i, j) at img[i * s_maj + j * s_min] covers [i, i+1] x [j, j+1]. The caps
- * are taken perpendicular to the major axis (an error of at most w sin(angle) / 2). */
-static void band_major(uint8_t *img, int n_maj, int n_min, size_t s_maj, size_t s_min, float p0, float q0,
-                       float p1, float q1, float w) {
+ * are taken perpendicular to the major axis (an error of at most w sin(angle) / 2).
+ * With tmpl != NULL nothing is drawn: a band that covers every line fully with the same
+ * values (parallel to the major axis, from before line 0 to past line n_maj, minor stride 1)
+ * is max-ed into the one-line template tmpl[0..n_min) and 1 returned; else 0. Drawing those
+ * bands line by line gives the same bytes (every line takes the full-line values). */
+static int band_major(uint8_t *img, int n_maj, int n_min, size_t s_maj, size_t s_min, float p0, float q0,
+                      float p1, float q1, float w, uint8_t *tmpl) {
     if (p1 < p0) {
         float t = p0; p0 = p1; p1 = t;
         t = q0; q0 = q1; q1 = t;
     }
     float dp = p1 - p0, dq = q1 - q0;
-    if (!(dp > 0.0f)) return;
+    if (!(dp > 0.0f)) return 0;
+    if (tmpl && !(dq == 0.0f && s_min == 1 && p0 <= 0.0f && p1 >= (float)n_maj)) return 0;
     float k = dq / dp;
     float hh = 0.5f * w * sqrtf(dp * dp + dq * dq) / dp; /* half width along the minor axis */
     int i0 = floor_clamp(p0, 0, n_maj), i1 = ceil_clamp(p1, 0, n_maj) - 1;
@@ -234,7 +278,56 @@ static void band_major(uint8_t *img, int n_maj, int n_min, size_t s_maj, size_t 
             }
         }
     }
+    if (tmpl) {
+        if (!have_full) return 0;
+        for (int j = fj0; j <= fj1; j++) put_max(&tmpl[j], fv[j - fj0]);
+        return 1;
+    }
+    if (have_full && s_min == 1) {
+        /* parallel to the major axis, minor stride 1 (a straight marking seen straight ahead):
+         * every line has qc = q0 (k = 0), so the same lo, hi and overlaps as the full-line
+         * values; the first and last lines scale them by their length exactly as below */
+        if (i1 < i0) return 0; /* no line of the image */
+        float ov[64];
+        float lo = q0 - hh, hi = q0 + hh;
+        for (int j = fj0; j <= fj1; j++) ov[j - fj0] = overlap1(lo, hi, (float)j);
+        for (int e = 0; e < 2; e++) {
+            int i = e ? i1 : i0;
+            if (e && i1 == i0) break;
+            float a = (float)i > p0 ? (float)i : p0;
+            float b = (float)(i + 1) < p1 ? (float)(i + 1) : p1;
+            float len = b - a;
+            if (!(len > 0.0f)) continue;
+            uint8_t *line = img + (size_t)i * s_maj;
+            if (len == 1.0f) {
+                for (int j = fj0; j <= fj1; j++) put_max(&line[j], fv[j - fj0]);
+                continue;
+            }
+            float l255 = len * 255.0f;
+            for (int j = fj0; j <= fj1; j++) {
+                float c = ov[j - fj0] * l255;
+                put_max(&line[j], (uint8_t)((c < 255.0f ? c : 255.0f) + 0.5f));
+            }
+        }
+        rows_max(img, (int)s_maj, i0 + 1, i1 - 1, fj0, fj1 - fj0 + 1, fv);
+        return 0;
+    }
     for (int i = i0; i <= i1; i++) {
+        if (have_full && i > i0 && i < i1) {
+            /* lines strictly between the first and the last: a = i, b = i + 1, len = 1 */
+            int ie = i1 - 1;
+            if (s_min == 1) {
+                rows_max(img, (int)s_maj, i, ie, fj0, fj1 - fj0 + 1, fv);
+            } else {
+                for (int j = fj0; j <= fj1; j++) {
+                    uint8_t v = fv[j - fj0];
+                    uint8_t *p = img + (size_t)i * s_maj + (size_t)j * s_min;
+                    for (int ii = i; ii <= ie; ii++, p += s_maj) put_max(p, v);
+                }
+            }
+            i = ie;
+            continue;
+        }
         float a = (float)i > p0 ? (float)i : p0;
         float b = (float)(i + 1) < p1 ? (float)(i + 1) : p1;
         float len = b - a;
@@ -256,11 +349,13 @@ static void band_major(uint8_t *img, int n_maj, int n_min, size_t s_maj, size_t 
             put_max(&line[(size_t)j * s_min], val);
         }
     }
+    return 0;
 }
 
-static void band_draw(uint8_t *img, int H, int W, float u0, float v0, float u1, float v1, float w) {
-    if (fabsf(v1 - v0) >= fabsf(u1 - u0)) band_major(img, H, W, (size_t)W, 1, v0, u0, v1, u1, w);
-    else band_major(img, W, H, 1, (size_t)W, u0, v0, u1, v1, w);
+/* Draws the band, or with tmpl != NULL only tries the one-line template (see band_major). */
+static int band_draw(uint8_t *img, int H, int W, float u0, float v0, float u1, float v1, float w, uint8_t *tmpl) {
+    if (fabsf(v1 - v0) >= fabsf(u1 - u0)) return band_major(img, H, W, (size_t)W, 1, v0, u0, v1, u1, w, tmpl);
+    return band_major(img, W, H, 1, (size_t)W, u0, v0, u1, v1, w, tmpl);
 }
 
 /* ---- the view ----------------------------------------------------------------------------- */
@@ -300,9 +395,8 @@ static int merge_segments(ew_segment *s, int n) {
     return m;
 }
 
-static int draw_markings(const xform *t, const ew_road *road, uint8_t *img) {
-    float x0, x1, y0, y1;
-    world_bounds(t, 2.0f, &x0, &x1, &y0, &y1);
+static int draw_markings(const xform *t, const ew_road *road, const float *wb, uint8_t *img) {
+    float x0 = wb[0], x1 = wb[1], y0 = wb[2], y1 = wb[3];
     ew_segment stack[EW_RASTER_SEG_STACK];
     ew_segment *seg = stack;
     int n = ew_road_markings(road, x0, x1, seg, EW_RASTER_SEG_STACK);
@@ -312,14 +406,38 @@ static int draw_markings(const xform *t, const ew_road *road, uint8_t *img) {
         n = ew_road_markings(road, x0, x1, seg, n);
     }
     n = merge_segments(seg, n);
+    /* Pass 1: bands that give every row the same values (lines along the view's rows, e.g. the
+     * solid edges of a straight road seen straight ahead) go into one template row, which
+     * then initialises the plane; the others are kept (compacted in place) for pass 2. */
+    uint8_t tmpl[EW_RASTER_MAX_SIDE];
+    memset(tmpl, 0, (size_t)t->cols);
+    float pc[64][5]; /* pixel coordinates and width of the first kept bands */
+    int m = 0;
     for (int i = 0; i < n; i++) {
         const ew_segment *s = &seg[i];
         float hw = 0.5f * s->width;
         if (fminf(s->a.y, s->b.y) - hw > y1 || fmaxf(s->a.y, s->b.y) + hw < y0) continue;
+        float u0, v0, u1, v1, w = s->width * t->inv_m;
+        to_px(t, s->a.x, s->a.y, &u0, &v0);
+        to_px(t, s->b.x, s->b.y, &u1, &v1);
+        if (band_draw(NULL, t->rows, t->cols, u0, v0, u1, v1, w, tmpl)) continue;
+        if (m < 64) {
+            pc[m][0] = u0; pc[m][1] = v0; pc[m][2] = u1; pc[m][3] = v1; pc[m][4] = w;
+        }
+        seg[m++] = *s;
+    }
+    memcpy(img, tmpl, (size_t)t->cols);
+    fill_rows(img, t->rows, t->cols);
+    for (int i = 0; i < m; i++) {
+        if (i < 64) {
+            band_draw(img, t->rows, t->cols, pc[i][0], pc[i][1], pc[i][2], pc[i][3], pc[i][4], NULL);
+            continue;
+        }
+        const ew_segment *s = &seg[i];
         float u0, v0, u1, v1;
         to_px(t, s->a.x, s->a.y, &u0, &v0);
         to_px(t, s->b.x, s->b.y, &u1, &v1);
-        band_draw(img, t->rows, t->cols, u0, v0, u1, v1, s->width * t->inv_m);
+        band_draw(img, t->rows, t->cols, u0, v0, u1, v1, s->width * t->inv_m, NULL);
     }
     if (seg != stack) free(seg);
     return 0;
@@ -340,13 +458,27 @@ static void draw_box(const xform *t, uint8_t *img, float x, float y, float hx, f
     rect_draw(img, t->rows, t->cols, uc, vc, au, av, hl, hw);
 }
 
-static void draw_boxes(const xform *t, const ew_boxes *b, uint8_t *img) {
+static void draw_boxes(const xform *t, const ew_boxes *b, const float *wb, uint8_t *img) {
     if (!b) return;
     /* cheap world-space pre-cull: a box whose bounding circle misses the image's world
      * bounding box (grown by 2 pixels) draws nothing */
-    float x0, x1, y0, y1;
-    world_bounds(t, 2.0f, &x0, &x1, &y0, &y1);
-    for (int i = 0; i < b->n; i++) {
+    float x0 = wb[0], x1 = wb[1], y0 = wb[2], y1 = wb[3];
+    int i = 0;
+    /* 4 boxes at a time (the same float tests as the scalar loop below, lane by lane) */
+    v4f X0 = splat(x0), X1 = splat(x1), Y0 = splat(y0), Y1 = splat(y1);
+    for (; i + 4 <= b->n; i += 4) {
+        v4f x, y, l, w;
+        memcpy(&x, b->x + i, sizeof x);
+        memcpy(&y, b->y + i, sizeof y);
+        memcpy(&l, b->len + i, sizeof l);
+        memcpy(&w, b->wid + i, sizeof w);
+        v4f r = 0.5f * (l + w);
+        v4i in = (x + r >= X0) & (x - r <= X1) & (y + r >= Y0) & (y - r <= Y1);
+        if (!(in[0] | in[1] | in[2] | in[3])) continue;
+        for (int j = 0; j < 4; j++)
+            if (in[j]) draw_box(t, img, b->x[i + j], b->y[i + j], b->hx[i + j], b->hy[i + j], b->len[i + j], b->wid[i + j]);
+    }
+    for (; i < b->n; i++) {
         float r = 0.5f * (b->len[i] + b->wid[i]);
         float x = b->x[i], y = b->y[i];
         if (!(x + r >= x0 && x - r <= x1 && y + r >= y0 && y - r <= y1)) continue;
@@ -429,9 +561,9 @@ static void offroad_strips(const xform *t, const ival *st, int ns, uint8_t *img)
     float igc = flat ? 0.0f : 1.0f / gc;
     for (int r = 0; r < H; r++) {
         uint8_t *row = img + (size_t)r * (size_t)W;
-        if (r > 0 && gr == 0.0f) { /* rows aligned with y = const: all identical */
-            memcpy(row, img, (size_t)W);
-            continue;
+        if (r > 0 && gr == 0.0f) { /* rows aligned with y = const: all identical to row 0 */
+            fill_rows(img, H, W);
+            return;
         }
         float Yr = Y0 + (float)r * gr;
         if (flat) {
@@ -595,9 +727,8 @@ static void offroad_general(const xform *t, const ew_road *road, float x0, float
     }
 }
 
-static void draw_offroad(const xform *t, const ew_road *road, uint8_t *img) {
-    float x0, x1, y0, y1;
-    world_bounds(t, 2.0f, &x0, &x1, &y0, &y1);
+static void draw_offroad(const xform *t, const ew_road *road, const float *wb, uint8_t *img) {
+    float x0 = wb[0], x1 = wb[1];
     if (straight_window(road, x0, x1)) {
         ival st[EW_MAX_LANES];
         int ns = merged_strips(road, 0.5f * (x0 + x1), st);
@@ -613,11 +744,13 @@ static int render(const xform *t, const ew_road *road, const ew_boxes *boxes, co
                   float ego_len, float ego_wid, uint8_t *out) {
     size_t plane = (size_t)t->rows * (size_t)t->cols;
     uint8_t *mark = out, *veh = out + plane, *off = out + 2 * plane, *eg = out + 3 * plane;
-    memset(mark, 0, plane);
-    if (draw_markings(t, road, mark) != 0) return -1;
+    /* the image's world bounding box grown by 2 pixels (culling of all three layers) */
+    float wb[4];
+    world_bounds(t, 2.0f, &wb[0], &wb[1], &wb[2], &wb[3]);
+    if (draw_markings(t, road, wb, mark) != 0) return -1; /* initialises the plane */
     memset(veh, 0, plane);
-    draw_boxes(t, boxes, veh);
-    draw_offroad(t, road, off);
+    draw_boxes(t, boxes, wb, veh);
+    draw_offroad(t, road, wb, off);
     memset(eg, 0, plane);
     if (ego) {
         float n = sqrtf(ego->dx * ego->dx + ego->dy * ego->dy);
