@@ -917,6 +917,18 @@ static int parse_shard(const uint8_t *buf, size_t len, const char *name, int wan
                     free(E.rec_off);
                     BAD("step", (size_t)(q + 4 * c - p), "step %u: value %d not finite", t, c);
                 }
+            {
+                /* finite is not enough: huge positions or a non-unit heading overflow the
+                 * rasterizer (NaN coverage; found by fuzz/fuzz_traj.c) */
+                float ex = get_f32(q), ey = get_f32(q + 4), dx = get_f32(q + 8), dy = get_f32(q + 12);
+                float sp = get_f32(q + 16), ua = get_f32(q + 20), ub = get_f32(q + 24);
+                if (fabsf(ex) > 1e6f || fabsf(ey) > 1e6f || fabsf(dx * dx + dy * dy - 1.0f) > 1e-3f || fabsf(sp) > 1e3f ||
+                    fabsf(ua) > 1e3f || fabsf(ub) > 1e3f) {
+                    free(E.rec_off);
+                    BAD("step", (size_t)(q - p), "step %u: ego state out of range (|x|, |y| <= 1e6 m, unit heading, "
+                        "|speed|, |a|, |b| <= 1e3)", t);
+                }
+            }
             uint32_t nv = get_u16(q + 28);
             if (nv > EW_TRAJ_MAX_VEH || get_u16(q + 30)) {
                 free(E.rec_off);
@@ -942,14 +954,14 @@ static int parse_shard(const uint8_t *buf, size_t len, const char *name, int wan
                     BAD("records", (size_t)(r - p), "step %u: track %u of %u", t, tr, E.n_tracks);
                 }
                 float x = get_f32(r + 4), y = get_f32(r + 8);
-                int ok = isfinite(x) && isfinite(y);
+                int ok = isfinite(x) && isfinite(y) && fabsf(x) <= 1e6f && fabsf(y) <= 1e6f;
                 if (rot) {
                     float hx = get_f32(r + 12), hy = get_f32(r + 16);
                     ok = ok && isfinite(hx) && isfinite(hy) && fabsf(hx * hx + hy * hy - 1.0f) < 1e-3f;
                 }
                 if (!ok) {
                     free(E.rec_off);
-                    BAD("records", (size_t)(r - p), "step %u: vehicle pose not finite or heading not unit", t);
+                    BAD("records", (size_t)(r - p), "step %u: vehicle pose not finite, beyond 1e6 m or heading not unit", t);
                 }
                 ro += rs;
             }
