@@ -210,6 +210,7 @@ static void help_eval(void) {
            "  --seed S          traffic seed (default 7)\n"
            "  --flow X          vehicles per hour per lane (default 1400)\n"
            "  --baseline-thr X  grey threshold of the baseline (default 0.6)\n"
+           "  --tta             average the tracker's maps over the frame's flips (4x the work)\n"
            "  --threads N       threads (default 1)\n"
            "  --json            print a JSON summary\n");
 }
@@ -281,13 +282,14 @@ int cmd_eval_tracker(int argc, char **argv) {
     long frames = 200, threads = 1;
     double flow = 1400, bthr = 0.6;
     uint64_t seed = 7;
-    int json = 0;
+    int json = 0, tta = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             help_eval();
             return 0;
         } else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--tta")) tta = 1;
         else if (!strcmp(a, "--model")) {
             if (!(model = cli_value(cmd, argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--degrade")) {
@@ -315,6 +317,7 @@ int cmd_eval_tracker(int argc, char **argv) {
     char err[512];
     ew_tracker t;
     if (ew_tracker_load(&t, model, NULL, err, sizeof err)) return fail(cmd, err);
+    t.tta = tta;
     ew_backend *be = ew_backend_cpu_create((int)threads);
     ew_graph *g = be ? ew_graph_create(be, 0) : NULL;
     ew_video_stream *s = ew_video_stream_create(&sc, seed, err, sizeof err);

@@ -223,6 +223,39 @@ int ew_tracker_map(const ew_tracker *t, ew_graph *g, const float *frame, int h, 
     return rc;
 }
 
+int ew_tracker_map_tta(const ew_tracker *t, ew_graph *g, const float *frame, int h, int w, float *out, char *err,
+                       size_t errsz) {
+    int old = ew_set_grad_enabled(g, 0);
+    int rc = 0;
+    if (ew_graph_reset(g)) rc = failf(err, errsz, "tracker: out of memory");
+    int xs[4] = {4, 1, h, w};
+    ew_tensor *x = rc ? NULL : ew_tensor_new(g, 4, xs);
+    if (!rc && !x) rc = failf(err, errsz, "tracker: out of memory");
+    if (!rc) {
+        const size_t F = (size_t)h * w;
+        for (int k = 0; k < 4; k++)
+            for (int r = 0; r < h; r++)
+                for (int c = 0; c < w; c++) {
+                    int rr = (k & 2) ? h - 1 - r : r, cc = (k & 1) ? w - 1 - c : c;
+                    x->data[k * F + (size_t)r * w + c] = frame[(size_t)rr * w + cc];
+                }
+        ew_tensor *l = ew_tracker_logits(g, t, x);
+        if (!l) rc = failf(err, errsz, "tracker: %s", ew_graph_error(g));
+        else
+            for (int r = 0; r < h; r++)
+                for (int c = 0; c < w; c++) {
+                    float s = 0.0f;
+                    for (int k = 0; k < 4; k++) {
+                        int rr = (k & 2) ? h - 1 - r : r, cc = (k & 1) ? w - 1 - c : c;
+                        s += l->data[k * F + (size_t)rr * w + cc];
+                    }
+                    out[(size_t)r * w + c] = 0.25f * s;
+                }
+    }
+    ew_set_grad_enabled(g, old);
+    return rc;
+}
+
 #define PEAK_R 2
 #define PEAK_C 4
 #define WIN_R 3
@@ -270,7 +303,8 @@ int ew_tracker_detect(const ew_tracker *t, ew_graph *g, const float *frame, int 
     float *L = malloc((size_t)h * w * sizeof(float));
     if (!L) return failf(err, errsz, "tracker: out of memory");
     int n = -1;
-    if (ew_tracker_map(t, g, frame, h, w, L, err, errsz) == 0) n = ew_track_peaks(L, h, w, t->peak_thr, dets, cap);
+    int rc = t->tta ? ew_tracker_map_tta(t, g, frame, h, w, L, err, errsz) : ew_tracker_map(t, g, frame, h, w, L, err, errsz);
+    if (rc == 0) n = ew_track_peaks(L, h, w, t->peak_thr, dets, cap);
     free(L);
     return n;
 }

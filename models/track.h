@@ -60,6 +60,8 @@ typedef struct {
     ew_conv_layer conv[EW_TRACK_MAX_LAYERS], head;
     ew_mlp disc;
     float peak_thr;
+    int tta;            /* run-time option (not saved): ew_tracker_detect averages the logit maps of
+                         * the frame and its three flips (un-flipped), see ew_tracker_map_tta */
     ew_param_list params;
 } ew_tracker;
 
@@ -94,13 +96,18 @@ int ew_tracker_locate(const ew_tracker *t, ew_graph *g, const float *frames, int
 int ew_tracker_map(const ew_tracker *t, ew_graph *g, const float *frame, int h, int w, float *out, char *err,
                    size_t errsz);
 
+/* The mean of the logit maps of the frame flipped left-right and/or up-down, each flipped
+ * back: a test-time use of the flip equivariance the training asks for. 0 or -1. */
+int ew_tracker_map_tta(const ew_tracker *t, ew_graph *g, const float *frame, int h, int w, float *out, char *err,
+                       size_t errsz);
+
 typedef struct {
     float u, v, score;
 } ew_track_det;
 
 /* Peaks of a logit map (see above); returns the count (at most cap). */
 int ew_track_peaks(const float *logits, int h, int w, float thr, ew_track_det *dets, int cap);
-/* Map + peaks with t->peak_thr. Returns the count or -1. */
+/* Map (ew_tracker_map_tta when t->tta) + peaks with t->peak_thr. Returns the count or -1. */
 int ew_tracker_detect(const ew_tracker *t, ew_graph *g, const float *frame, int h, int w, ew_track_det *dets,
                       int cap, char *err, size_t errsz);
 /* Sets t->peak_thr from the view-A frames of a batch of single-vehicle pairs. 0 or -1. */

@@ -338,6 +338,26 @@ static void test_learns_one_vehicle(void) {
     }
     CHECK(one >= n * 95 / 100, "one detection within 1 px in %d of %d frames", one, n);
 
+    /* flip-averaged maps are exactly flip-equivariant, and find the same vehicle */
+    {
+        const int H = vc.rows, W = vc.cols;
+        float *fr = ev.a, *ff = malloc(sizeof(float) * (size_t)H * W), *m1 = malloc(sizeof(float) * (size_t)H * W),
+              *m2 = malloc(sizeof(float) * (size_t)H * W);
+        for (int r = 0; r < H; r++)
+            for (int c = 0; c < W; c++) ff[r * W + c] = fr[r * W + W - 1 - c];
+        CHECK(ew_tracker_map_tta(&t, g, fr, H, W, m1, err, sizeof err) == 0, "%s", err);
+        CHECK(ew_tracker_map_tta(&t, g, ff, H, W, m2, err, sizeof err) == 0, "%s", err);
+        double worst = 0;
+        for (int r = 0; r < H; r++)
+            for (int c = 0; c < W; c++) worst = fmax(worst, fabs(m1[r * W + c] - m2[r * W + W - 1 - c]));
+        CHECK(worst < 1e-4, "tta map of the flipped frame is the flipped map: %.2e", worst);
+        ew_track_det d[8];
+        t.tta = 1;
+        int k = ew_tracker_detect(&t, g, fr, H, W, d, 8, err, sizeof err);
+        t.tta = 0;
+        CHECK(k == 1 && hypot(d[0].u - ev.truth_a[0], d[0].v - ev.truth_a[1]) < 0.5, "tta detection: %d", k);
+        free(ff), free(m1), free(m2);
+    }
     /* tracklets on a traffic video: the small tracker's tracklets cover true tracks, and the
      * tracked history of an evaluation pair sits on the true one */
     {
