@@ -126,8 +126,12 @@ int ew_road_validate(const ew_road *r, char *err, int errlen) {
     if (r->n_main < 1 || r->n_main > EW_MAX_MAIN_LANES) return fail(err, errlen, "road: n_main must be 1..8 (got %g)", r->n_main);
     if (r->n_lanes < r->n_main || r->n_lanes > EW_MAX_LANES) return fail(err, errlen, "road: bad lane count %g", r->n_lanes);
     if (!(r->length >= 10.0f && r->length <= 1e6f)) return fail(err, errlen, "road: bad length %g", r->length);
-    if (!(r->dash_len > 0.0f && r->dash_gap >= 0.0f && r->marking_width > 0.0f && r->marking_width < 1.0f))
-        return fail(err, errlen, "road: bad marking pattern (dash %g)", r->dash_len);
+    /* dashes and gaps of at least 0.1 m: shorter ones made the marking loop run for hours
+     * (and never end once the period falls below the float spacing of x; found by fuzzing) */
+    if (!(r->dash_len >= 0.1f && r->dash_len <= 1e6f && (r->dash_gap == 0.0f || (r->dash_gap >= 0.1f && r->dash_gap <= 1e6f)) &&
+          r->marking_width > 0.0f && r->marking_width < 1.0f))
+        return fail(err, errlen, "road: bad marking pattern (dash %g m; dash and gap 0.1..1e6 m, gap 0 = solid; width < 1 m)",
+                    r->dash_len);
     for (int i = 0; i < r->n_lanes; i++) {
         const ew_lane *l = &r->lanes[i];
         if (!(l->width >= 2.0f && l->width <= 6.0f)) return fail(err, errlen, "road: lane %g has a bad width", i);
@@ -248,7 +252,10 @@ static void emit_edge_piece(const ew_road *r, seg_sink *s, const ew_lane *l, int
     }
     float period = r->dash_len + r->dash_gap;
     float k = floorf(xa / period);
-    for (float d0 = k * period; d0 < xb; d0 += period) {
+    /* d0 from an integer count, not by accumulation: it always advances */
+    for (long n = 0;; n++) {
+        float d0 = (k + (float)n) * period;
+        if (!(d0 < xb)) break;
         float a = d0 > xa ? d0 : xa;
         float b = d0 + r->dash_len < xb ? d0 + r->dash_len : xb;
         if (b > a) emit(s, a, edge_y(l, side, a), b, edge_y(l, side, b));

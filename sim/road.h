@@ -38,7 +38,7 @@ typedef struct {
     int n_main;              /* main lanes 0..n_main-1, right to left */
     int n_lanes;             /* main lanes plus ramps */
     ew_lane lanes[EW_MAX_LANES];
-    float dash_len, dash_gap; /* lane-separator dash pattern (m); gap 0 = solid */
+    float dash_len, dash_gap; /* lane-separator dash pattern (m, each 0.1..1e6); gap 0 = solid */
     float marking_width;     /* painted line width (m) */
 } ew_road;
 

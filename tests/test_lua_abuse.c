@@ -178,6 +178,11 @@ static void test_programs(void) {
             "local m = ew.episode(w, 'idm', { steps = 20, on_step = function()\n  while true do end\nend })\n"
             "print('not reached')\n",
             0, "instruction budget exceeded");
+    /* a marking pattern of 1e-30 m dashes: refused (it made every observation run forever) */
+    program("dash_bomb",
+            "local w = egoworld.world { road = { lanes = 2, length = 600, dash_len = 1e-30, dash_gap = 1e-30 } }\n"
+            "w:reset(1)\nlocal o = w:observe()\n",
+            0, "bad marking pattern");
     /* GC of abandoned objects inside a callback */
     program("ep_gc",
             "local ew = egoworld\nlocal w = ew.world()\nw:reset(1)\n"
