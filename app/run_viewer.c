@@ -19,6 +19,7 @@ int ew_run_viewer_set_vehicles(ew_world_config *wc, long vehicles, char *err, in
 }
 
 #ifdef EGOWORLD_HAVE_VIEWER
+#include "planner/mpc_overlay.h"
 #include "viz/viewer.h"
 
 static int is_video(const char *p) {
@@ -31,9 +32,9 @@ static int is_video(const char *p) {
     return 0;
 }
 
-int ew_run_viewer_mode(int headless, const char *record) {
+int ew_run_viewer_mode(int headless, const char *record, const char *frames_dir) {
     if (!headless && ew_viewer_display_available()) return 1;
-    if (record && is_video(record)) return 2;
+    if ((record && is_video(record)) || frames_dir) return 2;
     return 0;
 }
 
@@ -46,6 +47,16 @@ int ew_run_viewer(const ew_run_viewer_args *a, int mode, ew_world *w, ew_episode
     o.record = a->record;
     o.quiet = a->quiet;
     o.headless = mode == 2;
+    o.exit_on_end = a->record != NULL; /* a recording ends with the episode (the window stays otherwise) */
+    if (mode == 2 && a->frames_dir) {
+        o.record = a->frames_dir;
+        o.steps_per_frame = a->frame_every > 0 ? a->frame_every : 1;
+    }
+    ew_mpc_overlay mo;
+    if (ew_mpc_overlay_init(&mo, ctrl) == 0) {
+        o.overlay = ew_mpc_overlay_fill;
+        o.overlay_ctx = &mo;
+    }
     if (a->bench_frames > 0) {
         if (mode != 1) {
             fprintf(stderr, "egoworld run: --bench-frames needs a display (try xvfb-run -a egoworld run ...)\n");
@@ -60,6 +71,7 @@ int ew_run_viewer(const ew_run_viewer_args *a, int mode, ew_world *w, ew_episode
         fprintf(stderr, "egoworld run: %s\n", err);
         return 1;
     }
+    if (a->frames_written) *a->frames_written = st.frames;
     if (a->bench_frames > 0) {
         FILE *out = a->json ? stderr : stdout;
         fprintf(out,
@@ -78,15 +90,17 @@ void ew_run_viewer_help(FILE *out) {
             "\n"
             "With a display (DISPLAY or WAYLAND_DISPLAY) and without --headless, run opens the viewer;\n"
             "--record DIR then writes the window's frames as PNG, --record FILE.mp4 (.mkv, .webm, .mov)\n"
-            "pipes them to ffmpeg (also headless, drawn by the software renderer). Viewer keys:\n");
+            "pipes them to ffmpeg (also headless, drawn by the software renderer); a recording ends\n"
+            "with the episode. Viewer keys:\n");
     ew_viewer_print_keys(out);
 }
 
 #else /* no viewer built */
 
-int ew_run_viewer_mode(int headless, const char *record) {
+int ew_run_viewer_mode(int headless, const char *record, const char *frames_dir) {
     (void)headless;
     (void)record;
+    (void)frames_dir;
     return 0;
 }
 

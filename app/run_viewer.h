@@ -17,12 +17,18 @@ typedef struct {
     const char *record;   /* NULL, a directory (PNG frames) or a video file (ffmpeg) */
     long bench_frames;    /* > 0: benchmark: render this many frames as fast as possible */
     int json, quiet;
+    const char *frames_dir; /* headless (mode 2): PNG frames of the software renderer here */
+    int frame_every;        /* steps per frame with frames_dir (>= 1) */
+    long *frames_written;   /* out: frames rendered (may be NULL) */
 } ew_run_viewer_args;
 
 /* Which path `run` takes: 1 the window (built, not --headless, a display), 2 the headless
- * software renderer (recording to a video file with no window), 0 the plain headless loop. */
-int ew_run_viewer_mode(int headless, const char *record);
-/* Runs the begun episode through the viewer (mode 1 or 2). Returns 0, or 1 after printing
+ * software renderer (no window: recording to a video file, or frames_dir given), 0 the plain
+ * headless loop. */
+int ew_run_viewer_mode(int headless, const char *record, const char *frames_dir);
+/* Runs the begun episode through the viewer (mode 1 or 2). An MPC controller (planner/mpc.h)
+ * fills the overlay (planner/mpc_overlay.h: plan, imagined futures, cost mask, cost terms);
+ * other controllers get the viewer's IDM preview. Returns 0, or 1 after printing
  * "egoworld run: <reason>" on stderr. */
 int ew_run_viewer(const ew_run_viewer_args *a, int mode, ew_world *w, ew_episode *ep, ew_controller *ctrl);
 /* Scales the scenario's initial densities so that about `vehicles` vehicles start on the

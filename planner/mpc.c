@@ -628,6 +628,21 @@ int ew_mpc_get_stats(const ew_controller *c, ew_mpc_stats *out) {
 }
 
 
+/* ---- read-only view (mpc.h; for planner/mpc_overlay.c) ---- */
+int ew_mpc_get_view(const ew_controller *c, ew_mpc_view *out) {
+    if (!c || c->act != act_fn || !c->ctx) return -1;
+    const mpc_ctx *m = c->ctx;
+    memset(out, 0, sizeof *out);
+    *out = (ew_mpc_view){m->K, m->T, m->C, m->H, m->W, m->have_plan, m->kind != KIND_FM && m->have_ref,
+                         NULL, NULL, (size_t)m->cap, m->ref_img, m->ref_t, m->ref_pose, &m->cc};
+    if (out->have_ref) { /* reference step t = history index nc + since_refresh + t */
+        out->frames = m->hist_f + (size_t)(m->nc + m->since_refresh) * m->fsz;
+        out->states = m->hist_s + (size_t)(m->nc + m->since_refresh) * 5;
+    }
+    return 0;
+}
+
+
 int ew_mpc_controller_create(const char *kind, const ew_mpc_config *c, ew_controller *out, char *err,
                              int errlen) {
     if (out) memset(out, 0, sizeof *out);

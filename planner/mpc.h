@@ -79,4 +79,18 @@ typedef struct {
 } ew_mpc_stats;
 int ew_mpc_get_stats(const ew_controller *c, ew_mpc_stats *out);
 
+/* ---- read-only view for the viewer (planner/mpc_overlay.h; added by "show") ---------------- */
+typedef struct {
+    int K, T, C, H, W;            /* latent samples, horizon, image shape */
+    int have_plan, have_ref;      /* 0 after reset() until the first act(); mpc-fm: have_ref 0 */
+    const float *frames;          /* sample k, reference step t: frames + ((size_t)k*stride + t)*C*H*W */
+    const float *states;          /* same indexing, 5 floats (x, y, dx, dy, s) per frame */
+    size_t stride;                /* frames between samples */
+    const float *ref_img, *ref_t; /* [T] reference images (vehicles: max over samples), transposed */
+    const ew_cost_pose *ref_pose; /* [T] */
+    const ew_cost_config *cost;   /* the cost configuration of the last act() */
+} ew_mpc_view;
+/* Pointers owned by the controller, valid until its next act() or reset(). -1 if not MPC. */
+int ew_mpc_get_view(const ew_controller *c, ew_mpc_view *out);
+
 #endif

@@ -84,6 +84,12 @@ static int drive_act(void *ctx, const ew_world *w, ew_action *out, char *err, in
     return 0;
 }
 
+/* The controller keeps its history (frames, states) even while the user drives. */
+static void drive_observe(void *ctx, const ew_world *w) {
+    drive_ctx *d = (drive_ctx *)ctx;
+    if (d->inner && d->inner->observe) d->inner->observe(d->inner->ctx, w);
+}
+
 static void drive_reset(void *ctx, const ew_world *w) {
     drive_ctx *d = (drive_ctx *)ctx;
     if (d->inner && d->inner->reset) d->inner->reset(d->inner->ctx, w);
@@ -434,6 +440,7 @@ static int viewer_init(viewer *v, const ew_viewer_opts *o, ew_world *w, ew_episo
     v->drive.ctx = &v->dc;
     v->drive.act = drive_act;
     v->drive.reset = drive_reset;
+    v->drive.observe = drive_observe;
     v->width = o->width > 0 ? o->width : 1280;
     v->height = o->height > 0 ? o->height : 720;
     v->paused = o->start_paused;
