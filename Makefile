@@ -1,5 +1,7 @@
 # Thin front over CMake. The two commands of the README:
 #   make run   - install missing Debian packages (as root), configure, build, run the default scenario
+#                (the viewer when a display exists; headless: a summary table and the viewer's
+#                frames in $(BUILD)/run_frames/)
 #   make test  - the same set-up, then the whole CTest suite
 # Everything else (options, other build types) goes through CMake directly; see README.md.
 
@@ -21,7 +23,8 @@ build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 run: build
-	./$(BUILD)/egoworld run
+	@rm -rf $(BUILD)/run_frames
+	./$(BUILD)/egoworld run --headless-frames $(BUILD)/run_frames
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

@@ -21,7 +21,7 @@ int cmd_train_policy(int argc, char **argv);
 
 static const ew_command commands[] = {
     {"run", cmd_run, "run a scenario (viewer when a display exists, headless otherwise)"},
-    {"bench", cmd_bench, "measure the hot paths: bench sim | bench nn"},
+    {"bench", cmd_bench, "measure the hot paths: bench sim | nn | data | plan"},
     {"lua", cmd_lua, "run a headless Lua program with the egoworld module"},
     {"collect", cmd_collect, "record trajectory datasets with the noisy ego driver (docs/DATASET.md)"},
     {"eval", cmd_eval, "evaluate a controller on a fixed, seeded episode set (docs/EVAL.md)"},
