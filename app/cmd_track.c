@@ -569,7 +569,11 @@ static void help_eval_pred(void) {
            "history) too. Errors are mean Euclidean distances (m).\n"
            "Keys: model_error_3s_m, cv_error_3s_m, gt_trained_error_3s_m, ca_error_3s_m, coverage_1sigma,\n"
            "coverage_2sigma (tracked-trained model, all horizons), also at 1 s and 2 s, on lane\n"
-           "changes and braking events, and windows counts.\n\n"
+           "changes and braking events, and windows counts. Coverage counts the model's covariance\n"
+           "plus meas_noise_m^2 I: the noise of tracked positions against the truth, which a model\n"
+           "trained on tracked positions cannot see; by default it is estimated without labels\n"
+           "from the tracker's disagreement with itself on 180-degree rotated frames (first 100\n"
+           "frames); coverage_*_raw leave it out.\n\n"
            "  --model FILE      predictor trained on tracked positions (required)\n"
            "  --gt-model FILE   predictor trained on true positions (required)\n"
            "  --tracker FILE    tracker checkpoint (required)\n"
@@ -578,6 +582,7 @@ static void help_eval_pred(void) {
            "  --degrade NAME    clean | degraded (default clean)\n"
            "  --flow X          vehicles per hour per lane (default 1400)\n"
            "  --seed S          traffic seed (default 99)\n"
+           "  --meas-noise X    tracked-position noise in m for coverage, or auto (default auto)\n"
            "  --threads N       threads (default 1)\n"
            "  --json            print a JSON summary\n");
 }
@@ -585,7 +590,7 @@ static void help_eval_pred(void) {
 int cmd_eval_predictor(int argc, char **argv) {
     const char *cmd = "eval-predictor", *model = NULL, *gtm = NULL, *trk = NULL, *deg = "clean";
     long frames = 1500, stride = 5, threads = 1;
-    double flow = 1400;
+    double flow = 1400, meas = -1;
     uint64_t seed = 99;
     int json = 0;
     for (int i = 1; i < argc; i++) {
@@ -609,6 +614,11 @@ int cmd_eval_predictor(int argc, char **argv) {
         FLAG_INT("--stride", 1, 1000, stride)
         FLAG_INT("--threads", 1, 1024, threads)
         FLAG_F("--flow", 0, 5000, flow)
+        else if (!strcmp(a, "--meas-noise")) {
+            if (!(v = cli_value(cmd, argc, argv, &i))) return 2;
+            if (strcmp(v, "auto") && cli_float(cmd, a, v, 0, 100, &meas)) return 2;
+            if (!strcmp(v, "auto")) meas = -1;
+        }
         else return cli_unknown(cmd, a);
     }
     if (!model || !gtm || !trk) {
@@ -651,6 +661,26 @@ int cmd_eval_predictor(int argc, char **argv) {
         fail(cmd, "no evaluation windows");
         goto done;
     }
+    /* measurement noise of the tracked positions the model was trained on, without labels */
+    long npairs = 0;
+    if (meas < 0) {
+        ew_video_stream *st = ew_video_stream_create(&sc, seed, err, sizeof err);
+        int rows = 0, cols = 0;
+        if (st) ew_video_stream_size(st, &rows, &cols);
+        float *fr = st ? malloc(sizeof(float) * 100 * (size_t)rows * cols) : NULL;
+        ew_video_truth *tv = malloc(sizeof *tv * 512);
+        int ok = st && fr && tv;
+        for (int f = 0; ok && f < 100; f++) ok = ew_video_stream_next(st, fr + (size_t)f * rows * cols, tv, 512, err, sizeof err) >= 0;
+        float sg = 0.0f;
+        if (ok) ok = ew_tracker_flip_noise(&t, g, fr, 100, rows, cols, sc.m_per_px, &sg, &npairs, err, sizeof err) == 0;
+        free(fr), free(tv);
+        ew_video_stream_free(st);
+        if (!ok) {
+            fail(cmd, err);
+            goto done;
+        }
+        meas = sg;
+    }
     ot = malloc(sizeof(float) * (size_t)pt.n * EW_MOTION_FUT * 5);
     og = malloc(sizeof(float) * (size_t)pt.n * EW_MOTION_FUT * 5);
     if (!ot || !og || ew_motion_predict(&mt, g, pt.s, pt.n, ot, err, sizeof err) ||
@@ -660,7 +690,7 @@ int cmd_eval_predictor(int argc, char **argv) {
     }
     /* sums: [what][horizon 1/2/3 s]; what: 0 model, 1 cv, 2 gt-model, 3 model lc, 4 cv lc, 5 model brake, 6 cv brake */
     double sum[8][3] = {{0}}, cnt[8] = {0};
-    long in1 = 0, in2 = 0, tot = 0, in1_3 = 0, in2_3 = 0;
+    long in1 = 0, in2 = 0, tot = 0, in1_3 = 0, in2_3 = 0, raw1 = 0, raw2 = 0;
     for (int i = 0; i < pt.n; i++) {
         float cv[2 * EW_MOTION_FUT];
         ew_motion_cv(&pt.s[i], sc.dt, cv);
@@ -690,7 +720,12 @@ int cmd_eval_predictor(int argc, char **argv) {
         if (pt.flags[i] & 2) cnt[5] = cnt[6] = cnt[5] + 1;
         for (int k = 0; k < EW_MOTION_FUT; k++) {
             const float *a = ot + ((size_t)i * EW_MOTION_FUT + k) * 5;
-            double d2 = ew_gauss2d_maha2(a[0], a[1], a[2], a[3], a[4], pg.s[i].fut[k][0], pg.s[i].fut[k][1]);
+            double r2 = ew_gauss2d_maha2(a[0], a[1], a[2], a[3], a[4], pg.s[i].fut[k][0], pg.s[i].fut[k][1]);
+            raw1 += r2 <= 1.0, raw2 += r2 <= 4.0;
+            /* plus the measurement noise (isotropic, independent): covariance + meas^2 I */
+            double sx = sqrt((double)a[2] * a[2] + meas * meas), sy = sqrt((double)a[3] * a[3] + meas * meas);
+            double rr = (double)a[4] * a[2] * a[3] / (sx * sy);
+            double d2 = ew_gauss2d_maha2(a[0], a[1], sx, sy, rr, pg.s[i].fut[k][0], pg.s[i].fut[k][1]);
             in1 += d2 <= 1.0, in2 += d2 <= 4.0, tot++;
             if (k == EW_MOTION_FUT - 1) in1_3 += d2 <= 1.0, in2_3 += d2 <= 4.0;
         }
@@ -707,6 +742,10 @@ int cmd_eval_predictor(int argc, char **argv) {
         print_num("ca_error_3s_m", e[7][2], 0);
         print_num("coverage_1sigma", c1, 0);
         print_num("coverage_2sigma", c2, 0);
+        print_num("coverage_1sigma_raw", (double)raw1 / tot, 0);
+        print_num("coverage_2sigma_raw", (double)raw2 / tot, 0);
+        print_num("meas_noise_m", meas, 0);
+        printf("\"meas_noise_pairs\": %ld, ", npairs);
         print_num("coverage_1sigma_3s", (double)in1_3 / pt.n, 0);
         print_num("coverage_2sigma_3s", (double)in2_3 / pt.n, 0);
         print_num("model_error_1s_m", e[0][0], 0);
@@ -727,7 +766,8 @@ int cmd_eval_predictor(int argc, char **argv) {
         printf("  constant acceleration at 1/2/3 s (m): %.3f %.3f %.3f\n", e[7][0], e[7][1], e[7][2]);
         printf("  lane changes at 3 s: model %.3f cv %.3f | braking: model %.3f cv %.3f\n", e[3][2], e[4][2], e[5][2],
                e[6][2]);
-        printf("  coverage 1 sigma %.3f (39.3 %%), 2 sigma %.3f (86.5 %%)\n", c1, c2);
+        printf("  coverage 1 sigma %.3f (39.3 %%), 2 sigma %.3f (86.5 %%) with measurement noise %.4f m; without: %.3f %.3f\n",
+               c1, c2, meas, (double)raw1 / tot, (double)raw2 / tot);
     }
     rc = 0;
 done:

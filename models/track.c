@@ -309,6 +309,46 @@ int ew_tracker_detect(const ew_tracker *t, ew_graph *g, const float *frame, int 
     return n;
 }
 
+int ew_tracker_flip_noise(const ew_tracker *t, ew_graph *g, const float *frames, int n, int h, int w,
+                          float m_per_px, float *sigma, long *pairs, char *err, size_t errsz) {
+    const size_t F = (size_t)h * w;
+    float *ff = malloc(F * sizeof(float));
+    ew_track_det *a = malloc(512 * sizeof *a), *b = malloc(512 * sizeof *b);
+    if (!ff || !a || !b) {
+        free(ff), free(a), free(b);
+        return failf(err, errsz, "tracker: out of memory");
+    }
+    double sum = 0;
+    long np = 0;
+    int rc = 0;
+    for (int k = 0; k < n && rc == 0; k++) {
+        const float *f = frames + (size_t)k * F;
+        for (size_t i = 0; i < F; i++) ff[i] = f[F - 1 - i]; /* both flips = 180 degree rotation */
+        int na = ew_tracker_detect(t, g, f, h, w, a, 512, err, errsz);
+        int nb = na < 0 ? -1 : ew_tracker_detect(t, g, ff, h, w, b, 512, err, errsz);
+        if (nb < 0) {
+            rc = -1;
+            break;
+        }
+        for (int i = 0; i < na; i++) {
+            double best = 1.5 * 1.5;
+            int bj = -1;
+            for (int j = 0; j < nb; j++) {
+                double du = a[i].u - ((double)w - b[j].u), dv = a[i].v - ((double)h - b[j].v);
+                double d = du * du + dv * dv;
+                if (d < best) best = d, bj = j;
+            }
+            if (bj >= 0) sum += best, np++;
+        }
+    }
+    free(ff), free(a), free(b);
+    if (rc) return -1;
+    /* per axis: E[du^2 + dv^2] = 2 axes x 2 sigma^2 */
+    *sigma = np ? (float)(sqrt(sum / (double)np / 4.0) * m_per_px) : 0.0f;
+    if (pairs) *pairs = np;
+    return 0;
+}
+
 static int cmp_f(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
     return (x > y) - (x < y);

@@ -110,6 +110,13 @@ int ew_track_peaks(const float *logits, int h, int w, float thr, ew_track_det *d
 /* Map (ew_tracker_map_tta when t->tta) + peaks with t->peak_thr. Returns the count or -1. */
 int ew_tracker_detect(const ew_tracker *t, ew_graph *g, const float *frame, int h, int w, ew_track_det *dets,
                       int cap, char *err, size_t errsz);
+/* A label-free estimate of the tracker's position noise (m, per axis): detections of each of
+ * the n frames (h x w, m_per_px) and of the frame rotated by 180 degrees (both flips) are
+ * paired (closest, within 1.5 px); the per-axis disagreement d has variance 2 sigma^2 if the
+ * two errors are independent, so sigma = rms(d) / sqrt(2). *pairs gets the number of pairs.
+ * 0 or -1. */
+int ew_tracker_flip_noise(const ew_tracker *t, ew_graph *g, const float *frames, int n, int h, int w,
+                          float m_per_px, float *sigma, long *pairs, char *err, size_t errsz);
 /* Sets t->peak_thr from the view-A frames of a batch of single-vehicle pairs. 0 or -1. */
 int ew_tracker_calibrate(ew_tracker *t, ew_graph *g, const ew_video_pairs *batch, char *err, size_t errsz);
 

@@ -374,6 +374,20 @@ static void test_learns_one_vehicle(void) {
                 worst = fmax(worst, hypot(pt.s[i].hist[h][0] - pg.s[i].hist[h][0], pt.s[i].hist[h][1] - pg.s[i].hist[h][1]));
         printf("tracklets: %d tracked windows, %d true, %d pairs, worst history gap %.3f m\n", trk.n, gt.n, pt.n, worst);
         CHECK(worst < 1.5, "tracked history within 1.5 m of the truth in every pair: %.3f m", worst);
+        /* label-free noise estimate from rotated frames: a few centimetres for this tracker */
+        ew_video_stream *st = ew_video_stream_create(&sc, 3, err, sizeof err);
+        int R = 0, C = 0;
+        ew_video_stream_size(st, &R, &C);
+        float *fr = malloc(sizeof(float) * 10 * (size_t)R * C);
+        ew_video_truth tv[256];
+        for (int f = 0; f < 10; f++) ew_video_stream_next(st, fr + (size_t)f * R * C, tv, 256, err, sizeof err);
+        float sg = -1.0f;
+        long np = 0;
+        CHECK(ew_tracker_flip_noise(&t, g, fr, 10, R, C, sc.m_per_px, &sg, &np, err, sizeof err) == 0, "%s", err);
+        printf("flip noise estimate %.4f m from %ld pairs\n", sg, np);
+        CHECK(np > 20 && sg > 0.0f && sg < 0.1f, "flip noise %.4f m from %ld pairs", sg, np);
+        free(fr);
+        ew_video_stream_free(st);
         ew_motion_set_free(&trk);
         ew_motion_set_free(&gt);
         ew_motion_set_free(&pt);
