@@ -85,7 +85,8 @@ typedef struct {
     float loss, causal, equiv, entropy, disc_acc;
 } ew_track_stats;
 
-/* One optimisation step on a batch of pairs (frames must equal cfg.frames). 0 or -1 (err). */
+/* One optimisation step on a batch of pairs (frames must equal cfg.frames): the loss above,
+ * its gradient (global norm clipped at 5), one step of opt. 0 or -1 (err). */
 int ew_tracker_train_step(ew_tracker *t, ew_optim *opt, ew_graph *g, const ew_video_pairs *batch,
                           ew_track_stats *st, char *err, size_t errsz);
 
