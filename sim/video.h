@@ -27,7 +27,8 @@
  *    both views alike; `shuffled` and `perm` say which). The truth (vehicle centres in each
  *    view's pixel coordinates) is stored apart from what a trainer may read.
  *  - traffic streams (ew_video_stream): an IDM/MOBIL world without an ego on a straight
- *    road (with scripted hard brakes of random vehicles, brakes_per_min), stepped at dt, rendered through a fixed camera over a stretch, with the truth of
+ *    road (with scripted hard brakes of random vehicles, brakes_per_min), stepped at dt,
+ *    rendered through a fixed camera over a stretch, with the truth of
  *    every vehicle overlapping the view (id, centre, size, whether it is fully inside and
  *    whether an occluder hides its centre).
  */
