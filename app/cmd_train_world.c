@@ -526,10 +526,12 @@ int cmd_train_world(int argc, char **argv) {
         double now = cli_now();
         if ((tty && (now - last_print > 0.5 || last)) || (!tty && ((k + 1) % log_every == 0 || last || do_val))) {
             double eta = (double)(steps - k - 1) * (sum_time / (double)done_steps);
+            char vs[32] = "-";
+            if (isfinite(val_loss)) snprintf(vs, sizeof vs, "%.5f", val_loss);
             fprintf(stderr,
-                    "%sstep %ld/%ld  loss %.5f (img %.5f state %.5f kl %.3g)  |g| %.3g  %.1f samples/s  ETA %.0fs  val %.5f%s",
+                    "%sstep %ld/%ld  loss %.5f (img %.5f state %.5f kl %.3g)  |g| %.3g  %.1f samples/s  ETA %.0fs  val %s%s",
                     tty ? "\r" : "", k + 1, steps, (double)l.loss, (double)l.img_mse, (double)l.state_mse, (double)l.kl,
-                    (double)l.grad_norm, sps, eta, val_loss, tty ? "   " : "\n");
+                    (double)l.grad_norm, sps, eta, vs, tty ? "   " : "\n");
             last_print = now;
         }
     }
