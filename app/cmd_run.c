@@ -32,7 +32,7 @@ static void help(void) {
            "  --controller C      none | idm | mpc-km | mpc-fm | cem | policy:FILE (default: mpc-km when\n"
            "                      the world model loads, else idm with a note on stderr)\n"
            "  --world FILE        world model for mpc-km, mpc-fm, cem (default " EW_DEFAULT_WORLD_MODEL ",\n"
-           "                      looked up in the current directory, then next to the binary's parent)\n"
+           "                      in the current directory, else under the binary's parent directory)\n"
            "  --steps N           step limit, warm-up included (default 600)\n"
            "  --seed S            random seed (default 1)\n"
            "  --goal M            goal distance in metres (default 215)\n"

@@ -1,6 +1,8 @@
-# End-to-end tests of the egoworld command line (run from the source tree).
+# End-to-end tests of the egoworld command line (run from the source tree). The runs name
+# --controller idm: the default (mpc-km on the shipped world model) is tested in
+# tests/test_mpc_overlay.c with a tiny model.
 set(_ew $<TARGET_FILE:egoworld>)
-add_test(NAME cli_run_json COMMAND ${_ew} run --json --quiet --steps 400 --seed 3)
+add_test(NAME cli_run_json COMMAND ${_ew} run --json --quiet --steps 400 --seed 3 --controller idm)
 set_tests_properties(cli_run_json PROPERTIES
   PASS_REGULAR_EXPRESSION "\"status\": \"success\".*\"bg_collisions\": 0")
 add_test(NAME cli_run_onramp COMMAND ${_ew} run --json --quiet --scenario onramp-6lane --controller none --seed 5)
@@ -16,10 +18,10 @@ set_tests_properties(cli_unknown_command PROPERTIES PASS_REGULAR_EXPRESSION "unk
 add_test(NAME cli_run_help COMMAND ${_ew} run --help)
 set_tests_properties(cli_run_help PROPERTIES PASS_REGULAR_EXPRESSION "--record DIR")
 # Exit statuses: success 0, usage errors non-zero.
-add_test(NAME cli_exit_status COMMAND sh -c "'${_ew}' run --quiet --steps 30 >/dev/null && ! '${_ew}' run --seed -1 2>/dev/null")
+add_test(NAME cli_exit_status COMMAND sh -c "'${_ew}' run --quiet --steps 30 --controller idm >/dev/null && ! '${_ew}' run --seed -1 2>/dev/null")
 # --record writes one ego raster and one top view per step (plus the initial frame), as PNG.
 add_test(NAME cli_run_record COMMAND sh -c
-  "d=$(mktemp -d) && '${_ew}' run --quiet --headless --steps 25 --n-cond 5 --record \"$d/f\" >/dev/null && test $(ls \"$d/f\" | grep -c '^ego_.*png$') -eq 26 && test $(ls \"$d/f\" | grep -c '^top_.*png$') -eq 26 && head -c 8 \"$d/f/ego_00010.png\" | od -c | grep -q 'P   N   G' && rm -rf \"$d\"")
+  "d=$(mktemp -d) && '${_ew}' run --quiet --headless --steps 25 --n-cond 5 --controller idm --record \"$d/f\" >/dev/null && test $(ls \"$d/f\" | grep -c '^ego_.*png$') -eq 26 && test $(ls \"$d/f\" | grep -c '^top_.*png$') -eq 26 && head -c 8 \"$d/f/ego_00010.png\" | od -c | grep -q 'P   N   G' && rm -rf \"$d\"")
 add_test(NAME cli_bench_sim_json COMMAND ${_ew} bench sim --repeat 1 --json)
 set_tests_properties(cli_bench_sim_json PROPERTIES
   PASS_REGULAR_EXPRESSION "\"cores\": [0-9]+, \"threads\": 1.*\"vehicle_updates_per_s\": [0-9.e+]+.*\"env_steps_per_s\": [0-9.e+]+.*\"rasters_per_s\": [0-9.e+]+")
