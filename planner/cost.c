@@ -34,6 +34,8 @@ void ew_cost_config_default(ew_cost_config *c) {
     c->safe_margin = 1.0f;
     c->lane_width = 3.7f;
     c->lane_ramp = 2.0f;
+    c->w_speed = 0.0f;
+    c->v_des = 15.0f;
     c->ref_long = 5.0f;
     c->ref_lat = 2.0f;
     c->a_ref = 6.0f;
@@ -374,7 +376,7 @@ double ew_cost_decoupled(const ew_cost_config *c, const ew_cost_problem *p, cons
     const size_t img = (size_t)p->C * c->rows * c->cols;
     const size_t timg = (size_t)p->C * ew_cost_rows_padded(c->rows) * c->cols;
     const double ar2 = 1.0 / ((double)c->a_ref * c->a_ref);
-    double sum[7] = {0};
+    double sum[8] = {0};
     double disc = 1.0;
     for (int t = 0; t < T; t++, disc *= c->gamma) {
         const ew_cost_pose *qt = &q[t + 1];
@@ -403,6 +405,11 @@ double ew_cost_decoupled(const ew_cost_config *c, const ew_cost_problem *p, cons
                 gu[t - 1][1] -= kj * v4 * jb;
             }
         }
+        if (c->w_speed > 0.0f && c->v_des > 0.0f && qt->s < c->v_des) {
+            double iv = 1.0 / c->v_des, e = (c->v_des - qt->s) * iv;
+            sum[7] += disc * c->w_speed * e * e;
+            if (want) gq[t + 1][4] -= 2.0 * disc * c->w_speed * e * iv;
+        }
         if (p->use_ref) {
             const ew_cost_pose *r = &p->ref[t];
             double ddx = qt->x - r->x, ddy = qt->y - r->y;
@@ -430,7 +437,7 @@ double ew_cost_decoupled(const ew_cost_config *c, const ew_cost_problem *p, cons
             memcpy(lam, gprev, sizeof lam);
         }
     }
-    double total = sum[1] + sum[2] + sum[3] + sum[4] + sum[5] + sum[6];
+    double total = sum[1] + sum[2] + sum[3] + sum[4] + sum[5] + sum[6] + sum[7];
     if (terms) {
         terms->total = total;
         terms->prox = sum[1];
@@ -439,6 +446,7 @@ double ew_cost_decoupled(const ew_cost_config *c, const ew_cost_problem *p, cons
         terms->action = sum[4];
         terms->jerk = sum[5];
         terms->ref = sum[6];
+        terms->speed = sum[7];
     }
     return total;
 }

@@ -22,6 +22,8 @@
  *     + w_jerk (((a - a_prev)/a_ref)^2 + (v^2 (b - b_prev) / a_ref)^2) (u_{-1}: last executed)
  *     + w_ref max(0, (df/ref_long)^2 + (dl/ref_lat)^2 - 1)   (df, dl: q - r in r's frame;
  *       leaving the region where the reference image is valid; decoupled forms only)
+ *     + w_speed max(0, (v_des - v_{t+1}) / v_des)^2   (progress: the rollout's own speed, not
+ *       detached; fast decoupled form only, off by default)
  * discounted by gamma^t and summed. v in the action terms is the detached speed too.
  *
  * (a) Fast decoupled form (ew_cost_decoupled): images fixed (reference images around
@@ -50,6 +52,7 @@ typedef struct {
     float lambda_u;                     /* 0.05 uncertainty (used by MPUR callers) */
     float w_action, w_jerk;             /* 0.01, 0.01 */
     float w_ref;                        /* 1.0 */
+    float w_speed, v_des;               /* 0 (off), 15 m/s: progress term (decoupled form only) */
     float gamma;                        /* 0.99 */
     float safe_time, min_speed;         /* 1.5 s, 10 m/s */
     float safe_len, safe_margin;        /* 1.5 (x L), 1 m */
@@ -66,7 +69,7 @@ typedef struct {
 void ew_cost_config_default(ew_cost_config *c);
 
 /* Weighted, discounted sums of each term (total = their sum). */
-typedef struct { double total, prox, lane, offroad, action, jerk, ref; } ew_cost_terms;
+typedef struct { double total, prox, lane, offroad, action, jerk, ref, speed; } ew_cost_terms;
 
 typedef struct { double x, y, dx, dy, s; } ew_cost_pose; /* double kinematic state */
 

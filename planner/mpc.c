@@ -48,6 +48,8 @@ void ew_mpc_config_default(ew_mpc_config *c) {
     c->refresh = 10;
     c->scale_a = 2.0f;
     c->scale_b = 0.005f;
+    c->static_obs = 1;
+    c->profile_m = 12.0f;
     c->cost = NULL;
 }
 
@@ -83,6 +85,7 @@ typedef struct {
     float *cem_mean, *cem_std, *cem_x, *cem_cost;
     int *cem_idx;
     float *z;
+    float *colmean;         /* static layers: per-column mean of the observed markings, off-road */
     ew_rng rng;
     uint64_t step;
     ew_mpc_stats st;
@@ -110,7 +113,7 @@ static void ctx_free(mpc_ctx *m) {
     if (m->model_ok) ew_fm_free(&m->model);
     void *bufs[] = {m->ring_f, m->ring_s, m->ras, m->plan, m->nominal, m->work, m->best, m->ref_img, m->ref_t, m->ref_pose,
                     m->hist_f, m->hist_s, m->win_f, m->win_s, m->act_buf, m->pred_f, m->pred_s, m->grad,
-                    m->adam_m, m->adam_v, m->xs, m->cem_mean, m->cem_std, m->cem_x, m->cem_cost, m->cem_idx, m->z};
+                    m->adam_m, m->adam_v, m->xs, m->cem_mean, m->cem_std, m->cem_x, m->cem_cost, m->cem_idx, m->z, m->colmean};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(m);
 }
@@ -268,6 +271,71 @@ static int tail_reference(mpc_ctx *m, char *err, int errlen) {
     ew_cost_transpose(m->ref_img + (size_t)(T - 1) * m->fsz, 1, m->C, m->H, m->W, m->ref_t + (size_t)(T - 1) * m->tsz);
     m->st.tails++;
     return 0;
+}
+
+/* Static layers (markings, off-road) of every reference image from the newest observation:
+ * each pixel of reference image t (rendered around ref_pose[t]) takes the bilinear sample of
+ * the observed frame (rendered around the current ego pose o) at the same world point. Points
+ * beyond the observed rows take the observed column mean at their lateral position (the road
+ * continuing straight along the ego heading); beyond the observed columns: nothing for the
+ * markings, the edge column for the off-road layer. The world model's vehicle layer is kept. */
+static void static_layers(mpc_ctx *m, const ew_kin_state *o) {
+    const int H = m->H, W = m->W;
+    const size_t hw = (size_t)H * W;
+    const double px = m->cc.m_per_px, hr = 0.5 * H, hc = 0.5 * W;
+    int last = m->ring_n < m->nc ? m->ring_n - 1 : (m->ring_head + m->nc - 1) % m->nc;
+    const float *ob = m->ring_f + (size_t)last * m->fsz;
+    /* markings: lateral profile = column means over the rows within +-profile_m of the ego
+     * (two dash periods of the default pattern: independent of the dash phase) */
+    int half = (int)lround(m->cfg.profile_m / px);
+    int ra = (int)hr - half, rb = (int)hr + half;
+    if (ra < 0) ra = 0;
+    if (rb > H) rb = H;
+    if (rb <= ra) ra = 0, rb = H;
+    float *prof = m->colmean, *offm = m->colmean + W;
+    for (int c = 0; c < W; c++) {
+        double sum = 0, so = 0;
+        for (int r = ra; r < rb; r++) sum += ob[(size_t)r * W + c];
+        for (int r = 0; r < H; r++) so += ob[2 * hw + (size_t)r * W + c];
+        prof[c] = (float)(sum / (rb - ra));
+        offm[c] = (float)(so / H);
+    }
+    for (int t = 0; t < m->T; t++) {
+        const ew_cost_pose *r = &m->ref_pose[t];
+        float *dst = m->ref_img + (size_t)t * m->fsz;
+        /* r's pixel (ri, ci) -> o's continuous pixel coordinates (u, v), affine in (ri, ci) */
+        double ex = r->x - o->x, ey = r->y - o->y;
+        double hx = r->dx * o->dx + r->dy * o->dy, hy = -r->dx * o->dy + r->dy * o->dx; /* r heading in o frame */
+        double f0 = ex * o->dx + ey * o->dy, l0 = -ex * o->dy + ey * o->dx;
+        for (int ri = 0; ri < H; ri++) {
+            double f = (hr - ri - 0.5) * px;
+            for (int ci = 0; ci < W; ci++) {
+                double l = (hc - ci - 0.5) * px;
+                double fo = f0 + f * hx - l * hy, lo = l0 + f * hy + l * hx;
+                double u = hc - lo / px - 0.5, v = hr - fo / px - 0.5; /* pixel-centre coordinates */
+                int c0 = (int)floor(u), r0 = (int)floor(v);
+                double au = u - c0, av = v - r0;
+                size_t di = (size_t)ri * W + ci;
+                double mk = 0, of = 0;
+                for (int j = 0; j < 2; j++) {
+                    int cc = c0 + j;
+                    double wc = j ? au : 1.0 - au;
+                    if (wc == 0.0) continue;
+                    if (cc >= 0 && cc < W) mk += wc * prof[cc];
+                    cc = cc < 0 ? 0 : (cc >= W ? W - 1 : cc);
+                    for (int i = 0; i < 2; i++) {
+                        int rr = r0 + i;
+                        double wr = i ? av : 1.0 - av;
+                        if (wr == 0.0) continue;
+                        of += wc * wr * ((rr < 0 || rr >= H) ? offm[cc] : ob[2 * hw + (size_t)rr * W + cc]);
+                    }
+                }
+                dst[di] = (float)mk;
+                dst[2 * hw + di] = (float)of;
+            }
+        }
+    }
+    ew_cost_transpose(m->ref_img, m->T, m->C, H, W, m->ref_t);
 }
 
 static ew_action clip_action(const ew_kin_limits *l, ew_action u) { return ew_kin_clip(l, u); }
@@ -545,6 +613,7 @@ static int act_fn(void *ctx, const ew_world *w, ew_action *out, char *err, int e
         else
             rc = tail_reference(m, err, errlen);
         if (rc) return -1;
+        if (m->cfg.static_obs) static_layers(m, e);
         double t1 = now_ms(), c1 = cpu_now_ms();
         m->unroll_ms += t1 - t0;
         m->unroll_cpu += c1 - c0;
@@ -687,6 +756,13 @@ int ew_mpc_controller_create(const char *kind, const ew_mpc_config *c, ew_contro
     if (!m->be || !(m->g = ew_graph_create(m->be, 0))) goto oom;
     if (c->cost) m->cc = *c->cost;
     else ew_cost_config_default(&m->cc);
+    if (!c->cost) {
+        /* driving weights of the MPC (planner/mpc.h) */
+        m->cc.lambda_p = 10.0f;
+        m->cc.lambda_l = 20.0f;
+        m->cc.lambda_o = 10.0f;
+        m->cc.lane_ramp = 15.0f;
+    }
     ew_raster_cfg_default(&m->rc);
     m->rc.rows = fc->height;
     m->rc.cols = fc->width;
@@ -707,7 +783,7 @@ int ew_mpc_controller_create(const char *kind, const ew_mpc_config *c, ew_contro
         return -1;
     }
     m->fsz = (size_t)m->C * m->H * m->W;
-    int refresh = c->refresh > 1 ? c->refresh : 1;
+    int refresh = m->cfg.refresh > 1 ? m->cfg.refresh : 1;
     m->cap = m->nc + m->T + refresh + 1;
     int T = m->T, K = m->K, nc = m->nc;
     ALLOC(m->ring_f, (size_t)nc * m->fsz);
@@ -726,6 +802,7 @@ int ew_mpc_controller_create(const char *kind, const ew_mpc_config *c, ew_contro
         ALLOC(m->hist_s, (size_t)K * m->cap * 5);
         ALLOC(m->pred_f, (size_t)K * T * m->fsz);
         ALLOC(m->pred_s, (size_t)K * T * 5);
+        ALLOC(m->colmean, 2 * (size_t)m->W);
     } else if (fc->stochastic) {
         ALLOC(m->z, (size_t)T * K * fc->nz);
     }

@@ -23,6 +23,19 @@
  * oldest is repeated. A controller is used by one thread; `threads` is the number of OpenMP
  * threads of its world-model backend.
  *
+ * Static layers (mpc-km, cem; static_obs = 1, the default): the world model predicts the
+ * vehicles well enough but not the dashed lane markings (a 0.15 m line, 3 m in 12 m: its
+ * predicted value near the ego is ~0), so the markings and off-road layers of every reference
+ * image are taken from the newest OBSERVED frame (the controller's own raster, the same input
+ * the world model is conditioned on; never simulator state): markings as the lateral profile
+ * of the observed rows within +-profile_m (column means: independent of the dash phase, so the
+ * lane cost has no pull along the road), off-road resampled bilinearly at the same world
+ * points (beyond the observed rows: the column mean). The vehicle layer is always the world
+ * model's. static_obs = 0: all layers from the world model.
+ * Driving weights: with cost == NULL the cost is ew_cost_config_default() with lambda_p 10,
+ * lambda_l 20, lambda_o 10, lane_ramp 15 m (a lane mask long enough to average the dashes);
+ * measured in docs/RESULTS.md.
+ *
  * Unroll reuse (mpc-km, cem; `refresh` > 1): a fresh K-sample unroll of `horizon` steps from
  * the observed window is made every `refresh` control steps; in between, the previous
  * reference is shifted by one step and only its new last step is predicted (K samples, one
@@ -53,7 +66,10 @@ typedef struct {
     int cem_rounds;          /* 5 (0: `iters`) */
     int refresh;             /* full unroll every `refresh` control steps (mpc-km, cem; 1 = always) */
     float scale_a, scale_b;  /* optimisation units of a (2 m/s^2) and b (0.005 1/m) */
-    const ew_cost_config *cost; /* NULL: ew_cost_config_default(); the ego size, raster geometry,
+    int static_obs;          /* 1: markings and off-road of the reference images from the newest
+                              * observation (mpc-km, cem; see above); 0: the world model's */
+    float profile_m;         /* 12 m: markings profile from the observed rows within this distance */
+    const ew_cost_config *cost; /* NULL: the driving weights above; the ego size, raster geometry,
                                  * dt and allow_reverse are always taken from the world and model */
 } ew_mpc_config;
 

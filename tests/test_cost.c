@@ -224,8 +224,8 @@ static void fd_grad(const ew_cost_config *c, const ew_cost_problem *p, const ew_
 }
 
 static void isolate(ew_cost_config *c, int term) {
-    float *w[6] = {&c->lambda_p, &c->lambda_l, &c->lambda_o, &c->w_action, &c->w_jerk, &c->w_ref};
-    for (int k = 0; k < 6; k++)
+    float *w[7] = {&c->lambda_p, &c->lambda_l, &c->lambda_o, &c->w_action, &c->w_jerk, &c->w_ref, &c->w_speed};
+    for (int k = 0; k < 7; k++)
         if (k != term) *w[k] = 0.0f;
     if (term == 5) { /* make the validity term active */
         c->ref_long = 0.6f;
@@ -233,17 +233,19 @@ static void isolate(ew_cost_config *c, int term) {
     }
 }
 
-static const char *term_name[7] = {"proximity", "lane", "off-road", "action", "jerk", "reference", "all"};
+static const char *term_name[8] = {"proximity", "lane", "off-road", "action", "jerk", "reference", "speed", "all"};
 
 static void test_fast_gradients(void) {
     const int T = 30;
     dproblem d;
     make_problem(&d, T, 7);
     double speeds[40];
-    for (int term = 0; term <= 6; term++) {
+    for (int term = 0; term <= 7; term++) {
         ew_cost_config c;
         ew_cost_config_default(&c);
-        if (term < 6) isolate(&c, term);
+        c.w_speed = 0.5f; /* the progress term (off by default): active, the start speed is 16 m/s */
+        c.v_des = 25.0f;
+        if (term < 7) isolate(&c, term);
         ew_cost_problem p = d.p;
         float g[80];
         ew_cost_terms tm;
@@ -335,10 +337,11 @@ static void test_tape_vs_fast(void) {
     make_problem(&d, T, 11);
     ew_backend *be = ew_backend_cpu_create(1);
     ew_graph *g = ew_graph_create(be, 0);
-    for (int term = 0; term <= 6; term++) {
+    for (int term = 0; term <= 7; term++) {
+        if (term == 6) continue; /* the progress term exists in the fast form only */
         ew_cost_config c;
         ew_cost_config_default(&c);
-        if (term < 6) isolate(&c, term);
+        if (term < 7) isolate(&c, term);
         double speeds[40];
         float gf[80], gt[80];
         ew_cost_problem p = d.p;
