@@ -1,7 +1,8 @@
 /* fuzz_scenario.c - Lua scenario loading (lua/scenario.h) on arbitrary script text, with small
  * budgets (1 M instructions to load, 100 k per callback, 8 MiB of Lua memory), no folder
  * granted for reads. A scenario that loads is then run for at most 40 steps of a world built
- * from its configuration, so its events and their world calls run too. Whatever the script:
+ * from its configuration, so its events and their world calls run too, with a 32 x 16 raster of
+ * the world every 10 steps. Whatever the script:
  * no crash, no leak, no hang; a failure comes back as a message. */
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "lua/scenario.h"
 #include "sim/controller.h"
+#include "sim/raster.h"
 
 #define MAX_STEPS 40
 
@@ -43,7 +45,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 if (ec.max_steps > MAX_STEPS) ec.max_steps = MAX_STEPS;
                 ew_episode ep;
                 ew_episode_begin(&ep, &ec, w);
+                ew_raster_cfg rc = {32, 16, 1.0f};
+                uint8_t img[4 * 32 * 16];
+                int k = 0;
                 while (ew_episode_step(&ep, w, &ctrl)) {
+                    /* render now and then: scripted roads (closures, markings) reach the rasterizer */
+                    if (k++ % 10 == 0 && ew_raster_world(&rc, w, img, err, sizeof err) != 0) abort();
                 }
                 if (verbose)
                     fprintf(stderr, "ran %d steps, status %d, %d events: %.200s\n", ep.m.steps, (int)ep.m.status,
