@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "app/cli.h"
+#include "sim/fsutil.h"
 #include "models/checkpoint.h"
 #include "models/fm.h"
 #include "models/optim.h"
@@ -103,37 +104,6 @@ static uint64_t mix64(uint64_t x) {
 static int cmp_float(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
     return (x > y) - (x < y);
-}
-
-/* Keeps the header and the rows whose first field (the step) is <= last_step. */
-static void csv_truncate(const char *path, long last_step) {
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    char *kept = NULL, line[2048];
-    size_t kn = 0, kcap = 0;
-    int first = 1;
-    while (fgets(line, sizeof line, f)) {
-        long st = 0;
-        int keep = first || (sscanf(line, "%ld,", &st) == 1 && st <= last_step);
-        first = 0;
-        if (!keep) continue;
-        size_t l = strlen(line);
-        if (kn + l + 1 > kcap) {
-            kcap = (kn + l + 1) * 2;
-            char *nk = realloc(kept, kcap);
-            if (!nk) break;
-            kept = nk;
-        }
-        memcpy(kept + kn, line, l);
-        kn += l;
-    }
-    fclose(f);
-    f = fopen(path, "w");
-    if (f) {
-        if (kn) fwrite(kept, 1, kn, f);
-        fclose(f);
-    }
-    free(kept);
 }
 
 typedef struct {
@@ -568,7 +538,7 @@ int cmd_train_policy(int argc, char **argv) {
         for (size_t i = 0; i < nv; i++) vidx[i] = (size_t)((double)i * (double)nval / (double)nv);
     }
 
-    if (resuming) csv_truncate(csv_path, start);
+    if (resuming && ew_csv_keep_steps(csv_path, start, err, (int)sizeof err)) goto fail;
     csv = fopen(csv_path, resuming ? "a" : "w");
     if (!csv) {
         snprintf(err, sizeof err, "%s: cannot open for writing", csv_path);
