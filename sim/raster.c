@@ -59,7 +59,8 @@ static void to_px(const xform *t, float x, float y, float *u, float *v) {
 }
 
 static float clamp01(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
-static uint8_t to_u8(float c) { return (uint8_t)(clamp01(c) * 255.0f + 0.5f); }
+/* NaN -> 0 (a float-to-uint8 conversion of NaN is undefined; found by fuzz/fuzz_traj.c) */
+static uint8_t to_u8(float c) { return c > 0.0f ? (uint8_t)((c < 1.0f ? c : 1.0f) * 255.0f + 0.5f) : 0; }
 static void put_max(uint8_t *p, uint8_t v) { if (v > *p) *p = v; }
 static int imin(int a, int b) { return a < b ? a : b; }
 /* floor / ceil to int of x clamped to [lo, hi] (no libm call: baseline x86-64 has no
