@@ -762,6 +762,8 @@ int ew_mpc_controller_create(const char *kind, const ew_mpc_config *c, ew_contro
         m->cc.lambda_l = 20.0f;
         m->cc.lambda_o = 10.0f;
         m->cc.lane_ramp = 15.0f;
+        m->cc.w_action = 1.0f;
+        m->cc.w_jerk = 3.0f;
     }
     ew_raster_cfg_default(&m->rc);
     m->rc.rows = fc->height;
