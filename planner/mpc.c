@@ -285,19 +285,43 @@ static void static_layers(mpc_ctx *m, const ew_kin_state *o) {
     const double px = m->cc.m_per_px, hr = 0.5 * H, hc = 0.5 * W;
     int last = m->ring_n < m->nc ? m->ring_n - 1 : (m->ring_head + m->nc - 1) % m->nc;
     const float *ob = m->ring_f + (size_t)last * m->fsz;
-    /* markings: lateral profile = column means over the rows within +-profile_m of the ego
-     * (two dash periods of the default pattern: independent of the dash phase) */
+    /* markings: lateral profile across the road, the mean over the observed rows within
+     * +-profile_m of the ego (two dash periods of the default pattern: independent of the dash
+     * phase) along the road direction; the road direction relative to the ego heading is the
+     * angle (|angle| <= 0.12 rad, steps of 0.004) whose sheared profile is the sharpest (largest
+     * sum of squares): lines parallel to the road then stay lines */
     int half = (int)lround(m->cfg.profile_m / px);
     int ra = (int)hr - half, rb = (int)hr + half;
     if (ra < 0) ra = 0;
     if (rb > H) rb = H;
     if (rb <= ra) ra = 0, rb = H;
-    float *prof = m->colmean, *offm = m->colmean + W;
+    float *prof = m->colmean, *offm = m->colmean + W, *tmp = m->colmean + 2 * W;
+    double best = -1.0, tan_best = 0.0;
+    for (int k = -30; k <= 30; k++) {
+        double tn = tan(0.004 * k), score = 0;
+        for (int c = 0; c < W; c++) {
+            double sum = 0;
+            for (int r = ra; r < rb; r++) {
+                double f = (hr - r - 0.5) * px;
+                double u = c + f * tn / px * -1.0; /* lo = l_c + f tan: column u = c - f tan / px */
+                int c0 = (int)floor(u);
+                double au = u - c0;
+                const float *row = ob + (size_t)r * W;
+                if (c0 >= 0 && c0 < W) sum += (1.0 - au) * row[c0];
+                if (c0 + 1 >= 0 && c0 + 1 < W) sum += au * row[c0 + 1];
+            }
+            tmp[c] = (float)(sum / (rb - ra));
+            score += (double)tmp[c] * tmp[c];
+        }
+        if (score > best + 1e-12) {
+            best = score;
+            tan_best = tn;
+            memcpy(prof, tmp, sizeof(float) * (size_t)W);
+        }
+    }
     for (int c = 0; c < W; c++) {
-        double sum = 0, so = 0;
-        for (int r = ra; r < rb; r++) sum += ob[(size_t)r * W + c];
+        double so = 0;
         for (int r = 0; r < H; r++) so += ob[2 * hw + (size_t)r * W + c];
-        prof[c] = (float)(sum / (rb - ra));
         offm[c] = (float)(so / H);
     }
     for (int t = 0; t < m->T; t++) {
@@ -317,11 +341,15 @@ static void static_layers(mpc_ctx *m, const ew_kin_state *o) {
                 double au = u - c0, av = v - r0;
                 size_t di = (size_t)ri * W + ci;
                 double mk = 0, of = 0;
+                double um = hc - (lo - fo * tan_best) / px - 0.5; /* profile column across the road */
+                int m0 = (int)floor(um);
+                double am = um - m0;
+                if (m0 >= 0 && m0 < W) mk += (1.0 - am) * prof[m0];
+                if (m0 + 1 >= 0 && m0 + 1 < W) mk += am * prof[m0 + 1];
                 for (int j = 0; j < 2; j++) {
                     int cc = c0 + j;
                     double wc = j ? au : 1.0 - au;
                     if (wc == 0.0) continue;
-                    if (cc >= 0 && cc < W) mk += wc * prof[cc];
                     cc = cc < 0 ? 0 : (cc >= W ? W - 1 : cc);
                     for (int i = 0; i < 2; i++) {
                         int rr = r0 + i;
@@ -804,7 +832,7 @@ int ew_mpc_controller_create(const char *kind, const ew_mpc_config *c, ew_contro
         ALLOC(m->hist_s, (size_t)K * m->cap * 5);
         ALLOC(m->pred_f, (size_t)K * T * m->fsz);
         ALLOC(m->pred_s, (size_t)K * T * 5);
-        ALLOC(m->colmean, 2 * (size_t)m->W);
+        ALLOC(m->colmean, 3 * (size_t)m->W);
     } else if (fc->stochastic) {
         ALLOC(m->z, (size_t)T * K * fc->nz);
     }

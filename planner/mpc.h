@@ -28,10 +28,12 @@
  * predicted value near the ego is ~0), so the markings and off-road layers of every reference
  * image are taken from the newest OBSERVED frame (the controller's own raster, the same input
  * the world model is conditioned on; never simulator state): markings as the lateral profile
- * of the observed rows within +-profile_m (column means: independent of the dash phase, so the
- * lane cost has no pull along the road), off-road resampled bilinearly at the same world
- * points (beyond the observed rows: the column mean). The vehicle layer is always the world
- * model's. static_obs = 0: all layers from the world model.
+ * across the road of the observed rows within +-profile_m (means along the road: independent
+ * of the dash phase, so the lane cost has no pull along the road; the road direction relative
+ * to the ego heading is the shear, |angle| <= 0.12 rad, that makes the profile sharpest, so a
+ * heading error is seen as one), off-road resampled bilinearly at the same world points
+ * (beyond the observed rows: the column mean). The vehicle layer is always the world model's.
+ * static_obs = 0: all layers from the world model.
  * Driving weights: with cost == NULL the cost is ew_cost_config_default() with lambda_p 10,
  * lambda_l 20, lambda_o 10, lane_ramp 15 m (a lane mask long enough to average the dashes),
  * w_action 1, w_jerk 3 (damping: with the defaults 0.01 the lateral control oscillates and
