@@ -175,7 +175,7 @@ static int run_step(const stepper *s, ew_optim *opt, const ew_pt_batch *b, uint6
     return rc;
 }
 
-static int validate(const stepper *s, const ew_pt_data *d, const size_t *vidx, size_t nv, const ew_raster_cfg *rc,
+static int validate(const stepper *s, const ew_fm_data *d, const size_t *vidx, size_t nv, const ew_raster_cfg *rc,
                     int threads, ew_pt_batch *vb, uint64_t seed, double *loss, char *err, size_t errsz) {
     double sum = 0;
     size_t cnt = 0;
@@ -202,8 +202,8 @@ static int validate(const stepper *s, const ew_pt_data *d, const size_t *vidx, s
 
 int cmd_train_policy(int argc, char **argv) {
     const char *cmd = "train-policy";
-    const char *dirs[EW_PT_MAX_SETS];
-    char *dirbuf[EW_PT_MAX_SETS] = {0};
+    const char *dirs[EW_FM_DATA_MAX_SETS];
+    char *dirbuf[EW_FM_DATA_MAX_SETS] = {0};
     int ndirs = 0;
     const char *out = NULL, *method_s = "imitation", *world = NULL, *init = NULL;
     long steps = 1000, batch = -1, threads = 2, nf = 64, proj = 256, hidden = 256, channels = 3, n_cond = 20;
@@ -226,16 +226,16 @@ int cmd_train_policy(int argc, char **argv) {
             char *copy = strdup(v), *save = NULL;
             if (!copy) goto done_args;
             int slot = 0;
-            while (slot < EW_PT_MAX_SETS && dirbuf[slot]) slot++;
-            if (slot == EW_PT_MAX_SETS) {
+            while (slot < EW_FM_DATA_MAX_SETS && dirbuf[slot]) slot++;
+            if (slot == EW_FM_DATA_MAX_SETS) {
                 free(copy);
-                fprintf(stderr, "egoworld %s: --data: at most %d datasets\n", cmd, EW_PT_MAX_SETS);
+                fprintf(stderr, "egoworld %s: --data: at most %d datasets\n", cmd, EW_FM_DATA_MAX_SETS);
                 goto usage;
             }
             dirbuf[slot] = copy;
             for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-                if (ndirs == EW_PT_MAX_SETS) {
-                    fprintf(stderr, "egoworld %s: --data: at most %d datasets\n", cmd, EW_PT_MAX_SETS);
+                if (ndirs == EW_FM_DATA_MAX_SETS) {
+                    fprintf(stderr, "egoworld %s: --data: at most %d datasets\n", cmd, EW_FM_DATA_MAX_SETS);
                     goto usage;
                 }
                 dirs[ndirs++] = tok;
@@ -304,7 +304,7 @@ int cmd_train_policy(int argc, char **argv) {
     ew_policy p;
     ew_fm wm;
     int have_p = 0, have_wm = 0, have_data = 0, have_us = 0;
-    ew_pt_data d;
+    ew_fm_data d;
     ew_backend *be = NULL;
     ew_graph *g = NULL;
     ew_optim *opt = NULL;
@@ -387,7 +387,7 @@ int cmd_train_policy(int argc, char **argv) {
         mpp = p.cfg.m_per_px;
     }
     int T = mpur ? (int)horizon : 1;
-    if (ew_pt_data_open(&d, dirs, ndirs, (int)n_cond, T, 1, err, sizeof err)) goto fail;
+    if (ew_fm_data_open(&d, dirs, ndirs, (int)n_cond, T, 1, err, sizeof err)) goto fail;
     have_data = 1;
     if (d.total[EW_SPLIT_TRAIN] == 0) {
         snprintf(err, sizeof err, "%s: no training samples of %ld + %d steps", data_desc, n_cond, T);
@@ -411,7 +411,7 @@ int cmd_train_policy(int argc, char **argv) {
         pc.dropout = (float)dropout;
         pc.seed = seed;
         ew_fm_stats st;
-        if (ew_pt_data_stats(&d, &st, err, sizeof err)) goto fail;
+        if (ew_fm_data_stats(&d, &st, err, sizeof err)) goto fail;
         if (ew_policy_init(&p, &pc, &st, err, sizeof err)) goto fail;
         have_p = 1;
     }
@@ -665,7 +665,7 @@ done:
     ew_pt_batch_free(&b);
     ew_pt_batch_free(&vb);
     if (have_us) ew_mpur_ustats_free(&us);
-    if (have_data) ew_pt_data_close(&d);
+    if (have_data) ew_fm_data_close(&d);
     if (have_p) ew_policy_free(&p);
     if (have_wm) ew_fm_free(&wm);
     free(idx);
@@ -683,6 +683,6 @@ done:
 usage:
     rc = 2;
 done_args:
-    for (int k = 0; k < EW_PT_MAX_SETS; k++) free(dirbuf[k]);
+    for (int k = 0; k < EW_FM_DATA_MAX_SETS; k++) free(dirbuf[k]);
     return rc;
 }

@@ -1,5 +1,4 @@
-/* policy_train.c - pooled datasets, data order, batches and the imitation step
- * (policy_train.h). */
+/* policy_train.c - data order, batches and the imitation step (policy_train.h). */
 #include "planner/policy_train.h"
 
 #include <math.h>
@@ -16,95 +15,6 @@ static int fail(char *err, size_t errsz, const char *fmt, ...) {
         va_end(ap);
     }
     return -1;
-}
-
-void ew_pt_data_close(ew_pt_data *d) {
-    if (!d) return;
-    for (int j = 0; j < d->nsets; j++) {
-        ew_traj_close(d->set[j]);
-        for (int s = 0; s < 3; s++) free(d->samples[s][j]);
-    }
-    memset(d, 0, sizeof *d);
-}
-
-int ew_pt_data_open(ew_pt_data *d, const char *const *dirs, int ndirs, int n_cond, int n_pred, int stride,
-                    char *err, size_t errsz) {
-    memset(d, 0, sizeof *d);
-    if (ndirs < 1 || ndirs > EW_PT_MAX_SETS)
-        return fail(err, errsz, "policy data: between 1 and %d datasets, not %d", EW_PT_MAX_SETS, ndirs);
-    if (n_cond < 1 || n_pred < 1 || stride < 1)
-        return fail(err, errsz, "policy data: n_cond, n_pred and stride must be >= 1");
-    d->n_cond = n_cond;
-    d->n_pred = n_pred;
-    d->stride = stride;
-    char e2[400];
-    for (int j = 0; j < ndirs; j++) {
-        d->set[j] = ew_traj_open(dirs[j], e2, (int)sizeof e2);
-        if (!d->set[j]) {
-            ew_pt_data_close(d);
-            return fail(err, errsz, "%s", e2);
-        }
-        d->nsets = j + 1;
-        if (j > 0 && fabsf(ew_traj_dt(d->set[j]) - ew_traj_dt(d->set[0])) > 1e-6f) {
-            fail(err, errsz, "%s: dt %g differs from %s's %g", dirs[j], (double)ew_traj_dt(d->set[j]), dirs[0],
-                 (double)ew_traj_dt(d->set[0]));
-            ew_pt_data_close(d);
-            return -1;
-        }
-        for (int s = 0; s < 3; s++) {
-            if (ew_traj_samples(d->set[j], (ew_split)s, n_cond, n_pred, stride, &d->samples[s][j], &d->count[s][j],
-                                e2, (int)sizeof e2)) {
-                ew_pt_data_close(d);
-                return fail(err, errsz, "%s", e2);
-            }
-            d->total[s] += d->count[s][j];
-        }
-    }
-    return 0;
-}
-
-static int sample_of(const ew_pt_data *d, ew_split split, size_t i, int *set, ew_traj_sample *s) {
-    if ((int)split < 0 || (int)split > 2 || i >= d->total[split]) return -1;
-    for (int j = 0; j < d->nsets; j++) {
-        if (i < d->count[split][j]) {
-            *set = j;
-            *s = d->samples[split][j][i];
-            return 0;
-        }
-        i -= d->count[split][j];
-    }
-    return -1;
-}
-
-int ew_pt_data_stats(const ew_pt_data *d, ew_fm_stats *out, char *err, size_t errsz) {
-    double n_tot = 0, sm[7] = {0}, sq[7] = {0};
-    char e2[400];
-    for (int j = 0; j < d->nsets; j++) {
-        double n = 0;
-        for (int e = 0; e < ew_traj_n_episodes(d->set[j]); e++)
-            if (ew_traj_episode_split(d->set[j], e) == EW_SPLIT_TRAIN) n += ew_traj_episode_len(d->set[j], e);
-        if (n <= 0) continue;
-        float mean[7], sd[7];
-        if (ew_traj_stats(d->set[j], EW_SPLIT_TRAIN, mean, sd, mean + 5, sd + 5, e2, (int)sizeof e2))
-            return fail(err, errsz, "%s", e2);
-        for (int k = 0; k < 7; k++) {
-            sm[k] += n * mean[k];
-            sq[k] += n * ((double)sd[k] * sd[k] + (double)mean[k] * mean[k]);
-        }
-        n_tot += n;
-    }
-    if (n_tot <= 0) return fail(err, errsz, "policy data: no training episodes");
-    for (int k = 0; k < 7; k++) {
-        double m = sm[k] / n_tot, sdv = fmax(sqrt(fmax(sq[k] / n_tot - m * m, 0.0)), 1e-6);
-        if (k < 5) {
-            out->state_mean[k] = (float)m;
-            out->state_std[k] = (float)sdv;
-        } else {
-            out->action_mean[k - 5] = (float)m;
-            out->action_std[k - 5] = (float)sdv;
-        }
-    }
-    return 0;
 }
 
 void ew_pt_epoch_perm(size_t n, uint64_t seed, uint64_t epoch, size_t *perm) {
@@ -146,7 +56,7 @@ void ew_pt_batch_free(ew_pt_batch *b) {
     memset(b, 0, sizeof *b);
 }
 
-int ew_pt_fill(const ew_pt_data *d, ew_split split, const size_t *idx, const ew_raster_cfg *rc, int threads,
+int ew_pt_fill(const ew_fm_data *d, ew_split split, const size_t *idx, const ew_raster_cfg *rc, int threads,
                ew_pt_batch *b, char *err, size_t errsz) {
     if (b->n_cond != d->n_cond || b->T > d->n_pred || rc->rows != b->H || rc->cols != b->W)
         return fail(err, errsz, "policy data: batch buffers do not fit the dataset view");
@@ -162,7 +72,7 @@ int ew_pt_fill(const ew_pt_data *d, ew_split split, const size_t *idx, const ew_
         ew_traj_sample s;
         char e2[400];
         int bad = 0;
-        if (sample_of(d, split, idx[r], &set, &s)) {
+        if (ew_fm_data_sample(d, split, idx[r], &set, &s)) {
             snprintf(e2, sizeof e2, "policy data: sample %zu out of range", idx[r]);
             bad = 1;
         } else if (ew_traj_fill(d->set[set], &cfg, &s, 1, b->frames + (size_t)r * nc * img,

@@ -2,9 +2,8 @@
  * several trajectory folders (sim/traj.h), a resumable data order, batch rendering at the
  * policy's channel count, and the one-step imitation step (DESIGN.md section 6, baseline).
  *
- * Samples: for every dataset, ew_traj_samples(split, n_cond, n_pred, stride) in dataset
- * order, pooled (dataset 0's, then dataset 1's...). All datasets must share dt.
- * Statistics: the training splits' ew_traj_stats pooled by their step counts.
+ * Datasets, pooled samples and statistics are the world model's (models/fm_data.h:
+ * ew_fm_data_open, ew_fm_data_stats, ew_fm_data_close).
  * Data order: training position pos = step * B + row takes sample perm_e[pos % n] where
  * perm_e = ew_pt_epoch_perm(n, seed, e = pos / n) (Fisher-Yates from a generator seeded by
  * (seed, e)): a pure function of (n, seed, pos), so a resumed run sees the batches an
@@ -19,25 +18,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "models/fm_data.h"
 #include "models/optim.h"
 #include "models/policy.h"
 #include "sim/traj.h"
 
-#define EW_PT_MAX_SETS 8
-
-typedef struct {
-    int nsets;
-    ew_traj_set *set[EW_PT_MAX_SETS];
-    int n_cond, n_pred, stride;
-    ew_traj_sample *samples[3][EW_PT_MAX_SETS];
-    size_t count[3][EW_PT_MAX_SETS];
-    size_t total[3];
-} ew_pt_data;
-
-int ew_pt_data_open(ew_pt_data *d, const char *const *dirs, int ndirs, int n_cond, int n_pred, int stride,
-                    char *err, size_t errsz);
-void ew_pt_data_close(ew_pt_data *d);
-int ew_pt_data_stats(const ew_pt_data *d, ew_fm_stats *out, char *err, size_t errsz);
 /* Writes the permutation of epoch `epoch` into perm[0..n). */
 void ew_pt_epoch_perm(size_t n, uint64_t seed, uint64_t epoch, size_t *perm);
 
@@ -51,7 +36,7 @@ typedef struct {
 int ew_pt_batch_alloc(ew_pt_batch *b, int B, int n_cond, int T, int C, int H, int W);
 void ew_pt_batch_free(ew_pt_batch *b);
 /* Renders the pooled samples idx[0..b->B) of a split (frames at b->C channels). */
-int ew_pt_fill(const ew_pt_data *d, ew_split split, const size_t *idx, const ew_raster_cfg *rc, int threads,
+int ew_pt_fill(const ew_fm_data *d, ew_split split, const size_t *idx, const ew_raster_cfg *rc, int threads,
                ew_pt_batch *b, char *err, size_t errsz);
 
 /* One imitation step on b (the first action of each row is the target): forward, and when
