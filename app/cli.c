@@ -1,4 +1,4 @@
-/* cli.c - strict option parsing, progress display, clocks. */
+/* cli.c - strict option parsing, progress display, clocks, and small helpers of the trainers. */
 #include "app/cli.h"
 
 #include <errno.h>
@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "sim/rng.h"
 
 int cli_int(const char *cmd, const char *flag, const char *s, long lo, long hi, long *out) {
     char *end;
@@ -89,4 +91,23 @@ void cli_progress_update(cli_progress *p, long done, const char *extra) {
 
 void cli_progress_end(cli_progress *p) {
     if (p->tty) fputc('\n', stderr);
+}
+
+char *cli_path_with(const char *out, const char *suffix) {
+    size_t n = strlen(out);
+    const char *ext = ".safetensors";
+    size_t el = strlen(ext);
+    if (n > el && !strcmp(out + n - el, ext)) n -= el;
+    char *p = malloc(n + strlen(suffix) + 1);
+    if (!p) return NULL;
+    memcpy(p, out, n);
+    strcpy(p + n, suffix);
+    return p;
+}
+
+uint64_t cli_mix64(uint64_t x) { return ew_splitmix64(&x); }
+
+int cli_cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
 }

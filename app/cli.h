@@ -34,5 +34,12 @@ void cli_progress_begin(cli_progress *p, const char *what, long total);
 void cli_progress_update(cli_progress *p, long done, const char *extra);
 void cli_progress_end(cli_progress *p);
 int cli_cores(void);
+/* FILE.safetensors -> FILE<suffix> (".ckpt.safetensors", ".csv"); other names get the suffix
+ * appended. malloc'd (caller frees), NULL when out of memory. */
+char *cli_path_with(const char *out, const char *suffix);
+/* splitmix64 of x (sim/rng.h): per-step seeds and sample picks derived from a run's seed. */
+uint64_t cli_mix64(uint64_t x);
+/* qsort comparator of floats, ascending (medians of recent losses). */
+int cli_cmp_float(const void *a, const void *b);
 
 #endif

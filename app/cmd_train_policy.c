@@ -82,30 +82,6 @@ static void help(void) {
            "stops the run (exit 1) and leaves the last checkpoint as it was.\n");
 }
 
-static char *path_with(const char *out, const char *suffix) {
-    size_t n = strlen(out);
-    const char *ext = ".safetensors";
-    size_t el = strlen(ext);
-    if (n > el && !strcmp(out + n - el, ext)) n -= el;
-    char *p = malloc(n + strlen(suffix) + 1);
-    if (!p) return NULL;
-    memcpy(p, out, n);
-    strcpy(p + n, suffix);
-    return p;
-}
-
-static uint64_t mix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
-static int cmp_float(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
 typedef struct {
     int mpur;
     ew_policy *p;
@@ -183,7 +159,7 @@ static int validate(const stepper *s, const ew_fm_data *d, const size_t *vidx, s
         if (ew_pt_fill(d, EW_SPLIT_VAL, vidx + i, rc, threads, vb, err, errsz)) return -1;
         float l, gn;
         ew_mpur_terms t;
-        if (run_step(s, NULL, vb, mix64(seed ^ 0x5a5a5a5aULL) + i, &l, &gn, &t, err, errsz)) return -1;
+        if (run_step(s, NULL, vb, cli_mix64(seed ^ 0x5a5a5a5aULL) + i, &l, &gn, &t, err, errsz)) return -1;
         sum += (double)l * vb->B;
         cnt += (size_t)vb->B;
     }
@@ -299,7 +275,7 @@ int cmd_train_policy(int argc, char **argv) {
     if (!world) world = EW_DEFAULT_WORLD_MODEL;
 
     char err[1024] = "";
-    char *model_path = strdup(out), *ckpt_path = path_with(out, ".ckpt.safetensors"), *csv_path = path_with(out, ".csv");
+    char *model_path = strdup(out), *ckpt_path = cli_path_with(out, ".ckpt.safetensors"), *csv_path = cli_path_with(out, ".csv");
     char *data_desc = NULL, *mpur_cfg = NULL, *ustats_json = NULL;
     ew_policy p;
     ew_fm wm;
@@ -500,9 +476,9 @@ int cmd_train_policy(int argc, char **argv) {
         cli_progress_begin(&pr, "uncertainty statistics", ustats_batches);
         int urc = 0;
         for (long k = 0; k < ustats_batches && !urc; k++) {
-            for (long r = 0; r < batch; r++) idx[r] = (size_t)(mix64(seed * 31 + (uint64_t)(k * batch + r)) % ntr);
+            for (long r = 0; r < batch; r++) idx[r] = (size_t)(cli_mix64(seed * 31 + (uint64_t)(k * batch + r)) % ntr);
             urc = ew_pt_fill(&d, EW_SPLIT_TRAIN, idx, &rcfg, (int)threads, &b, err, sizeof err) ||
-                  ew_mpur_ustats_add(g, &wm, &mc, &b, mix64(seed + 7 + (uint64_t)k), &ai, &ac, err, sizeof err);
+                  ew_mpur_ustats_add(g, &wm, &mc, &b, cli_mix64(seed + 7 + (uint64_t)k), &ai, &ac, err, sizeof err);
             cli_progress_update(&pr, k + 1, NULL);
         }
         cli_progress_end(&pr);
@@ -573,7 +549,7 @@ int cmd_train_policy(int argc, char **argv) {
             idx[r] = perm[pos % ntr];
         }
         if (ew_pt_fill(&d, EW_SPLIT_TRAIN, idx, &rcfg, (int)threads, &b, err, sizeof err)) goto fail;
-        if (run_step(&sp, opt, &b, mix64(seed ^ mix64((uint64_t)k + 1)), &loss, &gn, &tm, err, sizeof err)) {
+        if (run_step(&sp, opt, &b, cli_mix64(seed ^ cli_mix64((uint64_t)k + 1)), &loss, &gn, &tm, err, sizeof err)) {
             fprintf(stderr, "egoworld %s: step %ld: %s; stopping (the last checkpoint, step %ld, is kept)\n", cmd, k + 1,
                     err, sc.step);
             goto fail_quiet;
@@ -583,7 +559,7 @@ int cmd_train_policy(int argc, char **argv) {
         /* divergence: far above the recent median */
         if (nhist >= 50) {
             memcpy(sorted, hist, sizeof(float) * 50);
-            qsort(sorted, 50, sizeof(float), cmp_float);
+            qsort(sorted, 50, sizeof(float), cli_cmp_float);
             float med = sorted[25];
             if (med > 0 && loss > 100.0f * med) {
                 fprintf(stderr,

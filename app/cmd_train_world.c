@@ -68,30 +68,6 @@ static void help(void) {
            "(exit 1) and leaves the last checkpoint as it was.\n");
 }
 
-static char *path_with(const char *out, const char *suffix) {
-    size_t n = strlen(out);
-    const char *ext = ".safetensors";
-    size_t el = strlen(ext);
-    if (n > el && !strcmp(out + n - el, ext)) n -= el;
-    char *p = malloc(n + strlen(suffix) + 1);
-    if (!p) return NULL;
-    memcpy(p, out, n);
-    strcpy(p + n, suffix);
-    return p;
-}
-
-static uint64_t mix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
-static int cmp_float(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
 typedef struct {
     ew_fm *m;
     ew_fm_trainer *t;
@@ -232,8 +208,8 @@ int cmd_train_world(int argc, char **argv) {
     }
     if (lr_min < 0) lr_min = lr;
     model_path = strdup(out);
-    ckpt_path = path_with(out, ".ckpt.safetensors");
-    csv_path = path_with(out, ".csv");
+    ckpt_path = cli_path_with(out, ".ckpt.safetensors");
+    csv_path = cli_path_with(out, ".csv");
     if (!model_path || !ckpt_path || !csv_path) goto oom;
     {
         size_t dl = 1;
@@ -447,7 +423,7 @@ int cmd_train_world(int argc, char **argv) {
         if (ew_fm_data_fill(&d, EW_SPLIT_TRAIN, idx, B, &rcfg, (int)threads, &b, err, sizeof err)) goto fail;
         if (k + 1 == fault_step) b.frames[0] = NAN;
         ew_optim_set_lr(opt, ew_lr_at(&sched, k));
-        if (ew_fm_train_step(t, &b, mix64(seed ^ mix64((uint64_t)k)), &l, err, sizeof err)) {
+        if (ew_fm_train_step(t, &b, cli_mix64(seed ^ cli_mix64((uint64_t)k)), &l, err, sizeof err)) {
             char e2[1024];
             snprintf(e2, sizeof e2, "step %ld: %s; stopped, the last good checkpoint %s (step %ld) is kept", k + 1, err,
                      ckpt_path, sc.step);
@@ -458,7 +434,7 @@ int cmd_train_world(int argc, char **argv) {
         if (nhist >= 20) {
             long n = nhist < 100 ? nhist : 100;
             memcpy(sorted, hist, sizeof(float) * (size_t)n);
-            qsort(sorted, (size_t)n, sizeof(float), cmp_float);
+            qsort(sorted, (size_t)n, sizeof(float), cli_cmp_float);
             float med = sorted[n / 2];
             if (l.loss > 10.0f * med) {
                 snprintf(err, sizeof err,
