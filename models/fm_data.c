@@ -118,12 +118,15 @@ int ew_fm_data_stats(const ew_fm_data *d, ew_fm_stats *out, char *err, size_t er
     return 0;
 }
 
-int ew_fm_data_fill(const ew_fm_data *d, ew_split split, const size_t *idx, int B, const ew_raster_cfg *raster,
-                    int threads, ew_fm_batch *b, char *err, size_t errsz) {
-    if (B < 1 || B > b->batch || b->steps != d->n_pred) return fail(err, errsz, "%s", "fm data: batch buffers do not fit");
-    const int C = 3, T = d->n_pred, nc = d->n_cond;
-    size_t img = (size_t)C * raster->rows * raster->cols;
-    ew_traj_batch_cfg cfg = {nc, T, *raster, C, 1};
+int ew_fm_data_render(const ew_fm_data *d, ew_split split, const size_t *idx, int B, const ew_traj_batch_cfg *c,
+                      int threads, float *frames, float *states, float *actions, float *target_frames,
+                      float *target_states, char *err, size_t errsz) {
+    if (c->n_cond != d->n_cond || c->n_pred < 1 || c->n_pred > d->n_pred)
+        return fail(err, errsz, "%s", "fm data: window does not fit the dataset's samples");
+    const int T = c->n_pred, nc = c->n_cond;
+    size_t img = (size_t)c->channels * c->raster.rows * c->raster.cols;
+    ew_traj_batch_cfg cfg = *c;
+    cfg.threads = 1;
     int failed = 0;
     char first[400] = "";
     if (threads < 1) threads = 1;
@@ -136,10 +139,9 @@ int ew_fm_data_fill(const ew_fm_data *d, ew_split split, const size_t *idx, int 
         if (ew_fm_data_sample(d, split, idx[r], &set, &s)) {
             snprintf(e2, sizeof e2, "fm data: sample %zu out of range", idx[r]);
             bad = 1;
-        } else if (ew_traj_fill(d->set[set], &cfg, &s, 1, b->frames + (size_t)r * nc * img,
-                                b->states + (size_t)r * nc * 5, b->actions + (size_t)r * T * 2,
-                                b->target_frames + (size_t)r * T * img, b->target_states + (size_t)r * T * 5, e2,
-                                (int)sizeof e2)) {
+        } else if (ew_traj_fill(d->set[set], &cfg, &s, 1, frames + (size_t)r * nc * img, states + (size_t)r * nc * 5,
+                                actions + (size_t)r * T * 2, target_frames ? target_frames + (size_t)r * T * img : NULL,
+                                target_states ? target_states + (size_t)r * T * 5 : NULL, e2, (int)sizeof e2)) {
             bad = 1;
         }
         if (bad) {
@@ -152,6 +154,14 @@ int ew_fm_data_fill(const ew_fm_data *d, ew_split split, const size_t *idx, int 
     }
     if (failed) return fail(err, errsz, "%s", first);
     return 0;
+}
+
+int ew_fm_data_fill(const ew_fm_data *d, ew_split split, const size_t *idx, int B, const ew_raster_cfg *raster,
+                    int threads, ew_fm_batch *b, char *err, size_t errsz) {
+    if (B < 1 || B > b->batch || b->steps != d->n_pred) return fail(err, errsz, "%s", "fm data: batch buffers do not fit");
+    ew_traj_batch_cfg cfg = {d->n_cond, d->n_pred, *raster, 3, 1};
+    return ew_fm_data_render(d, split, idx, B, &cfg, threads, b->frames, b->states, b->actions, b->target_frames,
+                             b->target_states, err, errsz);
 }
 
 /* Keyed Feistel permutation over 2k bits with cycle walking into [0, n). */

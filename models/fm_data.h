@@ -50,6 +50,13 @@ int ew_fm_data_stats(const ew_fm_data *d, ew_fm_stats *out, char *err, size_t er
  * b->batch >= B, b->steps == d->n_pred). */
 int ew_fm_data_fill(const ew_fm_data *d, ew_split split, const size_t *idx, int B, const ew_raster_cfg *raster,
                     int threads, ew_fm_batch *b, char *err, size_t errsz);
+/* The renderer under ew_fm_data_fill, for any channel count and unroll length: B pooled samples
+ * idx[0..B) of a split into plain arrays of the ew_traj_fill layout (c->n_cond == d->n_cond,
+ * c->n_pred <= d->n_pred; any target array may be NULL), rows in parallel on `threads`.
+ * c->threads is ignored (each row renders on one thread). 0, or -1 with the first error. */
+int ew_fm_data_render(const ew_fm_data *d, ew_split split, const size_t *idx, int B, const ew_traj_batch_cfg *c,
+                      int threads, float *frames, float *states, float *actions, float *target_frames,
+                      float *target_states, char *err, size_t errsz);
 /* The sample index for training position pos (see above); n >= 1. */
 size_t ew_fm_data_order(size_t n, uint64_t seed, uint64_t pos);
 

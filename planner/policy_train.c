@@ -60,35 +60,9 @@ int ew_pt_fill(const ew_fm_data *d, ew_split split, const size_t *idx, const ew_
                ew_pt_batch *b, char *err, size_t errsz) {
     if (b->n_cond != d->n_cond || b->T > d->n_pred || rc->rows != b->H || rc->cols != b->W)
         return fail(err, errsz, "policy data: batch buffers do not fit the dataset view");
-    const int nc = b->n_cond, T = b->T, C = b->C;
-    size_t img = (size_t)C * b->H * b->W;
-    ew_traj_batch_cfg cfg = {nc, T, *rc, C, 1};
-    int failed = 0;
-    char first[400] = "";
-    if (threads < 1) threads = 1;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (int r = 0; r < b->B; r++) {
-        int set;
-        ew_traj_sample s;
-        char e2[400];
-        int bad = 0;
-        if (ew_fm_data_sample(d, split, idx[r], &set, &s)) {
-            snprintf(e2, sizeof e2, "policy data: sample %zu out of range", idx[r]);
-            bad = 1;
-        } else if (ew_traj_fill(d->set[set], &cfg, &s, 1, b->frames + (size_t)r * nc * img,
-                                b->states + (size_t)r * nc * 5, b->actions + (size_t)r * T * 2, NULL, NULL, e2,
-                                (int)sizeof e2)) {
-            bad = 1;
-        }
-        if (bad) {
-#pragma omp critical(ew_pt_fill_err)
-            {
-                if (!failed) snprintf(first, sizeof first, "%s", e2);
-                failed = 1;
-            }
-        }
-    }
-    return failed ? fail(err, errsz, "%s", first) : 0;
+    ew_traj_batch_cfg cfg = {b->n_cond, b->T, *rc, b->C, 1};
+    return ew_fm_data_render(d, split, idx, b->B, &cfg, threads, b->frames, b->states, b->actions, NULL, NULL, err,
+                             errsz);
 }
 
 int ew_pt_imitation_step(ew_graph *g, ew_policy *p, ew_optim *opt, const ew_pt_batch *b, float clip, int train,
