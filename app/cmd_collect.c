@@ -4,7 +4,10 @@
  * Episode i runs scenario i mod n with seed derived from (--seed, i); the driver controls the
  * ego from the first step (no separate warm-up driver: every step is recorded with the action
  * that was applied). Episodes run in parallel (--workers) into memory and are written in
- * episode order, so the output does not depend on the number of workers.
+ * episode order, so the output does not depend on the number of workers. Under mpirun the
+ * episodes are also split across MPI ranks (episode i on rank i mod ranks, models/dist.h):
+ * every rank encodes its episodes of a chunk, rank 0 gathers them and writes the dataset in
+ * episode order, so the files do not depend on the number of ranks either.
  */
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +19,7 @@
 #include "app/cli.h"
 #include "app/run_lua.h"
 #include "lua/scenario.h"
+#include "models/dist.h"
 #include "sim/driver.h"
 #include "sim/episode.h"
 #include "sim/replay.h"
@@ -37,7 +41,8 @@ static void help(void) {
            "  --seed S            base seed (default 1)\n"
            "  --goal M            end after M metres along x (default: 60 m before the road's end)\n"
            "  --replay            non-reactive: traffic recorded without the ego, replayed around it\n"
-           "  --workers W         parallel episodes (default: the number of cores)\n"
+           "  --workers W         parallel episodes (default: the number of cores); under mpirun\n"
+           "                      per rank (episode i on rank i mod ranks; rank 0 writes)\n"
            "  --split-seed K      seed of the train/val/test split (default 1)\n"
            "  --shard-steps N     ego-steps per shard file (default 250000)\n"
            "  --allow-read DIR    folder Lua scenarios may read\n"
@@ -215,6 +220,82 @@ done:
     ew_replay_log_free(log);
 }
 
+/* one episode result on the wire (distributed collect): this header, then len block bytes */
+typedef struct {
+    int32_t j, failed, status, lane_changes;
+    uint64_t len;
+    char err[512], script_err[256];
+} wire_head;
+
+/* The results of this rank's episodes j of the chunk (j % size == rank) as bytes. */
+static void *pack_results(const ep_result *res, long m, const ew_dist *d, size_t *n, char *err, int errlen) {
+    size_t cap = 0, used = 0;
+    unsigned char *buf = NULL;
+    for (long j = d->rank; j < m; j += d->size) {
+        void *blk = NULL;
+        size_t bn = 0;
+        wire_head h;
+        memset(&h, 0, sizeof h);
+        h.j = (int32_t)j;
+        h.failed = res[j].failed;
+        h.status = res[j].status;
+        h.lane_changes = res[j].lane_changes;
+        memcpy(h.err, res[j].err, sizeof h.err);
+        memcpy(h.script_err, res[j].script_err, sizeof h.script_err);
+        if (!res[j].failed && ew_traj_enc_export(res[j].enc, &blk, &bn, err, errlen) != 0) {
+            free(buf);
+            return NULL;
+        }
+        h.len = bn;
+        if (used + sizeof h + bn > cap) {
+            size_t nc = 2 * cap + sizeof h + bn;
+            unsigned char *q = realloc(buf, nc);
+            if (!q) {
+                free(blk);
+                free(buf);
+                snprintf(err, (size_t)errlen, "out of memory");
+                return NULL;
+            }
+            buf = q;
+            cap = nc;
+        }
+        memcpy(buf + used, &h, sizeof h);
+        if (bn) memcpy(buf + used + sizeof h, blk, bn);
+        used += sizeof h + bn;
+        free(blk);
+    }
+    *n = used;
+    if (!buf) buf = malloc(1);
+    if (!buf) snprintf(err, (size_t)errlen, "out of memory");
+    return buf;
+}
+
+/* Rank 0: the gathered results back into res[]. */
+static int unpack_results(ep_result *res, long m, const unsigned char *buf, size_t n, char *err, int errlen) {
+    size_t off = 0;
+    while (off < n) {
+        wire_head h;
+        if (n - off < sizeof h) break;
+        memcpy(&h, buf + off, sizeof h);
+        off += sizeof h;
+        if (h.j < 0 || h.j >= m || h.len > n - off) break;
+        ep_result *r = &res[h.j];
+        r->failed = h.failed;
+        r->status = h.status;
+        r->lane_changes = h.lane_changes;
+        memcpy(r->err, h.err, sizeof r->err);
+        memcpy(r->script_err, h.script_err, sizeof r->script_err);
+        r->err[sizeof r->err - 1] = r->script_err[sizeof r->script_err - 1] = 0;
+        if (!h.failed && ew_traj_enc_import(r->enc, buf + off, (size_t)h.len, err, errlen) != 0) return -1;
+        off += (size_t)h.len;
+    }
+    if (off != n) {
+        snprintf(err, (size_t)errlen, "gathered episode results are malformed");
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_collect(int argc, char **argv) {
     const char *cmd = "collect";
     const char *out = NULL, *allow_read = NULL;
@@ -334,16 +415,20 @@ int cmd_collect(int argc, char **argv) {
     wcfg.command = cmdline;
     wcfg.shard_steps = (size_t)shard_steps;
     wcfg.extra_json = extra;
-    ew_traj_writer *wr = ew_traj_writer_open(&wcfg, err, (int)sizeof err);
-    if (!wr) {
-        fprintf(stderr, "egoworld collect: %s\n", err);
+    ew_dist dist;
+    ew_dist_world(&dist);
+    if (dist.rank != 0) quiet = 1;
+    /* rank 0 writes; the others only run episodes */
+    ew_traj_writer *wr = dist.rank == 0 ? ew_traj_writer_open(&wcfg, err, (int)sizeof err) : NULL;
+    if (ew_dist_any(&dist, dist.rank == 0 && !wr)) {
+        if (dist.rank == 0) fprintf(stderr, "egoworld collect: %s\n", err);
         free(cmdline);
         free(sc);
         free(names);
         return 1;
     }
     collect_opts o = {sc, n_names, seed, steps, goal, replay, allow_read};
-    long chunk = 4 * workers;
+    long chunk = 4 * workers * dist.size;
     ep_result *res = calloc((size_t)chunk, sizeof *res);
     int rc = 0;
     for (long k = 0; res && k < chunk; k++)
@@ -360,8 +445,26 @@ int cmd_collect(int argc, char **argv) {
     for (long base = 0; rc == 0 && base < episodes; base += chunk) {
         long m = episodes - base < chunk ? episodes - base : chunk;
 #pragma omp parallel for schedule(dynamic, 1) num_threads((int)workers)
-        for (long j = 0; j < m; j++) run_episode(&o, base + j, &res[j]);
-        for (long j = 0; j < m && rc == 0; j++) {
+        for (long j = 0; j < m; j++)
+            if (j % dist.size == dist.rank) run_episode(&o, base + j, &res[j]);
+        if (dist.size > 1) { /* every rank's episodes of this chunk to rank 0 */
+            size_t n = 0, *sizes = calloc((size_t)dist.size, sizeof *sizes);
+            void *mine = sizes ? pack_results(res, m, &dist, &n, err, (int)sizeof err) : NULL, *all = NULL;
+            if (!sizes) snprintf(err, sizeof err, "out of memory");
+            int bad = ew_dist_any(&dist, !mine) || ew_dist_gather_bytes(&dist, mine, n, &all, sizes, err, sizeof err);
+            size_t total = 0;
+            for (int r = 0; !bad && dist.rank == 0 && r < dist.size; r++) total += sizes[r];
+            if (!bad && dist.rank == 0 && unpack_results(res, m, all, total, err, (int)sizeof err) != 0) bad = 1;
+            if (bad && (mine == NULL || dist.rank == 0)) fprintf(stderr, "egoworld collect: rank %d: %s\n", dist.rank, err);
+            free(mine);
+            free(all);
+            free(sizes);
+            if (ew_dist_any(&dist, bad)) {
+                rc = 1;
+                break;
+            }
+        }
+        for (long j = 0; j < m && rc == 0 && dist.rank == 0; j++) {
             if (res[j].failed) {
                 fprintf(stderr, "egoworld collect: episode %ld (%s): %s\n", base + j, sc[(base + j) % n_names].name,
                         res[j].err);
@@ -381,6 +484,7 @@ int cmd_collect(int argc, char **argv) {
             ego_steps += ew_traj_enc_steps(res[j].enc);
             veh_steps += ew_traj_enc_vehicle_steps(res[j].enc);
         }
+        if (dist.size > 1 && ew_dist_any(&dist, rc != 0)) rc = 1; /* rank 0 found a failed episode */
         if (!quiet && rc == 0) {
             char x[96];
             snprintf(x, sizeof x, "%lld ego-steps, %ld collisions", (long long)ego_steps, n_status[EW_EP_COLLISION]);
@@ -389,6 +493,14 @@ int cmd_collect(int argc, char **argv) {
     }
     double wall_sim = cli_now() - t0;
     if (!quiet) cli_progress_end(&pg);
+    if (dist.rank != 0) { /* rank 0 writes and reports */
+        for (long k = 0; res && k < chunk; k++) ew_traj_enc_free(res[k].enc);
+        free(res);
+        free(cmdline);
+        free(sc);
+        free(names);
+        return rc;
+    }
     if (rc == 0) {
         if (ew_traj_writer_close(wr, err, (int)sizeof err) != 0) {
             fprintf(stderr, "egoworld collect: %s\n", err);
@@ -415,12 +527,12 @@ int cmd_collect(int argc, char **argv) {
                 printf("{\"out\": \"%s\", \"mode\": \"%s\", \"episodes\": %ld, \"ego_steps\": %lld, \"vehicle_steps\": %lld, "
                        "\"bytes\": %.0f, \"bytes_per_ego_step\": %.6g, \"bytes_per_vehicle_step\": %.6g, "
                        "\"collisions\": %ld, \"collision_rate\": %.6g, \"offroad\": %ld, \"goal\": %ld, \"timeouts\": %ld, "
-                       "\"scripted\": %ld, \"script_errors\": %ld, \"lane_changes\": %ld, \"workers\": %ld, \"wall_s\": %.6g, "
+                       "\"scripted\": %ld, \"script_errors\": %ld, \"lane_changes\": %ld, \"workers\": %ld, \"ranks\": %d, \"wall_s\": %.6g, "
                        "\"ego_steps_per_s\": %.6g, \"memory_bytes\": %zu}\n",
                        out, replay ? "replay" : "reactive", episodes, (long long)ego_steps, (long long)veh_steps, bytes,
                        bytes / (double)ego_steps, veh_steps ? bytes / (double)veh_steps : 0.0, coll,
                        (double)coll / (double)episodes, n_status[EW_EP_OFFROAD], n_status[EW_EP_SUCCESS],
-                       n_status[EW_EP_TIMEOUT], n_status[EW_EP_SCRIPTED], script_errors, lane_changes, workers, wall,
+                       n_status[EW_EP_TIMEOUT], n_status[EW_EP_SCRIPTED], script_errors, lane_changes, workers, dist.size, wall,
                        (double)ego_steps / wall_sim, ew_traj_bytes(s));
             } else {
                 printf("dataset       %s (%s)\n", out, replay ? "replay" : "reactive");

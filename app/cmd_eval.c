@@ -5,13 +5,16 @@
 #include <string.h>
 
 #include "app/cli.h"
+#include "models/dist.h"
 #include "planner/eval.h"
 
 static void help(void) {
     printf("usage: egoworld eval --controller C --set NAME [options]\n\n"
            "Runs the controller on a fixed, seeded, held-out episode set in parallel and prints the\n"
            "success rate, mean distance, collision and off-road rates and the planning time per step.\n"
-           "Results do not depend on --workers (episode i always uses seed base + i).\n\n"
+           "Results do not depend on --workers (episode i always uses seed base + i) nor on the\n"
+           "number of MPI ranks (under mpirun, rank r runs episodes i %% ranks == r and rank 0\n"
+           "prints the gathered result).\n\n"
            "  --controller C      %s (default idm)\n"
            "  --set NAME          episode set (default dense-reactive):\n",
            ew_controller_specs());
@@ -76,6 +79,11 @@ int cmd_eval(int argc, char **argv) {
     o.workers = (int)workers;
     o.copts.horizon = (int)horizon;
     o.copts.iters = (int)iters;
+    ew_dist dist;
+    ew_dist_world(&dist);
+    o.rank = dist.rank;
+    o.nranks = dist.size;
+    if (dist.rank != 0) quiet = 1;
     cli_progress pg;
     if (!quiet) {
         cli_progress_begin(&pg, "eval", episodes > 0 ? episodes : 1);
@@ -86,6 +94,35 @@ int cmd_eval(int argc, char **argv) {
     char err[512];
     double t0 = cli_now();
     int rc = ew_eval_run(&o, &r, err, (int)sizeof err);
+    if (dist.size > 1) { /* gather every rank's episodes on rank 0 and summarise there */
+        if (ew_dist_any(&dist, r.episodes == 0)) {
+            if (r.episodes == 0) fprintf(stderr, "egoworld eval: rank %d: %s\n", dist.rank, err);
+            ew_eval_result_free(&r);
+            return 1;
+        }
+        size_t n = 0, *sizes = calloc((size_t)dist.size, sizeof *sizes);
+        void *mine = ew_eval_pack(&r, dist.rank, dist.size, &n), *all = NULL;
+        int grc = !mine || !sizes ? (snprintf(err, sizeof err, "out of memory"), -1) : 0;
+        if (ew_dist_any(&dist, grc != 0) ||
+            ew_dist_gather_bytes(&dist, mine, n, &all, sizes, err, sizeof err)) {
+            fprintf(stderr, "egoworld eval: rank %d: %s\n", dist.rank, err);
+            free(mine);
+            free(sizes);
+            ew_eval_result_free(&r);
+            return 1;
+        }
+        size_t total = 0;
+        for (int k = 0; dist.rank == 0 && k < dist.size; k++) total += sizes[k];
+        free(mine);
+        free(sizes);
+        if (dist.rank != 0) {
+            ew_eval_result_free(&r);
+            return 0; /* rank 0 reports, with the job's status */
+        }
+        rc = ew_eval_unpack(&r, all, total, err, (int)sizeof err);
+        free(all);
+        if (rc == 0) rc = ew_eval_summarize(&r, err, (int)sizeof err);
+    }
     double wall = cli_now() - t0;
     if (!quiet && r.episodes > 0) cli_progress_end(&pg);
     if (rc != 0 && r.episodes == 0) { /* nothing ran: bad set, controller or file */
@@ -96,8 +133,9 @@ int cmd_eval(int argc, char **argv) {
         ew_eval_json(&r, wall, per_episode, stdout);
         fputc('\n', stdout);
     } else {
-        printf("set %s, base seed %llu, %d episodes, %d workers, %.2f s\n", r.set, (unsigned long long)r.base_seed,
-               r.episodes, r.workers, wall);
+        printf("set %s, base seed %llu, %d episodes, %d workers%s, %.2f s\n", r.set, (unsigned long long)r.base_seed,
+               r.episodes, r.workers, dist.size > 1 ? " per rank" : "", wall);
+        if (dist.size > 1) printf("%d MPI ranks\n", dist.size);
         ew_eval_table(&r, stdout, 1);
     }
     if (rc != 0) fprintf(stderr, "egoworld eval: %s\n", err);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "app/cli.h"
+#include "models/dist.h"
 
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
@@ -52,7 +53,17 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (int i = 0; i < n_commands; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            /* MPI only under an MPI launcher (models/dist.h); a no-op otherwise */
+            char err[256];
+            if (ew_dist_init(&argc, &argv, err, sizeof err)) {
+                fprintf(stderr, "egoworld %s: %s\n", argv[1], err);
+                return 1;
+            }
+            int rc = commands[i].fn(argc - 1, argv + 1);
+            ew_dist_finalize();
+            return rc;
+        }
     fprintf(stderr, "egoworld: unknown command '%s' (see egoworld --help)\n", argv[1]);
     return 2;
 }

@@ -26,6 +26,11 @@ struct ew_optim {
     float *rowmean;     /* SING: per output channel mean */
     long t;
     int simd;           /* the processor has AVX-512F: the vector Adam update */
+    ew_optim_reduce_fn reduce; /* data-parallel gradient reducer (NULL: none) */
+    void *reduce_ctx;
+    float *pack;        /* every grad, packed, for the reducer */
+    size_t pack_n;
+    int reduced;        /* the grads were reduced since the last zero_grad / step */
 };
 
 ew_optim_config ew_optim_defaults(ew_optim_kind kind) {
@@ -60,6 +65,7 @@ void ew_optim_free(ew_optim *o) {
     free(o->scratch);
     free(o->rowsq);
     free(o->rowmean);
+    free(o->pack);
     free(o);
 }
 
@@ -274,9 +280,68 @@ void ew_zero_grad(ew_param *params, int n) {
         if (params[i].grad) memset(params[i].grad, 0, ew_param_numel(&params[i]) * sizeof(float));
 }
 
-float ew_optim_clip_grad_norm(ew_optim *o, float max_norm) { return ew_clip_grad_norm(o->params, o->n, max_norm); }
-void ew_optim_clip_grad_value(ew_optim *o, float clip) { ew_clip_grad_value(o->params, o->n, clip); }
-void ew_optim_zero_grad(ew_optim *o) { ew_zero_grad(o->params, o->n); }
+int ew_optim_set_grad_reduce(ew_optim *o, ew_optim_reduce_fn fn, void *ctx, char *err, size_t errsz) {
+    free(o->pack);
+    o->pack = NULL;
+    o->pack_n = 0;
+    o->reduce = NULL;
+    o->reduce_ctx = NULL;
+    if (!fn) return 0;
+    size_t n = 0;
+    for (int i = 0; i < o->n; i++)
+        if (o->params[i].grad) n += ew_param_numel(&o->params[i]);
+    o->pack = malloc(sizeof(float) * (n ? n : 1));
+    if (!o->pack) {
+        if (err && errsz) snprintf(err, errsz, "optimizer: out of memory for the gradient reducer (%zu floats)", n);
+        return -1;
+    }
+    o->pack_n = n;
+    o->reduce = fn;
+    o->reduce_ctx = ctx;
+    return 0;
+}
+
+size_t ew_optim_grad_numel(const ew_optim *o) {
+    size_t n = 0;
+    for (int i = 0; i < o->n; i++)
+        if (o->params[i].grad) n += ew_param_numel(&o->params[i]);
+    return n;
+}
+
+void ew_optim_reduce_grads(ew_optim *o) {
+    if (!o->reduce || o->reduced) return;
+    size_t off = 0;
+    for (int i = 0; i < o->n; i++) {
+        const ew_param *p = &o->params[i];
+        if (!p->grad) continue;
+        size_t k = ew_param_numel(p);
+        memcpy(o->pack + off, p->grad, sizeof(float) * k);
+        off += k;
+    }
+    o->reduce(o->reduce_ctx, o->pack, o->pack_n);
+    off = 0;
+    for (int i = 0; i < o->n; i++) {
+        const ew_param *p = &o->params[i];
+        if (!p->grad) continue;
+        size_t k = ew_param_numel(p);
+        memcpy(p->grad, o->pack + off, sizeof(float) * k);
+        off += k;
+    }
+    o->reduced = 1;
+}
+
+float ew_optim_clip_grad_norm(ew_optim *o, float max_norm) {
+    ew_optim_reduce_grads(o);
+    return ew_clip_grad_norm(o->params, o->n, max_norm);
+}
+void ew_optim_clip_grad_value(ew_optim *o, float clip) {
+    ew_optim_reduce_grads(o);
+    ew_clip_grad_value(o->params, o->n, clip);
+}
+void ew_optim_zero_grad(ew_optim *o) {
+    ew_zero_grad(o->params, o->n);
+    o->reduced = 0;
+}
 void ew_optim_set_lr(ew_optim *o, float lr) { o->cfg.lr = lr; }
 float ew_optim_lr(const ew_optim *o) { return o->cfg.lr; }
 long ew_optim_step_count(const ew_optim *o) { return o->t; }
@@ -424,6 +489,8 @@ static void sgd_kernel(float *restrict p, const float *restrict g, float *restri
 
 void ew_optim_step(ew_optim *o) {
     const ew_optim_config *c = &o->cfg;
+    ew_optim_reduce_grads(o);
+    o->reduced = 0;
     o->t++;
     double bc1 = 1.0 - pow((double)c->beta1, (double)o->t);
     double bc2 = 1.0 - pow((double)c->beta2, (double)o->t);

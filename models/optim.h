@@ -27,6 +27,14 @@
  * later loading into the same views (e.g. ew_checkpoint_load_params) together with
  * ew_optim_set_step_count() restores the optimizer exactly. Conventionally the step count is
  * stored in checkpoint metadata under EW_OPTIM_META_STEP.
+ *
+ * Data parallelism: with a gradient reducer attached (ew_optim_set_grad_reduce; models/dist.h
+ * provides the MPI mean over ranks), the grads are packed into one buffer, reduced and
+ * unpacked once per step, before anything looks at them: ew_optim_clip_grad_norm,
+ * ew_optim_clip_grad_value and ew_optim_step call ew_optim_reduce_grads first, which does
+ * nothing when the grads were already reduced since the last ew_optim_zero_grad / step. So
+ * the clipping norm is the global one and a trainer needs no change. Without a reducer
+ * nothing changes.
  */
 #ifndef EW_OPTIM_H
 #define EW_OPTIM_H
@@ -70,6 +78,17 @@ float ew_optim_lr(const ew_optim *opt);
 long ew_optim_step_count(const ew_optim *opt);
 void ew_optim_set_step_count(ew_optim *opt, long steps);
 const ew_optim_config *ew_optim_get_config(const ew_optim *opt);
+
+/* Gradient reducer: fn(ctx, buf, n) replaces buf (every grad of the params that have one, in
+ * param order, packed) by its reduction (e.g. the mean over data-parallel ranks); every
+ * process must call it in the same order. fn NULL detaches. Allocates the pack buffer (the
+ * grad count in floats). 0, or -1 with a message. */
+typedef int (*ew_optim_reduce_fn)(void *ctx, float *buf, size_t n);
+int ew_optim_set_grad_reduce(ew_optim *opt, ew_optim_reduce_fn fn, void *ctx, char *err, size_t errsz);
+/* Reduces the grads now (once per step; see above). No-op without a reducer. */
+void ew_optim_reduce_grads(ew_optim *opt);
+/* Number of gradient floats (the reducer's payload per step). */
+size_t ew_optim_grad_numel(const ew_optim *opt);
 
 /* State views (owned by opt, valid until ew_optim_free); *count = 0 for plain SGD. */
 const ew_param *ew_optim_state(ew_optim *opt, int *count);

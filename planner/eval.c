@@ -49,6 +49,7 @@ void ew_eval_opts_default(ew_eval_opts *o) {
     o->controller = "idm";
     ew_controller_opts_default(&o->copts);
     o->workers = 1;
+    o->nranks = 1;
 }
 
 void ew_eval_result_free(ew_eval_result *r) {
@@ -215,13 +216,61 @@ static int parse_lua(const char *spec, plan *P, char *err, int errlen) {
     return 0;
 }
 
+int ew_eval_summarize(ew_eval_result *out, char *err, int errlen) {
+    int n_ep = out->episodes;
+    out->errors = 0;
+    /* summary (sums in index order: independent of the worker count) */
+    double dist = 0, speed = 0, plan_ms = 0, skipped = 0;
+    long calls = 0;
+    int succ = 0, coll = 0, off = 0, other = 0, first_err = -1;
+    for (int i = 0; i < n_ep; i++) {
+        const ew_eval_episode *e = &out->per[i];
+        if (e->m.status == EW_EP_ERROR) {
+            out->errors++;
+            if (first_err < 0) first_err = i;
+            continue;
+        }
+        succ += e->m.success;
+        coll += e->m.collision;
+        off += e->m.offroad;
+        other += !e->m.success && !e->m.collision && !e->m.offroad;
+        dist += e->m.distance;
+        speed += e->m.mean_speed;
+        plan_ms += e->plan_ms;
+        calls += e->plan_calls;
+        skipped += e->skipped;
+    }
+    double n = (double)n_ep;
+    out->success_rate = succ / n;
+    out->collision_rate = coll / n;
+    out->offroad_rate = off / n;
+    out->timeout_rate = other / n;
+    int ok = n_ep - out->errors;
+    out->mean_distance_m = ok ? dist / ok : 0.0;
+    out->mean_speed = ok ? speed / ok : 0.0;
+    out->mean_skipped = ok ? skipped / ok : 0.0;
+    out->plan_ms_per_step = calls ? plan_ms / (double)calls : 0.0;
+    if (first_err >= 0) {
+        const ew_eval_episode *e = &out->per[first_err];
+        snprintf(err, (size_t)errlen, "episode %d (seed %llu, %s): %s (%d episodes failed)", first_err,
+                 (unsigned long long)e->seed, e->source, e->m.error, out->errors);
+        return -1;
+    }
+    return 0;
+}
+
 int ew_eval_run(const ew_eval_opts *o, ew_eval_result *out, char *err, int errlen) {
     memset(out, 0, sizeof *out);
     plan P;
     memset(&P, 0, sizeof P);
     P.o = o;
     int rc = -1, n_ep = o->episodes;
+    int nranks = o->nranks > 1 ? o->nranks : 1, rank = o->rank;
     uint64_t base;
+    if (rank < 0 || rank >= nranks) {
+        set_err(err, errlen, "rank outside [0, nranks)");
+        return -1;
+    }
     if (o->workers < 1 || o->workers > 1024) {
         set_err(err, errlen, "workers must be in [1, 1024]");
         return -1;
@@ -284,6 +333,7 @@ int ew_eval_run(const ew_eval_opts *o, ew_eval_result *out, char *err, int errle
     out->base_seed = base;
     out->episodes = n_ep;
     out->workers = o->workers;
+    out->ranks = nranks;
     out->per = calloc((size_t)n_ep, sizeof *out->per);
     out->n_sources = P.set ? 1 : P.n_files;
     out->sources = calloc((size_t)out->n_sources, sizeof *out->sources);
@@ -300,7 +350,8 @@ int ew_eval_run(const ew_eval_opts *o, ew_eval_result *out, char *err, int errle
         out->per[i].seed = base + (uint64_t)i;
         out->per[i].source = out->sources[P.set ? 0 : i % P.n_files];
     }
-    int done_count = 0, n_src = out->n_sources;
+    int done_count = 0, n_src = out->n_sources, n_mine = 0;
+    for (int i = 0; i < n_ep; i++) n_mine += i % nranks == rank;
 #pragma omp parallel num_threads(o->workers)
     {
         worker k;
@@ -310,6 +361,7 @@ int ew_eval_run(const ew_eval_opts *o, ew_eval_result *out, char *err, int errle
 #pragma omp for schedule(dynamic, 1)
         for (int i = 0; i < n_ep; i++) {
             ew_eval_episode *e = &out->per[i];
+            if (i % nranks != rank) continue;
             if (!k.worlds || !k.scen) {
                 e->m.status = EW_EP_ERROR;
                 snprintf(e->m.error, sizeof e->m.error, "out of memory");
@@ -319,49 +371,16 @@ int ew_eval_run(const ew_eval_opts *o, ew_eval_result *out, char *err, int errle
 #pragma omp critical(ew_eval_progress)
             {
                 done_count++;
-                if (o->progress) o->progress(o->progress_ctx, done_count, n_ep);
+                if (o->progress) o->progress(o->progress_ctx, done_count, n_mine);
             }
         }
         worker_free(&k);
     }
-    /* summary (sums in index order: independent of the worker count) */
-    double dist = 0, speed = 0, plan_ms = 0, skipped = 0;
-    long calls = 0;
-    int succ = 0, coll = 0, off = 0, other = 0, first_err = -1;
-    for (int i = 0; i < n_ep; i++) {
-        const ew_eval_episode *e = &out->per[i];
-        if (e->m.status == EW_EP_ERROR) {
-            out->errors++;
-            if (first_err < 0) first_err = i;
-            continue;
-        }
-        succ += e->m.success;
-        coll += e->m.collision;
-        off += e->m.offroad;
-        other += !e->m.success && !e->m.collision && !e->m.offroad;
-        dist += e->m.distance;
-        speed += e->m.mean_speed;
-        plan_ms += e->plan_ms;
-        calls += e->plan_calls;
-        skipped += e->skipped;
-    }
-    double n = (double)n_ep;
-    out->success_rate = succ / n;
-    out->collision_rate = coll / n;
-    out->offroad_rate = off / n;
-    out->timeout_rate = other / n;
-    int ok = n_ep - out->errors;
-    out->mean_distance_m = ok ? dist / ok : 0.0;
-    out->mean_speed = ok ? speed / ok : 0.0;
-    out->mean_skipped = ok ? skipped / ok : 0.0;
-    out->plan_ms_per_step = calls ? plan_ms / (double)calls : 0.0;
-    if (first_err >= 0) {
-        const ew_eval_episode *e = &out->per[first_err];
-        snprintf(err, (size_t)errlen, "episode %d (seed %llu, %s): %s (%d episodes failed)", first_err,
-                 (unsigned long long)e->seed, e->source, e->m.error, out->errors);
+    if (nranks > 1) { /* the caller gathers and summarises */
+        rc = 0;
         goto done;
     }
-    rc = 0;
+    rc = ew_eval_summarize(out, err, errlen);
 done:
     for (int f = 0; f < P.n_files; f++) free(P.files[f]);
     free(P.files);
@@ -396,8 +415,8 @@ void ew_eval_json(const ew_eval_result *r, double wall_s, int per_episode, FILE 
     jstr(out, r->set);
     fputs(", \"controller\": ", out);
     jstr(out, r->controller);
-    fprintf(out, ", \"base_seed\": %llu, \"workers\": %d, \"errors\": %d", (unsigned long long)r->base_seed,
-            r->workers, r->errors);
+    fprintf(out, ", \"base_seed\": %llu, \"workers\": %d, \"ranks\": %d, \"errors\": %d",
+            (unsigned long long)r->base_seed, r->workers, r->ranks > 1 ? r->ranks : 1, r->errors);
     jnum(out, "mean_skipped_vehicles", r->mean_skipped);
     if (per_episode) {
         fputs(", \"per_episode\": [", out);
@@ -424,4 +443,55 @@ void ew_eval_table(const ew_eval_result *r, FILE *out, int header) {
     fprintf(out, "%-16s %8d %7.1f%% %8.1f m %8.1f%% %7.1f%% %7.1f%% %5.1f m/s %8.3f ms\n", r->controller, r->episodes,
             100.0 * r->success_rate, r->mean_distance_m, 100.0 * r->collision_rate, 100.0 * r->offroad_rate,
             100.0 * r->timeout_rate, r->mean_speed, r->plan_ms_per_step);
+}
+
+/* one episode on the wire (same binary on every rank: plain struct bytes) */
+typedef struct {
+    int index, skipped;
+    long plan_calls;
+    double plan_ms;
+    ew_episode_metrics m;
+} packed_episode;
+
+void *ew_eval_pack(const ew_eval_result *r, int rank, int nranks, size_t *n) {
+    int k = 0;
+    for (int i = 0; i < r->episodes; i++) k += i % nranks == rank;
+    packed_episode *p = calloc((size_t)(k ? k : 1), sizeof *p);
+    *n = 0;
+    if (!p) return NULL;
+    k = 0;
+    for (int i = 0; i < r->episodes; i++) {
+        if (i % nranks != rank) continue;
+        const ew_eval_episode *e = &r->per[i];
+        p[k].index = i;
+        p[k].skipped = e->skipped;
+        p[k].plan_calls = e->plan_calls;
+        p[k].plan_ms = e->plan_ms;
+        p[k].m = e->m;
+        k++;
+    }
+    *n = (size_t)k * sizeof *p;
+    return p;
+}
+
+int ew_eval_unpack(ew_eval_result *r, const void *buf, size_t n, char *err, int errlen) {
+    if (n % sizeof(packed_episode)) {
+        set_err(err, errlen, "eval: gathered episode bytes are not whole records");
+        return -1;
+    }
+    const unsigned char *b = buf;
+    for (size_t off = 0; off < n; off += sizeof(packed_episode)) {
+        packed_episode p;
+        memcpy(&p, b + off, sizeof p);
+        if (p.index < 0 || p.index >= r->episodes) {
+            set_err(err, errlen, "eval: gathered episode index outside the set");
+            return -1;
+        }
+        ew_eval_episode *e = &r->per[p.index];
+        e->skipped = p.skipped;
+        e->plan_calls = p.plan_calls;
+        e->plan_ms = p.plan_ms;
+        e->m = p.m;
+    }
+    return 0;
 }

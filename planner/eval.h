@@ -11,6 +11,10 @@
  * controller is created for every episode (ew_controller_create with the episode's seed), so
  * no state leaks between episodes. Base seeds are 1,000,000 and up, disjoint from the small
  * seeds used for training data.
+ * Ranks (distributed evaluation, models/dist.h): with nranks > 1, ew_eval_run runs only the
+ * episodes i with i % nranks == rank and leaves the summary to the caller, who gathers every
+ * rank's episodes (ew_eval_pack / ew_eval_unpack) on one rank and calls ew_eval_summarize
+ * there; the summary sums in episode order, so it is the same for any number of ranks.
  * Errors: ew_eval_run returns -1 with a one-line message for a bad set or controller (found
  * before any episode runs) or when an episode ended in an error (first one reported; the
  * result is still filled).
@@ -55,6 +59,7 @@ typedef struct {
     int has_seed;               /* 1: base_seed below replaces the set's */
     uint64_t base_seed;
     const char *allow_read;     /* Lua sets: folder the scripts may read */
+    int rank, nranks;           /* this process runs episodes i % nranks == rank (default 0, 1) */
     void (*progress)(void *ctx, int done, int total); /* called under a lock; may be NULL */
     void *progress_ctx;
 } ew_eval_opts;
@@ -74,7 +79,7 @@ typedef struct {
 typedef struct {
     char set[256], controller[256];
     uint64_t base_seed;
-    int episodes, workers, errors;
+    int episodes, workers, ranks, errors;
     double success_rate, collision_rate, offroad_rate, timeout_rate;
     double mean_distance_m, mean_speed, plan_ms_per_step;
     double mean_skipped;        /* replay sets */
@@ -84,10 +89,18 @@ typedef struct {
 } ew_eval_result;
 
 int ew_eval_run(const ew_eval_opts *o, ew_eval_result *out, char *err, int errlen);
+/* The summary fields from per[0..episodes) (all filled); -1 with the first failed episode in
+ * err when some ended in an error. ew_eval_run calls it itself when nranks == 1. */
+int ew_eval_summarize(ew_eval_result *r, char *err, int errlen);
+/* The episodes of rank (of nranks) as bytes (malloc'd, *n bytes), and their copy back into
+ * r->per (index, metrics, plan time, skipped; seed and source are kept). Unpack checks sizes
+ * and indices: 0, or -1 with a message. */
+void *ew_eval_pack(const ew_eval_result *r, int rank, int nranks, size_t *n);
+int ew_eval_unpack(ew_eval_result *r, const void *buf, size_t n, char *err, int errlen);
 void ew_eval_result_free(ew_eval_result *r);
 /* One JSON object (no trailing newline): episodes, success_rate, mean_distance_m,
  * collision_rate, offroad_rate, plan_ms_per_step, timeout_rate, mean_speed, set, controller,
- * base_seed, workers, errors [, "per_episode": [...]]; wall_s < 0 leaves wall_s out. */
+ * base_seed, workers, ranks, errors [, "per_episode": [...]]; wall_s < 0 leaves wall_s out. */
 void ew_eval_json(const ew_eval_result *r, double wall_s, int per_episode, FILE *out);
 /* The table: a header line and one row. */
 void ew_eval_table(const ew_eval_result *r, FILE *out, int header);

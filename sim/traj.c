@@ -434,6 +434,63 @@ int ew_traj_enc_end(ew_traj_enc *e, const char *label, char *err, int errlen) {
 int ew_traj_enc_steps(const ew_traj_enc *e) { return e ? (int)e->n_steps : 0; }
 int64_t ew_traj_enc_vehicle_steps(const ew_traj_enc *e) { return e ? e->vsteps : 0; }
 
+/* export: vehicle-steps (u64) then the episode block exactly as a shard stores it */
+int ew_traj_enc_export(const ew_traj_enc *e, void **buf, size_t *n, char *err, int errlen) {
+    *buf = NULL;
+    *n = 0;
+    if (!e || !e->ended) {
+        seterr(err, errlen, "traj: export: the episode has not ended");
+        return -1;
+    }
+    uint8_t *p = malloc(8 + e->block.n);
+    if (!p) {
+        seterr(err, errlen, "traj: out of memory");
+        return -1;
+    }
+    put_u64(p, (uint64_t)e->vsteps);
+    memcpy(p + 8, e->block.p, e->block.n);
+    *buf = p;
+    *n = 8 + e->block.n;
+    return 0;
+}
+
+int ew_traj_enc_import(ew_traj_enc *e, const void *buf, size_t n, char *err, int errlen) {
+    const uint8_t *q = buf;
+    if (!e || !buf || n < 8 + EW_TRAJ_EP_HEAD) {
+        seterr(err, errlen, "traj: import: truncated episode");
+        return -1;
+    }
+    const uint8_t *p = q + 8;
+    size_t bn = n - 8;
+    size_t ls = p[40], ll = p[41];
+    if (memcmp(p, EW_TRAJ_EP_MAGIC, 4) || EW_TRAJ_EP_HEAD + ls + ll > bn || ls > EW_TRAJ_NAME_MAX ||
+        ll > EW_TRAJ_NAME_MAX || get_u32(p + 4) != crc32_buf(p + 8, bn - 8)) {
+        seterr(err, errlen, "traj: import: not an episode block (magic, names or checksum)");
+        return -1;
+    }
+    e->block.n = 0;
+    uint8_t *d = bytes_grow(&e->block, bn);
+    if (!d) {
+        seterr(err, errlen, "traj: out of memory");
+        return -1;
+    }
+    memcpy(d, p, bn);
+    e->vsteps = (int64_t)get_u64(q);
+    e->n_steps = get_u32(p + 8);
+    e->n_tracks = get_u32(p + 12);
+    e->n_roads = get_u32(p + 16);
+    e->seed = get_u64(p + 24);
+    e->ego_len = get_f32(p + 32);
+    e->ego_wid = get_f32(p + 36);
+    memcpy(e->scenario, p + EW_TRAJ_EP_HEAD, ls);
+    e->scenario[ls] = 0;
+    memcpy(e->label, p + EW_TRAJ_EP_HEAD + ls, ll);
+    e->label[ll] = 0;
+    e->active = 1;
+    e->ended = 1;
+    return 0;
+}
+
 /* ---- writer ----------------------------------------------------------------------------- */
 typedef struct {
     int64_t episodes, steps, vsteps, bytes;

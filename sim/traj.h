@@ -96,6 +96,11 @@ int ew_traj_enc_steps(const ew_traj_enc *e);           /* ego-steps recorded so 
 int64_t ew_traj_enc_vehicle_steps(const ew_traj_enc *e); /* vehicle-steps recorded so far */
 /* Appends the ended episode of e to the writer (e can then begin a new episode). */
 int ew_traj_writer_add(ew_traj_writer *w, const ew_traj_enc *e, char *err, int errlen);
+/* An ended episode as bytes (malloc'd, *n) to move it between processes (distributed
+ * collect), and back into an encoder that can then be added; import checks the block's magic,
+ * names and checksum. 0, or -1 with a message. */
+int ew_traj_enc_export(const ew_traj_enc *e, void **buf, size_t *n, char *err, int errlen);
+int ew_traj_enc_import(ew_traj_enc *e, const void *buf, size_t n, char *err, int errlen);
 /* Totals written so far (after close: the final ones are in the manifest). */
 int64_t ew_traj_writer_steps(const ew_traj_writer *w);
 /* Flushes the last shard and writes the manifest; frees w (also on error). */
