@@ -212,7 +212,8 @@ static void help_eval(void) {
            "  --baseline-thr X  grey threshold of the baseline (default 0.6)\n"
            "  --tta             average the tracker's maps over the frame's flips (4x the work)\n"
            "  --threads N       threads (default 1)\n"
-           "  --json            print a JSON summary\n");
+           "  --json            print a JSON summary\n"
+           "With --imagined: the tracker on the world model's imagined frames (see --imagined --help).\n");
 }
 
 typedef struct {
@@ -277,7 +278,11 @@ static void print_num(const char *key, double v, int last) {
     else printf("\"%s\": null%s", key, last ? "" : ", ");
 }
 
+int cmd_eval_tracker_imagined(int argc, char **argv); /* app/cmd_track_world.c */
+
 int cmd_eval_tracker(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--imagined")) return cmd_eval_tracker_imagined(argc, argv);
     const char *cmd = "eval-tracker", *model = NULL, *deg = "clean";
     long frames = 200, threads = 1;
     double flow = 1400, bthr = 0.6;
@@ -569,11 +574,13 @@ static void help_eval_pred(void) {
            "history) too. Errors are mean Euclidean distances (m).\n"
            "Keys: model_error_3s_m, cv_error_3s_m, gt_trained_error_3s_m, ca_error_3s_m, coverage_1sigma,\n"
            "coverage_2sigma (tracked-trained model, all horizons), also at 1 s and 2 s, on lane\n"
-           "changes and braking events, and windows counts. Coverage counts the model's covariance\n"
-           "plus meas_noise_m^2 I: the noise of tracked positions against the truth, which a model\n"
-           "trained on tracked positions cannot see; by default it is estimated without labels\n"
-           "from the tracker's disagreement with itself on 180-degree rotated frames (first 100\n"
-           "frames); coverage_*_raw leave it out.\n\n"
+           "changes and braking events, and windows counts. Coverage: the tracked-trained model\n"
+           "predicts tracked positions; the truth differs by the tracker's error, which it cannot\n"
+           "see. By default its covariances are calibrated (T^2 C + diag(ax^2, ay^2), maximum\n"
+           "likelihood) on a validation video (--cal-seed, never the test seed) and coverage_1sigma\n"
+           "and coverage_2sigma use them; with --cal-seed none they add meas_noise_m^2 I instead\n"
+           "(estimated without labels from the tracker's disagreement with itself on 180-degree\n"
+           "rotated frames, first 100 frames). coverage_*_raw: the model's own covariances.\n\n"
            "  --model FILE      predictor trained on tracked positions (required)\n"
            "  --gt-model FILE   predictor trained on true positions (required)\n"
            "  --tracker FILE    tracker checkpoint (required)\n"
@@ -582,17 +589,19 @@ static void help_eval_pred(void) {
            "  --degrade NAME    clean | degraded (default clean)\n"
            "  --flow X          vehicles per hour per lane (default 1400)\n"
            "  --seed S          traffic seed (default 99)\n"
-           "  --meas-noise X    tracked-position noise in m for coverage, or auto (default auto)\n"
+           "  --cal-seed S      validation video for the calibration, or none (default 50)\n"
+           "  --cal-frames N    its frames (default 1500)\n"
+           "  --meas-noise X    with --cal-seed none: tracked-position noise in m, or auto (default auto)\n"
            "  --threads N       threads (default 1)\n"
            "  --json            print a JSON summary\n");
 }
 
 int cmd_eval_predictor(int argc, char **argv) {
     const char *cmd = "eval-predictor", *model = NULL, *gtm = NULL, *trk = NULL, *deg = "clean";
-    long frames = 1500, stride = 5, threads = 1;
+    long frames = 1500, stride = 5, threads = 1, cal_frames = 1500;
     double flow = 1400, meas = -1;
-    uint64_t seed = 99;
-    int json = 0;
+    uint64_t seed = 99, cal_seed = 50;
+    int json = 0, cal = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -610,7 +619,14 @@ int cmd_eval_predictor(int argc, char **argv) {
         } else if (!strcmp(a, "--seed")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_u64(cmd, a, v, &seed)) return 2;
         }
+        else if (!strcmp(a, "--cal-seed")) {
+            if (!(v = cli_value(cmd, argc, argv, &i))) return 2;
+            if (!strcmp(v, "none")) cal = 0;
+            else if (cli_u64(cmd, a, v, &cal_seed)) return 2;
+            else cal = 1;
+        }
         FLAG_INT("--frames", 40, 1000000, frames)
+        FLAG_INT("--cal-frames", 40, 1000000, cal_frames)
         FLAG_INT("--stride", 1, 1000, stride)
         FLAG_INT("--threads", 1, 1024, threads)
         FLAG_F("--flow", 0, 5000, flow)
@@ -626,6 +642,10 @@ int cmd_eval_predictor(int argc, char **argv) {
                 !model ? "--model FILE" : (!gtm ? "--gt-model FILE" : "--tracker FILE"));
         return 2;
     }
+    if (cal && cal_seed == seed) {
+        fprintf(stderr, "egoworld %s: --cal-seed: must differ from the test --seed\n", cmd);
+        return 2;
+    }
     ew_video_stream_cfg sc;
     ew_video_stream_cfg_default(&sc);
     sc.flow_per_h = (float)flow;
@@ -636,13 +656,16 @@ int cmd_eval_predictor(int argc, char **argv) {
     char err[512];
     ew_tracker t;
     ew_motion mt, mg;
+    ew_motion_set vt = {0}, vg = {0};
+    float *ov = NULL;
+    int ncal = 0;
     memset(&mt, 0, sizeof mt);
     memset(&mg, 0, sizeof mg);
     if (ew_tracker_load(&t, trk, NULL, err, sizeof err)) return fail(cmd, err);
     ew_backend *be = ew_backend_cpu_create((int)threads);
     ew_graph *g = be ? ew_graph_create(be, 0) : NULL;
     ew_motion_set pt = {0}, pg = {0};
-    float *ot = NULL, *og = NULL;
+    float *ot = NULL, *og = NULL, *oraw = NULL;
     int rc = 1;
     if (ew_motion_load(&mt, model, NULL, err, sizeof err) || ew_motion_load(&mg, gtm, NULL, err, sizeof err)) {
         fail(cmd, err);
@@ -660,6 +683,26 @@ int cmd_eval_predictor(int argc, char **argv) {
     if (pt.n < 1) {
         fail(cmd, "no evaluation windows");
         goto done;
+    }
+    /* calibration of the tracked-trained model on a validation video (never the test one) */
+    mt.cal_t = 1.0f, mt.cal_ax = mt.cal_ay = 0.0f;
+    if (cal) {
+        fprintf(stderr, "eval-predictor: calibration video (seed %llu, %ld frames)...\n", (unsigned long long)cal_seed,
+                cal_frames);
+        if (ew_motion_collect(&t, g, &sc, cal_seed, (int)cal_frames, (int)stride, NULL, NULL, &vt, &vg, err,
+                              sizeof err)) {
+            fail(cmd, err);
+            goto done;
+        }
+        ncal = vt.n;
+        ov = malloc(sizeof(float) * ((size_t)vt.n + 1) * EW_MOTION_FUT * 5);
+        if (!ov || ew_motion_predict(&mt, g, vt.s, vt.n, ov, err, sizeof err)) {
+            fail(cmd, ov ? err : "out of memory");
+            goto done;
+        }
+        for (int i = 0; i < vt.n; i++) memcpy(vt.s[i].fut, vg.s[i].fut, sizeof vt.s[i].fut); /* true futures */
+        ew_motion_calibrate(&mt, vt.s, vt.n, ov);
+        meas = 0.0;
     }
     /* measurement noise of the tracked positions the model was trained on, without labels */
     long npairs = 0;
@@ -683,13 +726,28 @@ int cmd_eval_predictor(int argc, char **argv) {
     }
     ot = malloc(sizeof(float) * (size_t)pt.n * EW_MOTION_FUT * 5);
     og = malloc(sizeof(float) * (size_t)pt.n * EW_MOTION_FUT * 5);
-    if (!ot || !og || ew_motion_predict(&mt, g, pt.s, pt.n, ot, err, sizeof err) ||
+    oraw = malloc(sizeof(float) * (size_t)pt.n * EW_MOTION_FUT * 5);
+    float ct = mt.cal_t, cax = mt.cal_ax, cay = mt.cal_ay;
+    if (!ot || !og || !oraw || ew_motion_predict(&mt, g, pt.s, pt.n, ot, err, sizeof err) ||
         ew_motion_predict(&mg, g, pg.s, pg.n, og, err, sizeof err)) {
-        fail(cmd, ot && og ? err : "out of memory");
+        fail(cmd, ot && og && oraw ? err : "out of memory");
         goto done;
     }
-    /* sums: [what][horizon 1/2/3 s]; what: 0 model, 1 cv, 2 gt-model, 3 model lc, 4 cv lc, 5 model brake, 6 cv brake */
-    double sum[8][3] = {{0}}, cnt[8] = {0};
+    memcpy(oraw, ot, sizeof(float) * (size_t)pt.n * EW_MOTION_FUT * 5);
+    mt.cal_t = 1.0f, mt.cal_ax = mt.cal_ay = 0.0f;
+    if (cal && ew_motion_predict(&mt, g, pt.s, pt.n, oraw, err, sizeof err)) {
+        fail(cmd, err);
+        goto done;
+    }
+    /* history noise of the tracked inputs against the truth (diagnostic) */
+    double hse = 0.0;
+    for (int i = 0; i < pt.n; i++)
+        for (int h = 0; h < EW_MOTION_HIST; h++)
+            hse += pow(pt.s[i].hist[h][0] - pg.s[i].hist[h][0], 2) + pow(pt.s[i].hist[h][1] - pg.s[i].hist[h][1], 2);
+    hse = sqrt(hse / (2.0 * pt.n * EW_MOTION_HIST));
+    /* sums [what][horizon 1/2/3 s]; what: 0 model, 1 cv, 2 gt-model, 3 ca; for all windows (set 0), lane
+     * changes (1), braking (2) */
+    double sum[3][4][3] = {{{0}}}, cnt[3] = {0};
     long in1 = 0, in2 = 0, tot = 0, in1_3 = 0, in2_3 = 0, raw1 = 0, raw2 = 0;
     for (int i = 0; i < pt.n; i++) {
         float cv[2 * EW_MOTION_FUT];
@@ -700,29 +758,27 @@ int cmd_eval_predictor(int argc, char **argv) {
         float v1x = (hp[9][0] - hp[4][0]) / (5 * dtv), v1y = (hp[9][1] - hp[4][1]) / (5 * dtv);
         float v0x = (hp[5][0] - hp[0][0]) / (5 * dtv), v0y = (hp[5][1] - hp[0][1]) / (5 * dtv);
         float ax = (v1x - v0x) / (4 * dtv), ay = (v1y - v0y) / (4 * dtv);
+        int in_set[3] = {1, pt.flags[i] & 1, (pt.flags[i] & 2) != 0};
         for (int hz = 0; hz < 3; hz++) {
             int k = 10 * (hz + 1) - 1;
             const float *tru = pg.s[i].fut[k], *a = ot + ((size_t)i * EW_MOTION_FUT + k) * 5,
                         *b = og + ((size_t)i * EW_MOTION_FUT + k) * 5;
-            double em = hypot(a[0] - tru[0], a[1] - tru[1]), ec = hypot(cv[2 * k] - tru[0], cv[2 * k + 1] - tru[1]);
-            double eg = hypot(b[0] - tru[0], b[1] - tru[1]);
             /* v1 is the velocity 2.5 frames before the last one: v9 = v1 + a 2.5 dt */
             double T = (k + 1) * dtv, tau = 2.5 * dtv;
-            double cax = hp[9][0] + (v1x + ax * tau) * T + 0.5 * ax * T * T;
-            double cay = hp[9][1] + (v1y + ay * tau) * T + 0.5 * ay * T * T;
-            sum[7][hz] += hypot(cax - tru[0], cay - tru[1]);
-            sum[0][hz] += em, sum[1][hz] += ec, sum[2][hz] += eg;
-            if (pt.flags[i] & 1) sum[3][hz] += em, sum[4][hz] += ec;
-            if (pt.flags[i] & 2) sum[5][hz] += em, sum[6][hz] += ec;
+            double cax_ = hp[9][0] + (v1x + ax * tau) * T + 0.5 * ax * T * T;
+            double cay_ = hp[9][1] + (v1y + ay * tau) * T + 0.5 * ay * T * T;
+            double ew4[4] = {hypot(a[0] - tru[0], a[1] - tru[1]), hypot(cv[2 * k] - tru[0], cv[2 * k + 1] - tru[1]),
+                             hypot(b[0] - tru[0], b[1] - tru[1]), hypot(cax_ - tru[0], cay_ - tru[1])};
+            for (int q = 0; q < 3; q++)
+                if (in_set[q])
+                    for (int w = 0; w < 4; w++) sum[q][w][hz] += ew4[w];
         }
-        cnt[0] = cnt[1] = cnt[2] = cnt[7] = cnt[0] + 1;
-        if (pt.flags[i] & 1) cnt[3] = cnt[4] = cnt[3] + 1;
-        if (pt.flags[i] & 2) cnt[5] = cnt[6] = cnt[5] + 1;
+        for (int q = 0; q < 3; q++) cnt[q] += in_set[q] != 0;
         for (int k = 0; k < EW_MOTION_FUT; k++) {
-            const float *a = ot + ((size_t)i * EW_MOTION_FUT + k) * 5;
-            double r2 = ew_gauss2d_maha2(a[0], a[1], a[2], a[3], a[4], pg.s[i].fut[k][0], pg.s[i].fut[k][1]);
+            const float *a = ot + ((size_t)i * EW_MOTION_FUT + k) * 5, *r = oraw + ((size_t)i * EW_MOTION_FUT + k) * 5;
+            double r2 = ew_gauss2d_maha2(r[0], r[1], r[2], r[3], r[4], pg.s[i].fut[k][0], pg.s[i].fut[k][1]);
             raw1 += r2 <= 1.0, raw2 += r2 <= 4.0;
-            /* plus the measurement noise (isotropic, independent): covariance + meas^2 I */
+            /* plus the measurement noise (isotropic, independent; 0 when calibrated): covariance + meas^2 I */
             double sx = sqrt((double)a[2] * a[2] + meas * meas), sy = sqrt((double)a[3] * a[3] + meas * meas);
             double rr = (double)a[4] * a[2] * a[3] / (sx * sy);
             double d2 = ew_gauss2d_maha2(a[0], a[1], sx, sy, rr, pg.s[i].fut[k][0], pg.s[i].fut[k][1]);
@@ -730,48 +786,67 @@ int cmd_eval_predictor(int argc, char **argv) {
             if (k == EW_MOTION_FUT - 1) in1_3 += d2 <= 1.0, in2_3 += d2 <= 4.0;
         }
     }
-    double e[8][3];
-    for (int w = 0; w < 8; w++)
-        for (int hz = 0; hz < 3; hz++) e[w][hz] = cnt[w] > 0 ? sum[w][hz] / cnt[w] : NAN;
+    double e[3][4][3];
+    for (int q = 0; q < 3; q++)
+        for (int w = 0; w < 4; w++)
+            for (int hz = 0; hz < 3; hz++) e[q][w][hz] = cnt[q] > 0 ? sum[q][w][hz] / cnt[q] : NAN;
     double c1 = (double)in1 / tot, c2 = (double)in2 / tot;
     if (json) {
-        printf("{\"windows\": %d, \"lane_change_windows\": %.0f, \"braking_windows\": %.0f, ", pt.n, cnt[3], cnt[5]);
-        print_num("model_error_3s_m", e[0][2], 0);
-        print_num("cv_error_3s_m", e[1][2], 0);
-        print_num("gt_trained_error_3s_m", e[2][2], 0);
-        print_num("ca_error_3s_m", e[7][2], 0);
+        printf("{\"windows\": %d, \"lane_change_windows\": %.0f, \"braking_windows\": %.0f, ", pt.n, cnt[1], cnt[2]);
+        print_num("model_error_3s_m", e[0][0][2], 0);
+        print_num("cv_error_3s_m", e[0][1][2], 0);
+        print_num("gt_trained_error_3s_m", e[0][2][2], 0);
+        print_num("ca_error_3s_m", e[0][3][2], 0);
         print_num("coverage_1sigma", c1, 0);
         print_num("coverage_2sigma", c2, 0);
         print_num("coverage_1sigma_raw", (double)raw1 / tot, 0);
         print_num("coverage_2sigma_raw", (double)raw2 / tot, 0);
         print_num("meas_noise_m", meas, 0);
-        printf("\"meas_noise_pairs\": %ld, ", npairs);
+        printf("\"meas_noise_pairs\": %ld, \"calibrated\": %s, \"cal_seed\": %llu, \"cal_windows\": %d, ", npairs,
+               cal ? "true" : "false", (unsigned long long)(cal ? cal_seed : 0), ncal);
+        print_num("cal_t", ct, 0);
+        print_num("cal_ax_m", cax, 0);
+        print_num("cal_ay_m", cay, 0);
+        print_num("history_rmse_m", hse, 0);
         print_num("coverage_1sigma_3s", (double)in1_3 / pt.n, 0);
         print_num("coverage_2sigma_3s", (double)in2_3 / pt.n, 0);
-        print_num("model_error_1s_m", e[0][0], 0);
-        print_num("model_error_2s_m", e[0][1], 0);
-        print_num("cv_error_1s_m", e[1][0], 0);
-        print_num("cv_error_2s_m", e[1][1], 0);
-        print_num("gt_trained_error_1s_m", e[2][0], 0);
-        print_num("gt_trained_error_2s_m", e[2][1], 0);
-        print_num("lane_change_model_error_3s_m", e[3][2], 0);
-        print_num("lane_change_cv_error_3s_m", e[4][2], 0);
-        print_num("braking_model_error_3s_m", e[5][2], 0);
-        print_num("braking_cv_error_3s_m", e[6][2], 1);
+        print_num("model_error_1s_m", e[0][0][0], 0);
+        print_num("model_error_2s_m", e[0][0][1], 0);
+        print_num("cv_error_1s_m", e[0][1][0], 0);
+        print_num("cv_error_2s_m", e[0][1][1], 0);
+        print_num("gt_trained_error_1s_m", e[0][2][0], 0);
+        print_num("gt_trained_error_2s_m", e[0][2][1], 0);
+        print_num("model_vs_cv_3s", e[0][0][2] / e[0][1][2] - 1.0, 0);
+        print_num("model_vs_gt_trained_3s", e[0][0][2] / e[0][2][2] - 1.0, 0);
+        print_num("lane_change_model_error_3s_m", e[1][0][2], 0);
+        print_num("lane_change_cv_error_3s_m", e[1][1][2], 0);
+        print_num("lane_change_gt_trained_error_3s_m", e[1][2][2], 0);
+        print_num("lane_change_model_vs_cv_3s", e[1][0][2] / e[1][1][2] - 1.0, 0);
+        print_num("braking_model_error_3s_m", e[2][0][2], 0);
+        print_num("braking_cv_error_3s_m", e[2][1][2], 0);
+        print_num("braking_gt_trained_error_3s_m", e[2][2][2], 0);
+        print_num("braking_model_vs_cv_3s", e[2][0][2] / e[2][1][2] - 1.0, 1);
         printf("}\n");
     } else {
-        printf("eval-predictor: %d windows (%.0f lane changes, %.0f braking)\n", pt.n, cnt[3], cnt[5]);
+        printf("eval-predictor: %d windows (%.0f lane changes, %.0f braking)\n", pt.n, cnt[1], cnt[2]);
         printf("  error at 1/2/3 s (m): model %.3f %.3f %.3f | cv %.3f %.3f %.3f | gt-trained %.3f %.3f %.3f\n",
-               e[0][0], e[0][1], e[0][2], e[1][0], e[1][1], e[1][2], e[2][0], e[2][1], e[2][2]);
-        printf("  constant acceleration at 1/2/3 s (m): %.3f %.3f %.3f\n", e[7][0], e[7][1], e[7][2]);
-        printf("  lane changes at 3 s: model %.3f cv %.3f | braking: model %.3f cv %.3f\n", e[3][2], e[4][2], e[5][2],
-               e[6][2]);
-        printf("  coverage 1 sigma %.3f (39.3 %%), 2 sigma %.3f (86.5 %%) with measurement noise %.4f m; without: %.3f %.3f\n",
-               c1, c2, meas, (double)raw1 / tot, (double)raw2 / tot);
+               e[0][0][0], e[0][0][1], e[0][0][2], e[0][1][0], e[0][1][1], e[0][1][2], e[0][2][0], e[0][2][1], e[0][2][2]);
+        printf("  constant acceleration at 1/2/3 s (m): %.3f %.3f %.3f\n", e[0][3][0], e[0][3][1], e[0][3][2]);
+        printf("  lane changes at 3 s: model %.3f cv %.3f gt-trained %.3f | braking: model %.3f cv %.3f gt-trained %.3f\n",
+               e[1][0][2], e[1][1][2], e[1][2][2], e[2][0][2], e[2][1][2], e[2][2][2]);
+        if (cal)
+            printf("  coverage 1 sigma %.3f (39.3 %%), 2 sigma %.3f (86.5 %%) calibrated on seed %llu (T %.3f, ax %.3f m, "
+                   "ay %.3f m); raw: %.3f %.3f\n",
+                   c1, c2, (unsigned long long)cal_seed, ct, cax, cay, (double)raw1 / tot, (double)raw2 / tot);
+        else
+            printf("  coverage 1 sigma %.3f (39.3 %%), 2 sigma %.3f (86.5 %%) with measurement noise %.4f m; raw: %.3f %.3f\n",
+                   c1, c2, meas, (double)raw1 / tot, (double)raw2 / tot);
     }
     rc = 0;
 done:
-    free(ot), free(og);
+    free(ot), free(og), free(oraw), free(ov);
+    ew_motion_set_free(&vt);
+    ew_motion_set_free(&vg);
     ew_motion_set_free(&pt);
     ew_motion_set_free(&pg);
     ew_motion_free(&mt);

@@ -18,6 +18,8 @@ static int failf(char *err, size_t errsz, const char *fmt, ...) {
     return -1;
 }
 
+#define NSUM 6
+
 void ew_motion_config_default(ew_motion_config *c) {
     c->hidden = 64;
     c->dt = 0.1f;
@@ -28,7 +30,7 @@ int ew_motion_init(ew_motion *m, const ew_motion_config *cfg, uint64_t seed, cha
     if (cfg->hidden < 1 || cfg->hidden > 4096 || !(cfg->dt > 0.0f)) return failf(err, errsz, "motion: bad config");
     m->cfg = *cfg;
     int H = cfg->hidden;
-    int sizes[4] = {H + 32, 128, 128, 5 * EW_MOTION_FUT};
+    int sizes[4] = {H + 32 + EW_MOTION_CTX + NSUM, 128, 128, 5 * EW_MOTION_FUT};
     if (ew_linear_layer_init(&m->gx, "motion.gru.x", 4, 3 * H, 1, seed + 1, err, errsz) ||
         ew_linear_layer_init(&m->gh, "motion.gru.h", H, 3 * H, 1, seed + 2, err, errsz) ||
         ew_linear_layer_init(&m->crop, "motion.crop", EW_MOTION_CROP, 32, 1, seed + 3, err, errsz) ||
@@ -44,6 +46,7 @@ int ew_motion_init(ew_motion *m, const ew_motion_config *cfg, uint64_t seed, cha
     size_t nw = ew_param_numel(&last->weight);
     for (size_t i = 0; i < nw; i++) last->weight.data[i] *= 0.1f;
     for (int k = 0; k < 5 * EW_MOTION_FUT; k++) last->bias.data[k] = 0.0f;
+    m->cal_t = 1.0f;
     return 0;
 fail:
     ew_motion_free(m);
@@ -59,32 +62,58 @@ void ew_motion_free(ew_motion *m) {
     memset(m, 0, sizeof *m);
 }
 
+/* Least-squares line through the history: position q at the last frame and velocity v. */
+static void hist_fit(const ew_motion_sample *s, float dt, float q[2], float v[2]) {
+    for (int c = 0; c < 2; c++) {
+        double mean = 0, num = 0;
+        for (int t = 0; t < EW_MOTION_HIST; t++) mean += s->hist[t][c];
+        mean /= EW_MOTION_HIST;
+        double tm = 0.5 * (EW_MOTION_HIST - 1), den = 0;
+        for (int t = 0; t < EW_MOTION_HIST; t++) {
+            num += (t - tm) * (s->hist[t][c] - mean);
+            den += (t - tm) * (t - tm);
+        }
+        double slope = num / den;
+        q[c] = (float)(mean + slope * tm);
+        v[c] = (float)(slope / dt);
+    }
+}
+
 int ew_motion_forward(ew_graph *g, const ew_motion *m, const ew_motion_sample *s, int n, ew_motion_out *out) {
     const int H = m->cfg.hidden, K = EW_MOTION_FUT;
     const float dt = m->cfg.dt;
     int xs[3] = {EW_MOTION_HIST, n, 4}, cs[2] = {n, EW_MOTION_CROP}, ks[2] = {n, K};
-    ew_tensor *x = ew_tensor_new(g, 3, xs), *crop = ew_tensor_new(g, 2, cs);
+    int es[2] = {n, EW_MOTION_CTX + NSUM};
+    ew_tensor *x = ew_tensor_new(g, 3, xs), *crop = ew_tensor_new(g, 2, cs), *ext = ew_tensor_new(g, 2, es);
     ew_tensor *base_x = ew_tensor_new(g, 2, ks), *base_y = ew_tensor_new(g, 2, ks);
     int ts[2] = {K, K};
     ew_tensor *tri = ew_tensor_zeros(g, 2, ts);
-    if (!x || !crop || !base_x || !base_y || !tri) return -1;
+    if (!x || !crop || !ext || !base_x || !base_y || !tri) return -1;
     for (int j = 0; j < K; j++)
         for (int k = j; k < K; k++) tri->data[j * K + k] = 1.0f;
     for (int i = 0; i < n; i++) {
         const float *p9 = s[i].hist[EW_MOTION_HIST - 1], *p4 = s[i].hist[EW_MOTION_HIST - 6];
-        float vx = (p9[0] - p4[0]) / (5.0f * dt), vy = (p9[1] - p4[1]) / (5.0f * dt);
+        float cvx = (p9[0] - p4[0]) / (5.0f * dt), cvy = (p9[1] - p4[1]) / (5.0f * dt);
+        float q[2], v[2];
+        hist_fit(&s[i], dt, q, v);
         for (int t = 0; t < EW_MOTION_HIST; t++) {
             int t1 = t > 0 ? t : 1;
+            float back = (float)(EW_MOTION_HIST - 1 - t) * dt;
             float *d = x->data + (t * n + i) * 4;
-            d[0] = (s[i].hist[t][0] - p9[0]) / 10.0f;
-            d[1] = s[i].hist[t][1] - p9[1];
-            d[2] = ((s[i].hist[t1][0] - s[i].hist[t1 - 1][0]) / dt - vx) / 3.0f;
-            d[3] = (s[i].hist[t1][1] - s[i].hist[t1 - 1][1]) / dt - vy;
+            d[0] = s[i].hist[t][0] - (q[0] - v[0] * back);
+            d[1] = s[i].hist[t][1] - (q[1] - v[1] * back);
+            d[2] = ((s[i].hist[t1][0] - s[i].hist[t1 - 1][0]) / dt - v[0]) / 3.0f;
+            d[3] = (s[i].hist[t1][1] - s[i].hist[t1 - 1][1]) / dt - v[1];
         }
         memcpy(crop->data + (size_t)i * EW_MOTION_CROP, s[i].crop, sizeof s[i].crop);
+        float *e = ext->data + (size_t)i * (EW_MOTION_CTX + NSUM);
+        memcpy(e, s[i].ctx, sizeof s[i].ctx);
+        e += EW_MOTION_CTX;
+        e[0] = q[0] - p9[0], e[1] = q[1] - p9[1], e[2] = (v[0] - cvx) / 3.0f, e[3] = v[1] - cvy;
+        e[4] = v[0] / 30.0f, e[5] = v[1];
         for (int k = 0; k < K; k++) {
-            base_x->data[i * K + k] = p9[0] + vx * dt * (float)(k + 1);
-            base_y->data[i * K + k] = p9[1] + vy * dt * (float)(k + 1);
+            base_x->data[i * K + k] = q[0] + v[0] * dt * (float)(k + 1);
+            base_y->data[i * K + k] = q[1] + v[1] * dt * (float)(k + 1);
         }
     }
     /* GRU over the history */
@@ -100,8 +129,8 @@ int ew_motion_forward(ew_graph *g, const ew_motion *m, const ew_motion_sample *s
         h = ew_add(g, c, ew_mul(g, z, ew_sub(g, h, c)));
     }
     ew_tensor *cf = ew_leaky_relu(g, ew_linear_layer_fwd(g, &m->crop, crop), 0.1f);
-    ew_tensor *cat[2] = {h, cf};
-    ew_tensor *raw = ew_mlp_fwd(g, &m->head, ew_concat(g, cat, 2, 1));
+    ew_tensor *cat[3] = {h, cf, ext};
+    ew_tensor *raw = ew_mlp_fwd(g, &m->head, ew_concat(g, cat, 3, 1));
     if (!raw) return -1;
     int rs[3] = {n, 5, K};
     raw = ew_reshape(g, raw, 3, rs);
@@ -175,10 +204,46 @@ int ew_motion_predict(const ew_motion *m, ew_graph *g, const ew_motion_sample *s
                 int j = i * EW_MOTION_FUT + t;
                 d[0] = o.mx->data[j], d[1] = o.my->data[j], d[2] = o.sx->data[j], d[3] = o.sy->data[j];
                 d[4] = o.rho->data[j];
+                ew_motion_apply_cal(m->cal_t, m->cal_ax, m->cal_ay, d);
             }
     }
     ew_set_grad_enabled(g, old);
     return rc;
+}
+
+void ew_motion_apply_cal(float t, float ax, float ay, float *d) {
+    if (t == 1.0f && ax == 0.0f && ay == 0.0f) return;
+    double sx = d[2] * (double)t, sy = d[3] * (double)t;
+    double nx = sqrt(sx * sx + (double)ax * ax), ny = sqrt(sy * sy + (double)ay * ay);
+    d[4] = (float)(d[4] * sx * sy / (nx * ny));
+    d[2] = (float)nx, d[3] = (float)ny;
+}
+
+static double cal_nll(const ew_motion_sample *s, int n, const float *pred, float t, float ax, float ay) {
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < EW_MOTION_FUT; k++) {
+            float d[5];
+            memcpy(d, pred + ((size_t)i * EW_MOTION_FUT + k) * 5, sizeof d);
+            ew_motion_apply_cal(t, ax, ay, d);
+            sum += ew_gauss2d_nll_ref(d[0], d[1], d[2], d[3], d[4], s[i].fut[k][0], s[i].fut[k][1]);
+        }
+    return sum;
+}
+
+void ew_motion_calibrate(ew_motion *m, const ew_motion_sample *s, int n, const float *pred) {
+    float best[3] = {1.0f, 0.0f, 0.0f};
+    double bn = cal_nll(s, n, pred, 1.0f, 0.0f, 0.0f);
+    /* coordinate search on log-spaced grids, three sweeps */
+    for (int sweep = 0; sweep < 3; sweep++)
+        for (int c = 0; c < 3; c++)
+            for (int j = 0; j <= 40; j++) {
+                float cand[3] = {best[0], best[1], best[2]};
+                cand[c] = c == 0 ? 0.5f * powf(8.0f, (float)j / 40.0f) : (j == 0 ? 0.0f : 0.005f * powf(200.0f, (float)(j - 1) / 39.0f));
+                double v = cal_nll(s, n, pred, cand[0], cand[1], cand[2]);
+                if (v < bn) bn = v, best[0] = cand[0], best[1] = cand[1], best[2] = cand[2];
+            }
+    m->cal_t = best[0], m->cal_ax = best[1], m->cal_ay = best[2];
 }
 
 void ew_motion_cv(const ew_motion_sample *s, float dt, float *out) {
@@ -191,14 +256,16 @@ void ew_motion_cv(const ew_motion_sample *s, float dt, float *out) {
 }
 
 int ew_motion_save(const ew_motion *m, ew_optim *opt, long step, const char *path, char *err, size_t errsz) {
-    char h[32], st[32], dt[32];
+    char h[32], st[32], dt[32], cal[96];
     snprintf(h, sizeof h, "%d", m->cfg.hidden);
+    snprintf(cal, sizeof cal, "%.9g %.9g %.9g", m->cal_t, m->cal_ax, m->cal_ay);
     snprintf(st, sizeof st, "%ld", step);
     snprintf(dt, sizeof dt, "%.9g", m->cfg.dt);
-    ew_kv kv[4] = {{"model", "egoworld-motion"}, {"motion.hidden", h}, {"motion.dt", dt}, {EW_OPTIM_META_STEP, st}};
+    ew_kv kv[6] = {{"model", "egoworld-motion"}, {"motion.hidden", h},         {"motion.dt", dt},
+                   {EW_OPTIM_META_STEP, st},    {"motion.version", "2"}, {"motion.cal", cal}};
     int nextra = 0;
     const ew_param *extra = opt ? ew_optim_state(opt, &nextra) : NULL;
-    return ew_checkpoint_write(path, m->params.items, m->params.n, extra, nextra, kv, 4, err, errsz);
+    return ew_checkpoint_write(path, m->params.items, m->params.n, extra, nextra, kv, 6, err, errsz);
 }
 
 int ew_motion_load(ew_motion *m, const char *path, long *step, char *err, size_t errsz) {
@@ -209,9 +276,21 @@ int ew_motion_load(ew_motion *m, const char *path, long *step, char *err, size_t
     const char *dt = ew_checkpoint_meta(ck, "motion.dt"), *st = ew_checkpoint_meta(ck, EW_OPTIM_META_STEP);
     ew_motion_config c;
     char *e1 = NULL, *e2 = NULL, *e3 = NULL;
+    const char *ver = ew_checkpoint_meta(ck, "motion.version"), *cal = ew_checkpoint_meta(ck, "motion.cal");
+    float ct = 1.0f, cax = 0.0f, cay = 0.0f;
     if (!model || strcmp(model, "egoworld-motion") || !h || !dt || !st) {
         failf(err, errsz, "%s: not a motion-predictor checkpoint (metadata model, motion.hidden, motion.dt, %s)", path,
               EW_OPTIM_META_STEP);
+        goto done;
+    }
+    if (!ver || strcmp(ver, "2")) {
+        failf(err, errsz, "%s: motion-predictor checkpoint of an older version (motion.version %s, need 2): retrain",
+              path, ver ? ver : "missing");
+        goto done;
+    }
+    if (cal && (sscanf(cal, "%f %f %f", &ct, &cax, &cay) != 3 || !(ct > 0.0f) || !(cax >= 0.0f) || !(cay >= 0.0f) ||
+                !isfinite(ct) || !isfinite(cax) || !isfinite(cay))) {
+        failf(err, errsz, "%s: bad motion.cal metadata '%s'", path, cal);
         goto done;
     }
     errno = 0;
@@ -227,6 +306,7 @@ int ew_motion_load(ew_motion *m, const char *path, long *step, char *err, size_t
         ew_motion_free(m);
         goto done;
     }
+    m->cal_t = ct, m->cal_ax = cax, m->cal_ay = cay;
     if (step) *step = sv;
     rc = 0;
 done:

@@ -1,21 +1,28 @@
-/* motion.h - the motion predictor: from 1 s of positions (10 frames at 10 Hz) of one vehicle
- * and a crop of the video around it, a GRU predicts its next 3 s (30 frames) as 2-D
- * Gaussians, trained by Gaussian negative log-likelihood.
+/* motion.h - the motion predictor: from 1 s of positions (10 frames at 10 Hz) of one vehicle,
+ * a context vector (its lane and its neighbours, see EW_MOTION_CTX) and a crop of the video
+ * around it, a GRU predicts its next 3 s (30 frames) as 2-D Gaussians, trained by Gaussian
+ * negative log-likelihood.
  *
- * Frames: positions are road-frame metres. The model works relative to the last observed
- * position p9 and the constant-velocity extrapolation v = (p9 - p4) / (5 dt): the mean at
- * horizon k (1..30) is p9 + v k dt + sum_{j<=k} delta_j, the standard deviations are
+ * Frames: positions are road-frame metres (x along the road, y across). The model works
+ * relative to a least-squares line fitted to the 10 history positions (it denoises tracked
+ * inputs): q = fitted position at the last frame, v = fitted velocity. The mean at horizon
+ * k (1..30) is q + v k dt + sum_{j<=k} delta_j, the standard deviations are
  * 0.05 + sum_{j<=k} softplus(s_j) (so they grow with the horizon), the correlation
- * 0.9 tanh(r_k). Inputs per history step: position minus p9 (x / 10, y) and velocity minus v
- * ((x) / 3, y); and the crop (see
- * EW_MOTION_CROP_*) through a linear layer. The GRU (hidden H) reads the history; an MLP
- * maps [h, crop features] to the 5 x 30 raw outputs.
+ * 0.9 tanh(r_k). Inputs per history step: position minus the fitted line (x, y) and velocity
+ * minus v ((x) / 3, y); the context; a summary (q minus the last observed position, v minus
+ * the constant-velocity estimate of ew_motion_cv, v / 30); and the crop (see EW_MOTION_CROP_*)
+ * through a linear layer. The GRU (hidden H) reads the history; an MLP maps [h, crop
+ * features, context, summary] to the 5 x 30 raw outputs.
  *
  * Gaussian NLL of a target t under N(mu, [[sx^2, r sx sy], [r sx sy, sy^2]]), per point:
  *   log(2 pi) + log sx + log sy + 0.5 log(1 - r^2) + (zx^2 - 2 r zx zy + zy^2) / (2 (1 - r^2)),
  * zx = (tx - mx) / sx, zy = (ty - my) / sy; the loss is its mean over samples and horizons.
  * Coverage: the share of targets with squared Mahalanobis distance <= 1 (1 sigma ellipse,
  * 1 - e^{-1/2} = 39.3 % for a calibrated model) and <= 4 (2 sigma, 86.5 %).
+ *
+ * Calibration (post hoc, fitted on a validation set by ew_motion_calibrate, never used in
+ * training): predicted covariances C become T^2 C + diag(ax^2, ay^2) in ew_motion_predict
+ * (identity when T = 1, ax = ay = 0); saved with the checkpoint.
  */
 #ifndef EW_MOTION_H
 #define EW_MOTION_H
@@ -31,11 +38,19 @@
 #define EW_MOTION_CROP_R 12  /* crop rows after 2x pooling: 12 m across at 0.5 m/px */
 #define EW_MOTION_CROP_C 24  /* crop columns after 4x pooling: 48 m, from 10 m behind */
 #define EW_MOTION_CROP (EW_MOTION_CROP_R * EW_MOTION_CROP_C)
+/* Context at the last history frame (models/motion_data.c fills it, zeros = unknown):
+ *  0 lateral offset from the nearest lane centre / 1.85 m;  1, 2 a lane exists to the left
+ *  (+y) / right;  3 fitted speed / 30 m/s;  4, 5 distance to the view's front / rear edge
+ *  / 100 m;  then for the own, left and right lane (6, 12, 18): the nearest vehicle ahead
+ *  (gap / 50 m clipped to 2, 2 when none; relative speed / 10 m/s; present) and behind
+ *  (the same, gap measured backwards). */
+#define EW_MOTION_CTX 24
 
 typedef struct {
     float hist[EW_MOTION_HIST][2]; /* observed positions (m), oldest first */
     float fut[EW_MOTION_FUT][2];   /* target positions (m) */
     float crop[EW_MOTION_CROP];    /* grey crop of the last observed frame */
+    float ctx[EW_MOTION_CTX];      /* lane and neighbours (see EW_MOTION_CTX) */
 } ew_motion_sample;
 
 typedef struct {
@@ -48,6 +63,7 @@ typedef struct {
     ew_linear_layer gx, gh, crop;
     ew_mlp head;
     ew_param_list params;
+    float cal_t, cal_ax, cal_ay; /* calibration (1, 0, 0 = none) */
 } ew_motion;
 
 void ew_motion_config_default(ew_motion_config *c);
@@ -72,9 +88,16 @@ double ew_gauss2d_maha2(double mx, double my, double sx, double sy, double r, do
 /* One Adam step on n samples; *loss gets the NLL. 0 or -1 (err). */
 int ew_motion_train_step(ew_motion *m, ew_optim *opt, ew_graph *g, const ew_motion_sample *s, int n, float *loss,
                          char *err, size_t errsz);
-/* Predictions out[n][EW_MOTION_FUT][5] = (mx, my, sx, sy, rho). 0 or -1. */
+/* Predictions out[n][EW_MOTION_FUT][5] = (mx, my, sx, sy, rho), calibrated. 0 or -1. */
 int ew_motion_predict(const ew_motion *m, ew_graph *g, const ew_motion_sample *s, int n, float *out, char *err,
                       size_t errsz);
+/* Applies (t, ax, ay) to one prediction (mx, my, sx, sy, rho) in place. */
+void ew_motion_apply_cal(float t, float ax, float ay, float *pred);
+/* Fits the calibration on n validation samples given the uncalibrated predictions pred
+ * [n][EW_MOTION_FUT][5] and targets (s[i].fut): maximises the Gaussian likelihood over a grid
+ * of T in [0.5, 4] and ax, ay in [0, 1] m (coordinate search); sets m->cal_*. */
+void ew_motion_calibrate(ew_motion *m, const ew_motion_sample *s, int n, const float *pred);
+
 /* Constant-velocity baseline from the same history: out[EW_MOTION_FUT][2]. */
 void ew_motion_cv(const ew_motion_sample *s, float dt, float *out);
 

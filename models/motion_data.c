@@ -89,6 +89,108 @@ static int tt_push(truetrack *t, float x, float y, float ax, int ok) {
     return 0;
 }
 
+
+/* ---- context: lanes and neighbours ---------------------------------------------------- */
+
+#define MAXLANES 8
+
+typedef struct {
+    float *hist; /* histogram of lateral positions, 0.1 m bins from ylo */
+    int nb;
+    float ylo;
+} yhist;
+
+static void yh_add(yhist *h, float y) {
+    int b = (int)floorf((y - h->ylo) / 0.1f);
+    if (b >= 0 && b < h->nb) h->hist[b] += 1.0f;
+}
+
+/* Lane centres (ascending) from where vehicles are: peaks of the smoothed histogram of
+ * lateral positions at least 20 % of the highest and 2 m apart, refined by the mean over
+ * +-1 m. */
+static int lane_centres(const yhist *h, float *c) {
+    int nb = h->nb, n = 0;
+    float *sm = calloc((size_t)nb, sizeof(float));
+    if (!sm) return 0;
+    float mx = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        for (int d = -5; d <= 5; d++)
+            if (b + d >= 0 && b + d < nb) sm[b] += h->hist[b + d];
+        if (sm[b] > mx) mx = sm[b];
+    }
+    if (mx <= 0.0f) {
+        free(sm);
+        return 0;
+    }
+    for (;;) {
+        int bb = -1;
+        float bv = 0.2f * mx;
+        for (int b = 0; b < nb; b++) {
+            int ok = sm[b] >= bv;
+            for (int k = 0; k < n && ok; k++) ok = fabsf(h->ylo + (b + 0.5f) * 0.1f - c[k]) >= 2.0f;
+            if (ok) bv = sm[b], bb = b;
+        }
+        if (bb < 0 || n == MAXLANES) break;
+        double sw = 0, sy = 0;
+        for (int d = -10; d <= 10; d++)
+            if (bb + d >= 0 && bb + d < nb) sw += h->hist[bb + d], sy += h->hist[bb + d] * (h->ylo + (bb + d + 0.5) * 0.1);
+        c[n++] = sw > 0 ? (float)(sy / sw) : h->ylo + (bb + 0.5f) * 0.1f;
+    }
+    free(sm);
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && c[j] < c[j - 1]; j--) {
+            float t = c[j];
+            c[j] = c[j - 1], c[j - 1] = t;
+        }
+    return n;
+}
+
+static int nearest_lane(const float *c, int nl, float y) {
+    int b = 0;
+    for (int k = 1; k < nl; k++)
+        if (fabsf(y - c[k]) < fabsf(y - c[b])) b = k;
+    return b;
+}
+
+typedef struct {
+    float x, y, vx;
+} nbr;
+
+/* Fills s->ctx (see EW_MOTION_CTX) from the sample's history and the other vehicles at the
+ * anchor frame (nb, self excluded). */
+static void make_ctx(ew_motion_sample *s, const float *lc, int nl, const nbr *nb, int nn, float xa, float xb,
+                     float dt) {
+    memset(s->ctx, 0, sizeof s->ctx);
+    /* fitted line over the history (as the model's) */
+    double mx = 0, my = 0, num = 0, den = 0, tm = 0.5 * (EW_MOTION_HIST - 1);
+    for (int t = 0; t < EW_MOTION_HIST; t++) mx += s->hist[t][0], my += s->hist[t][1];
+    mx /= EW_MOTION_HIST, my /= EW_MOTION_HIST;
+    for (int t = 0; t < EW_MOTION_HIST; t++) num += (t - tm) * (s->hist[t][0] - mx), den += (t - tm) * (t - tm);
+    float vx = (float)(num / den / dt), x = (float)(mx + num / den * tm);
+    float y = (s->hist[EW_MOTION_HIST - 1][1] + s->hist[EW_MOTION_HIST - 2][1] + s->hist[EW_MOTION_HIST - 3][1]) / 3.0f;
+    s->ctx[3] = vx / 30.0f;
+    s->ctx[4] = (xb - x) / 100.0f;
+    s->ctx[5] = (x - xa) / 100.0f;
+    for (int j = 0; j < 3; j++) { /* defaults: nobody ahead or behind */
+        s->ctx[6 + 6 * j] = 2.0f;
+        s->ctx[9 + 6 * j] = 2.0f;
+    }
+    if (nl < 1) return;
+    int own = nearest_lane(lc, nl, y);
+    s->ctx[0] = (y - lc[own]) / 1.85f;
+    s->ctx[1] = own + 1 < nl;
+    s->ctx[2] = own > 0;
+    for (int i = 0; i < nn; i++) {
+        int l = nearest_lane(lc, nl, nb[i].y), j = l == own ? 0 : (l == own + 1 ? 1 : (l == own - 1 ? 2 : -1));
+        if (j < 0) continue;
+        float dx = nb[i].x - x, nvx = isfinite(nb[i].vx) ? nb[i].vx : vx;
+        float *f = s->ctx + 6 + 6 * j + (dx >= 0.0f ? 0 : 3);
+        float gap = fabsf(dx) / 50.0f;
+        if (gap > 2.0f) gap = 2.0f;
+        if (!f[2] || gap < f[0]) f[0] = gap, f[1] = (nvx - vx) / 10.0f, f[2] = 1.0f;
+    }
+}
+
 /* Crop of frame f (uint8 storage) around world (x, y). */
 static void make_crop(const uint8_t *frame, const ew_fixed_cfg *cam, float x, float y, float *out) {
     float m = cam->m_per_px;
@@ -103,6 +205,36 @@ static void make_crop(const uint8_t *frame, const ew_fixed_cfg *cam, float x, fl
                 }
             out[r * EW_MOTION_CROP_C + c] = s / 8.0f;
         }
+}
+
+/* Other tracklets at frame fa (detections of that frame), self excluded. */
+static int gather_trk(const tracklet *tl, const int *det_trk, const int *det_n, int fa, int self, float dt, nbr *out) {
+    int n = 0;
+    for (int i = 0; i < det_n[fa] && n < MAXD; i++) {
+        int k = det_trk[(size_t)fa * MAXD + i];
+        if (k == self) continue;
+        const tracklet *T = &tl[k];
+        int idx = fa - T->start, kk = idx < 5 ? idx : 5;
+        if (idx < 0 || idx >= T->len) continue;
+        out[n].x = T->x[idx], out[n].y = T->y[idx];
+        out[n].vx = kk > 0 ? (T->x[idx] - T->x[idx - kk]) / (kk * dt) : NAN;
+        n++;
+    }
+    return n;
+}
+
+/* Other true tracks at frame fa, self excluded. */
+static int gather_true(const truetrack *tt, int ntt, int fa, int self, float dt, nbr *out) {
+    int n = 0;
+    for (int k = 0; k < ntt && n < MAXD; k++) {
+        const truetrack *T = &tt[k];
+        int idx = fa - T->start, kk = idx < 5 ? idx : 5;
+        if (k == self || idx < 0 || idx >= T->len) continue;
+        out[n].x = T->x[idx], out[n].y = T->y[idx];
+        out[n].vx = kk > 0 ? (T->x[idx] - T->x[idx - kk]) / (kk * dt) : NAN;
+        n++;
+    }
+    return n;
 }
 
 int ew_motion_collect(const ew_tracker *t, ew_graph *g, const ew_video_stream_cfg *sc, uint64_t seed, int frames,
@@ -127,8 +259,16 @@ int ew_motion_collect(const ew_tracker *t, ew_graph *g, const ew_video_stream_cf
     truetrack *tt = NULL;
     int ntt = 0, captt = 0;
     int *live = malloc(sizeof(int) * MAXD * 4);
+    nbr *nb = malloc(sizeof(nbr) * MAXD);
+    yhist hd = {NULL, 0, cam.y0 - cam.rows * m}, ht = hd;
+    hd.nb = ht.nb = (int)ceilf(cam.rows * m / 0.1f);
+    hd.hist = calloc((size_t)hd.nb, sizeof(float));
+    ht.hist = calloc((size_t)ht.nb, sizeof(float));
+    float lcd[MAXLANES], lct[MAXLANES];
+    int nld = 0, nlt = 0;
+    const float xa = cam.x0, xb = cam.x0 + cam.cols * m, dt = sc->dt;
     int rc = -1;
-    if (!store || !frame || !tr || !det || !det_trk || !det_n || !det_xy || !live) {
+    if (!store || !frame || !tr || !det || !det_trk || !det_n || !det_xy || !live || !nb || !hd.hist || !ht.hist) {
         failf(err, errsz, "motion data: out of memory");
         goto done;
     }
@@ -139,6 +279,8 @@ int ew_motion_collect(const ew_tracker *t, ew_graph *g, const ew_video_stream_cf
         int nd = t ? ew_tracker_detect(t, g, frame, cam.rows, cam.cols, det, MAXD, err, errsz) : 0;
         if (nd < 0) goto done;
         det_n[f] = nd;
+        for (int i = 0; i < nd; i++) yh_add(&hd, cam.y0 - det[i].v * m);
+        for (int j = 0; j < nt; j++) yh_add(&ht, tr[j].y);
         /* link: live tracklets (ended at f - 1) */
         int nl = 0;
         for (int k = 0; k < ntl && nl < MAXD * 4; k++)
@@ -229,6 +371,8 @@ int ew_motion_collect(const ew_tracker *t, ew_graph *g, const ew_video_stream_cf
             }
         }
     }
+    nld = lane_centres(&hd, lcd);
+    nlt = lane_centres(&ht, lct);
     /* tracklet windows */
     if (trk)
         for (int k = 0; k < ntl; k++)
@@ -243,6 +387,8 @@ int ew_motion_collect(const ew_tracker *t, ew_graph *g, const ew_video_stream_cf
                 for (int q = 0; q < EW_MOTION_FUT; q++)
                     s->fut[q][0] = tl[k].x[a + 1 + q], s->fut[q][1] = tl[k].y[a + 1 + q];
                 make_crop(store + (size_t)(tl[k].start + a) * F, &cam, tl[k].x[a], tl[k].y[a], s->crop);
+                int nn = gather_trk(tl, det_trk, det_n, tl[k].start + a, k, dt, nb);
+                make_ctx(s, lcd, nld, nb, nn, xa, xb, dt);
             }
     /* true windows and evaluation pairs */
     for (int k = 0; k < ntt; k++) {
@@ -260,6 +406,7 @@ int ew_motion_collect(const ew_tracker *t, ew_graph *g, const ew_video_stream_cf
             for (int q = 0; q < EW_MOTION_FUT; q++) smp.fut[q][0] = T->x[a + 1 + q], smp.fut[q][1] = T->y[a + 1 + q];
             int fa = T->start + a;
             make_crop(store + (size_t)fa * F, &cam, T->x[a], T->y[a], smp.crop);
+            make_ctx(&smp, lct, nlt, nb, gather_true(tt, ntt, fa, k, dt, nb), xa, xb, dt);
             if (gt) {
                 ew_motion_sample *s = set_push(gt, flags);
                 if (!s) {
@@ -278,7 +425,8 @@ int ew_motion_collect(const ew_tracker *t, ew_graph *g, const ew_video_stream_cf
                 if (d < bd) bd = d, best = i;
             }
             if (best < 0) continue;
-            tracklet *L = &tl[det_trk[(size_t)fa * MAXD + best]];
+            int li = det_trk[(size_t)fa * MAXD + best];
+            tracklet *L = &tl[li];
             int la = fa - L->start;
             if (la < EW_MOTION_HIST - 1) continue;
             ew_motion_sample *s1 = set_push(pair_trk, flags), *s2 = s1 ? set_push(pair_gt, flags) : NULL;
@@ -290,13 +438,14 @@ int ew_motion_collect(const ew_tracker *t, ew_graph *g, const ew_video_stream_cf
             *s1 = smp;
             for (int h = 0; h < EW_MOTION_HIST; h++) s1->hist[h][0] = L->x[la - 9 + h], s1->hist[h][1] = L->y[la - 9 + h];
             make_crop(store + (size_t)fa * F, &cam, L->x[la], L->y[la], s1->crop);
+            make_ctx(s1, lcd, nld, nb, gather_trk(tl, det_trk, det_n, fa, li, dt, nb), xa, xb, dt);
         }
     }
     rc = 0;
 done:
     for (int k = 0; k < ntl; k++) free(tl[k].x), free(tl[k].y);
     for (int k = 0; k < ntt; k++) free(tt[k].x), free(tt[k].y), free(tt[k].ax), free(tt[k].ok);
-    free(tl), free(tt), free(live);
+    free(tl), free(tt), free(live), free(nb), free(hd.hist), free(ht.hist);
     free(store), free(frame), free(tr), free(det), free(det_trk), free(det_n), free(det_xy);
     ew_video_stream_free(st);
     return rc;

@@ -17,6 +17,12 @@
  *              a speed drop above 2.1 m/s).
  * The crop of a sample is the video frame at the anchor around its last history position:
  * 12 m across x 48 m along (10 m behind to 38 m ahead), 2 x 4 average-pooled to 12 x 24.
+ * The context of a sample (EW_MOTION_CTX) is computed at the anchor frame from the same
+ * source as its history: lane centres are the peaks of the histogram of all detected
+ * (tracked samples) or true (true samples) lateral positions of the video (vehicles drive
+ * on lane centres; no map is read); neighbours are the other tracklets with a detection at
+ * the anchor frame (tracked) or the other true tracks there (true), each with its speed
+ * over its last (up to) 5 frames, put in the lane whose centre is nearest.
  * Any set may be NULL; t may be NULL when only gt is wanted (no detection is run).
  * Returns 0 or -1 with a message.
  */

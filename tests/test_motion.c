@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L
 /* test_motion.c - the motion predictor's Gaussian NLL (against a double closed form, and its
  * gradient against finite differences), calibration (coverage of 1 and 2 sigma ellipses on
  * samples drawn from known Gaussians: 39.3 % and 86.5 %; an over- and an under-dispersed
@@ -6,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "models/motion.h"
 #include "tests/check.h"
@@ -120,6 +122,7 @@ static void make(ew_rng *r, ew_motion_sample *s) {
         p[1] = (float)y0;
     }
     memset(s->crop, 0, sizeof s->crop);
+    memset(s->ctx, 0, sizeof s->ctx);
 }
 
 static void test_learns(void) {
@@ -163,12 +166,90 @@ static void test_learns(void) {
     ew_motion_free(&m);
 }
 
+/* Calibration: predictions whose covariances are 1/3 of the true ones (plus an isotropic
+ * 0.2 m noise the model did not see) get back calibrated coverage after ew_motion_calibrate;
+ * the transform keeps the covariance's form (T^2 C + diag(ax^2, ay^2)). */
+static void test_calibrate(void) {
+    float d[5] = {1.0f, 2.0f, 0.5f, 0.25f, 0.6f};
+    ew_motion_apply_cal(2.0f, 0.3f, 0.4f, d);
+    CHECK_NEAR(d[2], sqrt(1.0 + 0.09), 1e-6);
+    CHECK_NEAR(d[3], sqrt(0.25 + 0.16), 1e-6);
+    CHECK_NEAR(d[4] * d[2] * d[3], 0.6 * 1.0 * 0.5, 1e-6); /* the covariance term T^2 r sx sy */
+    CHECK(d[0] == 1.0f && d[1] == 2.0f, "means unchanged");
+    enum { NS = 400 };
+    ew_motion_sample *s = calloc(NS, sizeof *s);
+    float *pred = malloc(sizeof(float) * NS * EW_MOTION_FUT * 5);
+    ew_rng r;
+    ew_rng_seed(&r, 21);
+    for (int i = 0; i < NS; i++)
+        for (int k = 0; k < EW_MOTION_FUT; k++) {
+            double sx = 0.1 + 0.1 * k * ew_rng_range(&r, 0.5, 1.5), sy = 0.05 + 0.02 * k, rho = ew_rng_range(&r, -0.5, 0.5);
+            double a = ew_rng_normal(&r), b = ew_rng_normal(&r);
+            s[i].fut[k][0] = (float)(sx * a + 0.2 * ew_rng_normal(&r));
+            s[i].fut[k][1] = (float)(sy * (rho * a + sqrt(1 - rho * rho) * b) + 0.2 * ew_rng_normal(&r));
+            float *o = pred + ((size_t)i * EW_MOTION_FUT + k) * 5;
+            o[0] = 0, o[1] = 0, o[2] = (float)(sx / 3), o[3] = (float)(sy / 3), o[4] = (float)rho;
+        }
+    ew_motion m;
+    memset(&m, 0, sizeof m);
+    m.cal_t = 1.0f;
+    long in1 = 0, in2 = 0, raw1 = 0;
+    ew_motion_calibrate(&m, s, NS, pred);
+    for (int i = 0; i < NS; i++)
+        for (int k = 0; k < EW_MOTION_FUT; k++) {
+            float o[5];
+            memcpy(o, pred + ((size_t)i * EW_MOTION_FUT + k) * 5, sizeof o);
+            raw1 += ew_gauss2d_maha2(o[0], o[1], o[2], o[3], o[4], s[i].fut[k][0], s[i].fut[k][1]) <= 1.0;
+            ew_motion_apply_cal(m.cal_t, m.cal_ax, m.cal_ay, o);
+            double d2 = ew_gauss2d_maha2(o[0], o[1], o[2], o[3], o[4], s[i].fut[k][0], s[i].fut[k][1]);
+            in1 += d2 <= 1.0, in2 += d2 <= 4.0;
+        }
+    double n = NS * EW_MOTION_FUT;
+    printf("calibration: T %.3f ax %.3f ay %.3f; 1 sigma %.3f -> %.3f, 2 sigma %.3f\n", m.cal_t, m.cal_ax, m.cal_ay,
+           raw1 / n, in1 / n, in2 / n);
+    CHECK(raw1 / n < 0.15, "uncalibrated is under-dispersed: %.3f", raw1 / n);
+    CHECK_NEAR(in1 / n, 1 - exp(-0.5), 0.02);
+    CHECK_NEAR(in2 / n, 1 - exp(-2.0), 0.02);
+    CHECK(m.cal_t > 2.5f && m.cal_t < 3.5f, "T %.3f (3)", m.cal_t);
+    CHECK(m.cal_ax > 0.1f && m.cal_ax < 0.3f && m.cal_ay > 0.1f && m.cal_ay < 0.3f, "ax %.3f ay %.3f (0.2)", m.cal_ax,
+          m.cal_ay);
+    free(pred);
+    free(s);
+}
+
+/* The calibration travels with the checkpoint; old checkpoints without motion.version are refused. */
+static void test_save_load(void) {
+    ew_motion m, l;
+    ew_motion_config c;
+    ew_motion_config_default(&c);
+    c.hidden = 8;
+    char err[256], path[] = "/tmp/ew_test_motion_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    close(fd);
+    CHECK(ew_motion_init(&m, &c, 3, err, sizeof err) == 0, "%s", err);
+    m.cal_t = 1.7f, m.cal_ax = 0.25f, m.cal_ay = 0.125f;
+    CHECK(ew_motion_save(&m, NULL, 12, path, err, sizeof err) == 0, "%s", err);
+    long step = 0;
+    CHECK(ew_motion_load(&l, path, &step, err, sizeof err) == 0, "%s", err);
+    CHECK(step == 12 && l.cal_t == 1.7f && l.cal_ax == 0.25f && l.cal_ay == 0.125f, "step %ld cal %g %g %g", step,
+          l.cal_t, l.cal_ax, l.cal_ay);
+    CHECK(l.params.n == m.params.n && memcmp(l.head.layers[0].weight.data, m.head.layers[0].weight.data,
+                                             sizeof(float) * ew_param_numel(&m.head.layers[0].weight)) == 0,
+          "weights round-trip");
+    ew_motion_free(&l);
+    ew_motion_free(&m);
+    remove(path);
+}
+
 int main(void) {
     be = ew_backend_cpu_create(1);
     g = ew_graph_create(be, 0);
     test_nll();
     test_calibration();
     test_learns();
+    test_calibrate();
+    test_save_load();
     ew_graph_destroy(g);
     ew_backend_destroy(be);
     return check_done();

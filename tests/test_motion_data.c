@@ -1,0 +1,49 @@
+/* test_motion_data.c - predictor windows from traffic video, truth only (no tracker): the
+ * context of EW_MOTION_CTX. Lane centres come from where the vehicles drive, so vehicles not
+ * changing lanes sit near a lane centre; on a 3-lane road every window has a lane to the
+ * left or right, the middle lane both; a leader, when present, does not overlap; the fitted
+ * speed agrees with the history's mean speed; all values finite. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/motion_data.h"
+#include "tests/check.h"
+
+int main(void) {
+    ew_video_stream_cfg sc;
+    ew_video_stream_cfg_default(&sc);
+    ew_motion_set gt = {0};
+    char err[256];
+    CHECK(ew_motion_collect(NULL, NULL, &sc, 5, 400, 10, NULL, &gt, NULL, NULL, err, sizeof err) == 0, "%s", err);
+    CHECK(gt.n > 50, "windows %d", gt.n);
+    int near = 0, straight = 0, both = 0, none = 0, lead = 0, speed_ok = 0;
+    for (int i = 0; i < gt.n; i++) {
+        const float *c = gt.s[i].ctx;
+        if (!(gt.flags[i] & 1)) {
+            straight++;
+            near += fabsf(c[0] * 1.85f) < 0.4f;
+        }
+        both += c[1] == 1.0f && c[2] == 1.0f;
+        none += c[1] == 0.0f && c[2] == 0.0f;
+        if (c[8] == 1.0f) {
+            lead++;
+            CHECK(c[6] * 50.0f > 3.0f, "window %d: leader %.2f m ahead overlaps", i, c[6] * 50.0f);
+        } else
+            CHECK(c[6] == 2.0f && c[7] == 0.0f, "window %d: no leader but gap %.2f", i, c[6]);
+        /* fitted speed against the history's mean speed */
+        const float(*h)[2] = gt.s[i].hist;
+        float v = (h[EW_MOTION_HIST - 1][0] - h[0][0]) / (0.1f * (EW_MOTION_HIST - 1));
+        speed_ok += fabsf(c[3] * 30.0f - v) < 1.0f;
+        for (int j = 0; j < EW_MOTION_CTX; j++) CHECK(isfinite(c[j]), "window %d ctx %d not finite", i, j);
+    }
+    printf("%d windows: %d of %d straight near a lane centre, %d middle lane, %d with a leader\n", gt.n, near, straight,
+           both, lead);
+    CHECK(near >= 0.9 * straight, "near a lane centre: %d of %d", near, straight);
+    CHECK(both > 0.15 * gt.n && both < 0.6 * gt.n, "middle lane %d of %d", both, gt.n);
+    CHECK(none == 0, "%d windows without neighbour lanes on a 3-lane road", none);
+    CHECK(lead > 0.3 * gt.n, "leaders %d of %d", lead, gt.n);
+    CHECK(speed_ok >= 0.95 * gt.n, "fitted speed %d of %d", speed_ok, gt.n);
+    ew_motion_set_free(&gt);
+    return check_done();
+}
