@@ -18,7 +18,9 @@ struct ew_tape_rec {
 
 struct ew_graph {
     const ew_backend *be;
-    ew_arena arena;
+    ew_arena arena;      /* headers, tape, contexts; also tensor data on the CPU backend */
+    ew_arena dev_arena;  /* tensor data and gradients on a device backend (its memory) */
+    int device;          /* be is a device backend: data in dev_arena, scratch from be */
     ew_tape_rec *tape; /* newest record */
     size_t tape_len;
     int grad_enabled;
@@ -44,22 +46,55 @@ static double now_s(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+static void *be_alloc(void *ctx, size_t bytes) {
+    const ew_backend *be = ctx;
+    return be->mem_alloc(be, bytes);
+}
+
+static void be_free(void *ctx, void *p) {
+    const ew_backend *be = ctx;
+    be->mem_free(be, p);
+}
+
+/* Where tensor data and gradients live. */
+static ew_arena *data_arena(ew_graph *g) { return g->device ? &g->dev_arena : &g->arena; }
+
 ew_graph *ew_graph_create(const ew_backend *be, size_t arena_bytes) {
     ew_graph *g = calloc(1, sizeof *g);
     if (!g) return NULL;
     g->be = be;
     g->grad_enabled = 1;
+    g->device = ew_backend_is_device(be);
+    if (g->device) {
+        ew_allocator al = {be_alloc, be_free, (void *)be};
+        if (ew_arena_init_with(&g->dev_arena, arena_bytes, &al) != 0) {
+            free(g);
+            return NULL;
+        }
+        arena_bytes = 0;
+    }
     if (ew_arena_init(&g->arena, arena_bytes) != 0) {
+        if (g->device) ew_arena_free(&g->dev_arena);
         free(g);
         return NULL;
     }
     return g;
 }
 
+static void scratch_free(ew_graph *g) {
+    if (g->device && g->scratch)
+        g->be->mem_free(g->be, g->scratch);
+    else
+        free(g->scratch);
+    g->scratch = NULL;
+}
+
 void ew_graph_destroy(ew_graph *g) {
     if (!g) return;
+    if (g->device) ew_backend_sync(g->be);
     ew_arena_free(&g->arena);
-    free(g->scratch);
+    if (g->device) ew_arena_free(&g->dev_arena);
+    scratch_free(g);
     free(g);
 }
 
@@ -68,7 +103,11 @@ int ew_graph_reset(ew_graph *g) {
     g->tape_len = 0;
     g->failed = 0;
     g->err[0] = 0;
-    if (ew_arena_reset(&g->arena) != 0) {
+    if (g->device && ew_backend_sync(g->be) != 0) {
+        ew_graph_fail(g, "%s", ew_backend_error(g->be));
+        return -1;
+    }
+    if (ew_arena_reset(&g->arena) != 0 || (g->device && ew_arena_reset(&g->dev_arena) != 0)) {
         ew_graph_fail(g, "arena: out of memory while consolidating blocks");
         return -1;
     }
@@ -86,7 +125,7 @@ int ew_set_grad_enabled(ew_graph *g, int on) {
 
 int ew_grad_enabled(const ew_graph *g) { return g->grad_enabled; }
 
-const char *ew_graph_error(const ew_graph *g) { return g->failed ? g->err : NULL; }
+const char *ew_graph_error(const ew_graph *g) { return g->failed ? g->err : ew_backend_error(g->be); }
 
 void *ew_graph_fail(ew_graph *g, const char *fmt, ...) {
     if (!g->failed) {
@@ -100,7 +139,7 @@ void *ew_graph_fail(ew_graph *g, const char *fmt, ...) {
 }
 
 unsigned long ew_graph_sys_allocs(const ew_graph *g) {
-    return ew_arena_sys_allocs(&g->arena) + g->scratch_allocs;
+    return ew_arena_sys_allocs(&g->arena) + (g->device ? ew_arena_sys_allocs(&g->dev_arena) : 0) + g->scratch_allocs;
 }
 
 size_t ew_graph_tape_len(const ew_graph *g) { return g->tape_len; }
@@ -108,9 +147,9 @@ size_t ew_graph_tape_len(const ew_graph *g) { return g->tape_len; }
 float *ew_graph_scratch(ew_graph *g, size_t floats) {
     if (floats <= g->scratch_cap) return g->scratch;
     size_t cap = floats + floats / 4;
-    float *p = malloc(cap * sizeof(float));
+    float *p = g->device ? g->be->mem_alloc(g->be, cap * sizeof(float)) : malloc(cap * sizeof(float));
     if (!p) return ew_graph_fail(g, "scratch: out of memory (%zu floats)", floats);
-    free(g->scratch);
+    scratch_free(g);
     g->scratch = p;
     g->scratch_cap = cap;
     g->scratch_allocs++;
@@ -133,7 +172,7 @@ ew_tensor *ew_tensor_new(ew_graph *g, int ndim, const int *shape) {
     if (g->failed) return NULL;
     ew_tensor *t = tensor_header(g, ndim, shape);
     if (!t) return NULL;
-    t->data = ew_arena_alloc(&g->arena, ew_numel(t) * sizeof(float));
+    t->data = ew_arena_alloc(data_arena(g), ew_numel(t) * sizeof(float));
     if (!t->data) return ew_graph_fail(g, "arena: out of memory (%zu floats)", ew_numel(t));
     return t;
 }
@@ -153,6 +192,7 @@ ew_tensor *ew_tensor_from(ew_graph *g, int ndim, const int *shape, const float *
 ew_tensor *ew_tensor_wrap(ew_graph *g, int ndim, const int *shape, float *data) {
     if (g->failed) return NULL;
     if (!data) return ew_graph_fail(g, "tensor_wrap: NULL data");
+    if (g->device) return ew_tensor_from(g, ndim, shape, data); /* host memory: copied in */
     ew_tensor *t = tensor_header(g, ndim, shape);
     if (t) t->data = data;
     return t;
@@ -186,7 +226,7 @@ float *ew_grad_if_any(ew_tensor *t) { return root_of(t)->grad; }
 float *ew_tensor_grad(ew_graph *g, ew_tensor *t) {
     ew_tensor *r = root_of(t);
     if (!r->grad) {
-        r->grad = ew_arena_calloc(&g->arena, ew_numel(r) * sizeof(float));
+        r->grad = ew_arena_calloc(data_arena(g), ew_numel(r) * sizeof(float));
         if (!r->grad) return ew_graph_fail(g, "arena: out of memory for a gradient");
     }
     return r->grad;
@@ -197,7 +237,7 @@ float *ew_tensor_grad_w(ew_graph *g, ew_tensor *t, int *fresh) {
     *fresh = 0;
     if (r->grad) return r->grad;
     if (ew_numel(r) != ew_numel(t)) return ew_tensor_grad(g, t);
-    r->grad = ew_arena_alloc(&g->arena, ew_numel(r) * sizeof(float));
+    r->grad = ew_arena_alloc(data_arena(g), ew_numel(r) * sizeof(float));
     if (!r->grad) return ew_graph_fail(g, "arena: out of memory for a gradient");
     *fresh = 1;
     return r->grad;
@@ -233,6 +273,8 @@ static int run_tape(ew_graph *g) {
     }
     g->tape = NULL;
     g->tape_len = 0;
+    if (g->device) ew_backend_sync(g->be); /* gradients are host-visible on return */
+    if (!g->failed && ew_backend_error(g->be)) ew_graph_fail(g, "%s", ew_backend_error(g->be));
     return g->failed ? -1 : 0;
 }
 

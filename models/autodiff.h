@@ -11,6 +11,13 @@
  * in the graph; ops given NULL return NULL, so a chain can be checked once at the end
  * (ew_graph_error). ew_graph_reset starts the next step (arena, tape and error cleared).
  * One graph is used by one thread at a time.
+ * Device backends (ew_backend_is_device, e.g. CUDA): tensor data and gradients live in a
+ * second arena whose blocks come from the backend's mem_alloc (memory both the kernels and,
+ * after a sync, the host can address), scratch likewise; headers, tape records and
+ * ew_graph_arena() stay in host memory. ew_tensor_wrap copies (host memory is not
+ * device-addressable); ew_param_tensor does not: parameters must already be in the backend's
+ * memory. A device error (sticky in the backend) shows as ew_graph_error and fails
+ * ew_backward and ew_graph_reset.
  */
 #ifndef EW_AUTODIFF_H
 #define EW_AUTODIFF_H
@@ -48,7 +55,8 @@ size_t ew_graph_tape_len(const ew_graph *g);
 ew_tensor *ew_tensor_new(ew_graph *g, int ndim, const int *shape);
 ew_tensor *ew_tensor_zeros(ew_graph *g, int ndim, const int *shape);
 ew_tensor *ew_tensor_from(ew_graph *g, int ndim, const int *shape, const float *data);
-/* A tensor over caller-owned memory (not copied; must stay valid for the step). */
+/* A tensor over caller-owned memory (not copied; must stay valid for the step). On a device
+ * backend the data is copied into the graph's device arena instead. */
 ew_tensor *ew_tensor_wrap(ew_graph *g, int ndim, const int *shape, float *data);
 /* A tensor over a parameter: data is p->data, gradients accumulate into p->grad (a
  * parameter without grad storage is a constant). */

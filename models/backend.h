@@ -77,12 +77,39 @@ struct ew_backend {
      * gradient written into an uninitialised buffer. */
     void (*unary_bwd_set)(const ew_backend *be, ew_unary_op op, float alpha, size_t n, const float *x,
                           const float *y, const float *dy, float *dx);
+
+    /* Device backends only (all NULL on the CPU backend, which means: host malloc/free,
+     * nothing to wait for, no device errors, ew_backend_destroy frees a CPU backend).
+     * mem_alloc/mem_free: memory the backend's kernels can address AND the host can read and
+     * write after sync (the CUDA backend: managed memory); every pointer handed to an entry
+     * above must come from mem_alloc (graphs take their arena and scratch from it; parameters
+     * are moved into it, see ew_fm_move_to_backend). NULL when out of memory.
+     * sync: waits until every enqueued kernel has finished; 0, or -1 on a device error.
+     * error: the first device error (sticky, one line), or NULL. After an error the entries
+     * do nothing. destroy: frees the backend (ew_backend_destroy calls it). */
+    void *(*mem_alloc)(const ew_backend *be, size_t bytes);
+    void (*mem_free)(const ew_backend *be, void *p);
+    int (*sync)(const ew_backend *be);
+    const char *(*error)(const ew_backend *be);
+    void (*destroy)(ew_backend *be);
 };
+
+/* 1 when be computes on a device (it has mem_alloc): tensors must live in its memory. */
+static inline int ew_backend_is_device(const ew_backend *be) { return be && be->mem_alloc != NULL; }
+/* The backend's sticky device error, or NULL (always NULL for the CPU backend). */
+static inline const char *ew_backend_error(const ew_backend *be) {
+    return be && be->error ? be->error(be) : NULL;
+}
+/* Waits for the backend's work (no-op on the CPU backend): 0 or -1 on a device error. */
+static inline int ew_backend_sync(const ew_backend *be) { return be && be->sync ? be->sync(be) : 0; }
+
+/* The CUDA backend: models/backend_cuda.h. */
 
 /* The CPU backend (OpenBLAS + OpenMP). threads < 1 means 1. NULL when out of memory.
  * A backend owns per-thread packing buffers: use it from one caller thread at a time (or
  * from the threads of one OpenMP team, each its own thread number). */
 ew_backend *ew_backend_cpu_create(int threads);
+/* Frees any backend (CPU or device). */
 void ew_backend_destroy(ew_backend *be);
 /* Sets the number of threads the backend's kernels use (< 1 means 1). Returns 0, or -1 (out
  * of memory: the backend falls back to 1 thread; or be is not the CPU backend). */

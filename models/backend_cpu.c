@@ -1690,6 +1690,10 @@ ew_backend *ew_backend_cpu_create(int threads) {
 
 void ew_backend_destroy(ew_backend *be) {
     if (!be) return;
+    if (be->destroy) {
+        be->destroy(be);
+        return;
+    }
     if (be->gemm == cpu_gemm) free_packs((cpu_backend *)be);
     free(be);
 }

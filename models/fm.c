@@ -132,6 +132,34 @@ static int conv_encoder(ew_conv_layer *l, const char *prefix, int in_ch, int nf,
     return 0;
 }
 
+/* Collects every trainable tensor of m into m->params in the fixed order. 0 or -1 (out of memory). */
+static int collect_params(ew_fm *m) {
+    const ew_fm_config *c = &m->cfg;
+    int perr = 0;
+    for (int i = 0; i < 3 && !perr; i++) perr |= ew_conv_layer_params(&m->enc[i], &m->params);
+    if (!perr) perr |= ew_mlp_params(&m->senc, &m->params);
+    if (!perr) perr |= ew_mlp_params(&m->aenc, &m->params);
+    for (int i = 0; i < 3 && !perr; i++) perr |= ew_conv_layer_params(&m->res[i], &m->params);
+    for (int i = 0; i < 3 && !perr; i++) perr |= ew_conv_layer_params(&m->dec[i], &m->params);
+    if (!perr && c->variant == EW_FM_PLAIN) perr |= ew_mlp_params(&m->head, &m->params);
+    if (!perr && c->stochastic) {
+        for (int i = 0; i < 3 && !perr; i++) perr |= ew_conv_layer_params(&m->yenc[i], &m->params);
+        if (!perr) perr |= ew_mlp_params(&m->post, &m->params);
+        if (!perr) perr |= ew_linear_layer_params(&m->zexp, &m->params);
+    }
+    return perr ? -1 : 0;
+}
+
+static void *fm_be_alloc(void *ctx, size_t bytes) {
+    const ew_backend *be = ctx;
+    return be->mem_alloc(be, bytes);
+}
+
+static void fm_be_free(void *ctx, void *p) {
+    const ew_backend *be = ctx;
+    be->mem_free(be, p);
+}
+
 int ew_fm_init(ew_fm *m, const ew_fm_config *cfg, const ew_fm_stats *stats, char *err, size_t errsz) {
     if (!m) return fail(err, errsz, "%s", "fm init: NULL model");
     memset(m, 0, sizeof *m);
@@ -182,21 +210,34 @@ int ew_fm_init(ew_fm *m, const ew_fm_config *cfg, const ew_fm_stats *stats, char
         if (!rc) rc = ew_mlp_init(&m->post, "post", 3, ps, 0.2f, seed++, err, errsz);
         if (!rc) rc = ew_linear_layer_init(&m->zexp, "zexp", c->nz, m->feat, 1, seed++, err, errsz);
     }
-    int perr = 0;
-    for (int i = 0; i < 3 && !rc && !perr; i++) perr |= ew_conv_layer_params(&m->enc[i], &m->params);
-    if (!rc && !perr) perr |= ew_mlp_params(&m->senc, &m->params);
-    if (!rc && !perr) perr |= ew_mlp_params(&m->aenc, &m->params);
-    for (int i = 0; i < 3 && !rc && !perr; i++) perr |= ew_conv_layer_params(&m->res[i], &m->params);
-    for (int i = 0; i < 3 && !rc && !perr; i++) perr |= ew_conv_layer_params(&m->dec[i], &m->params);
-    if (!rc && !perr && c->variant == EW_FM_PLAIN) perr |= ew_mlp_params(&m->head, &m->params);
-    if (!rc && !perr && c->stochastic) {
-        for (int i = 0; i < 3 && !perr; i++) perr |= ew_conv_layer_params(&m->yenc[i], &m->params);
-        if (!perr) perr |= ew_mlp_params(&m->post, &m->params);
-        if (!perr) perr |= ew_linear_layer_params(&m->zexp, &m->params);
-    }
+    int perr = rc ? 0 : collect_params(m);
     if (perr && !rc) rc = fail(err, errsz, "%s", "fm init: out of memory");
     if (rc) ew_fm_free(m);
     return rc;
+}
+
+int ew_fm_move_to_backend(ew_fm *m, const ew_backend *be, char *err, size_t errsz) {
+    if (!ew_backend_is_device(be)) return 0;
+    ew_allocator al = {fm_be_alloc, fm_be_free, (void *)be};
+    const ew_fm_config *c = &m->cfg;
+    int bad = 0;
+    for (int i = 0; i < 3 && !bad; i++) bad |= ew_conv_layer_move(&m->enc[i], &al) | ew_conv_layer_move(&m->res[i], &al) |
+                                              ew_conv_layer_move(&m->dec[i], &al);
+    if (!bad) bad |= ew_mlp_move(&m->senc, &al) | ew_mlp_move(&m->aenc, &al);
+    if (!bad && c->variant == EW_FM_PLAIN) bad |= ew_mlp_move(&m->head, &al);
+    if (!bad && c->stochastic) {
+        for (int i = 0; i < 3 && !bad; i++) bad |= ew_conv_layer_move(&m->yenc[i], &al);
+        if (!bad) bad |= ew_mlp_move(&m->post, &al) | ew_linear_layer_move(&m->zexp, &al);
+    }
+    m->params.n = 0;
+    if (collect_params(m)) bad = 1;
+    if (bad) {
+        if (err && errsz)
+            snprintf(err, errsz, "fm: moving the parameters to the %s backend failed (%s)", be->name,
+                     ew_backend_error(be) ? ew_backend_error(be) : "out of device memory");
+        return -1;
+    }
+    return 0;
 }
 
 ew_param *ew_fm_params(ew_fm *m, int *count) {
@@ -469,6 +510,10 @@ int ew_fm_trainer_create(ew_fm *m, const ew_backend *be, const ew_fm_train_confi
     if (!t) return fail(err, errsz, "%s", "fm trainer: out of memory");
     t->m = m;
     t->tc = *tc;
+    if (ew_fm_move_to_backend(m, be, err, errsz)) {
+        free(t);
+        return -1;
+    }
     t->g = ew_graph_create(be, tc->arena_bytes);
     if (!t->g) {
         free(t);

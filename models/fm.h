@@ -101,6 +101,11 @@ typedef struct {
  * 0, or -1 with a message (nothing left allocated). */
 int ew_fm_init(ew_fm *m, const ew_fm_config *cfg, const ew_fm_stats *stats, char *err, size_t errsz);
 void ew_fm_free(ew_fm *m);
+/* Moves the parameters and gradients into be's memory when be is a device backend (no-op on
+ * the CPU backend); the views of ew_fm_params change (collect them again). A moved model may
+ * only be used with graphs of that backend (or one sharing its memory) and must be freed
+ * before the backend is destroyed. 0, or -1 with a message. */
+int ew_fm_move_to_backend(ew_fm *m, const ew_backend *be, char *err, size_t errsz);
 /* Parameter views (owned by the model). */
 ew_param *ew_fm_params(ew_fm *m, int *count);
 /* Physical <-> normalised state rows (n rows of 5). */
@@ -198,7 +203,8 @@ ew_fm_train_config ew_fm_train_defaults(void);
 
 typedef struct ew_fm_trainer ew_fm_trainer;
 /* A trainer for m (borrowed, must outlive it) on backend be (borrowed): owns a graph and an
- * Adam optimizer over ew_fm_params(m). 0 or -1 with a message. */
+ * Adam optimizer over ew_fm_params(m). On a device backend m is first moved into its memory
+ * (ew_fm_move_to_backend). 0 or -1 with a message. */
 int ew_fm_trainer_create(ew_fm *m, const ew_backend *be, const ew_fm_train_config *tc, ew_fm_trainer **out,
                          char *err, size_t errsz);
 void ew_fm_trainer_free(ew_fm_trainer *t);

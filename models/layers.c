@@ -87,8 +87,52 @@ int ew_linear_layer_init(ew_linear_layer *l, const char *name, int in, int out, 
     return 0;
 }
 
+static void block_release(float *mem, const ew_allocator *al) {
+    if (!mem) return;
+    if (al->free)
+        al->free(al->ctx, mem);
+    else
+        free(mem);
+}
+
+/* Copies the block (floats of them) behind w and b (b may be unused) into al's memory. */
+static int block_move(float **mem, ew_allocator *cur, size_t floats, ew_param *w, ew_param *b, int has_b,
+                      const ew_allocator *al) {
+    if (!*mem) return -1;
+    size_t bytes = (floats ? floats : 1) * sizeof(float);
+    float *nm = al->alloc ? al->alloc(al->ctx, bytes) : calloc(floats ? floats : 1, sizeof(float));
+    if (!nm) return -1;
+    memcpy(nm, *mem, bytes);
+    w->data = nm + (w->data - *mem);
+    w->grad = nm + (w->grad - *mem);
+    if (has_b) {
+        b->data = nm + (b->data - *mem);
+        b->grad = nm + (b->grad - *mem);
+    }
+    block_release(*mem, cur);
+    *mem = nm;
+    *cur = *al;
+    return 0;
+}
+
+int ew_linear_layer_move(ew_linear_layer *l, const ew_allocator *al) {
+    size_t n = 2 * ((size_t)l->in * l->out + (l->has_bias ? (size_t)l->out : 0));
+    return block_move(&l->mem, &l->al, n, &l->weight, &l->bias, l->has_bias, al);
+}
+
+int ew_conv_layer_move(ew_conv_layer *l, const ew_allocator *al) {
+    size_t n = 2 * ((size_t)l->ic * l->oc * l->kh * l->kw + (l->has_bias ? (size_t)l->oc : 0));
+    return block_move(&l->mem, &l->al, n, &l->weight, &l->bias, l->has_bias, al);
+}
+
+int ew_mlp_move(ew_mlp *m, const ew_allocator *al) {
+    for (int i = 0; i < m->nlayers; i++)
+        if (ew_linear_layer_move(&m->layers[i], al)) return -1;
+    return 0;
+}
+
 void ew_linear_layer_free(ew_linear_layer *l) {
-    free(l->mem);
+    block_release(l->mem, &l->al);
     memset(l, 0, sizeof *l);
 }
 
@@ -159,7 +203,7 @@ int ew_conv_transpose2d_layer_init(ew_conv_layer *l, const char *name, int ic, i
 }
 
 void ew_conv_layer_free(ew_conv_layer *l) {
-    free(l->mem);
+    block_release(l->mem, &l->al);
     memset(l, 0, sizeof *l);
 }
 

@@ -34,6 +34,7 @@ typedef struct {
     int in, out, has_bias;
     ew_param weight, bias; /* weight [out, in], bias [out] */
     float *mem;
+    ew_allocator al;       /* where mem came from (zero: calloc) */
 } ew_linear_layer;
 
 int ew_linear_layer_init(ew_linear_layer *l, const char *name, int in, int out, int bias,
@@ -47,6 +48,7 @@ typedef struct {
     ew_conv_opts opts;
     ew_param weight, bias; /* weight [oc, ic, kh, kw] (transposed: [ic, oc, kh, kw]), bias [oc] */
     float *mem;
+    ew_allocator al;       /* where mem came from (zero: calloc) */
 } ew_conv_layer;
 
 int ew_conv2d_layer_init(ew_conv_layer *l, const char *name, int ic, int oc, int kh, int kw,
@@ -71,5 +73,13 @@ int ew_mlp_init(ew_mlp *m, const char *name, int nlayers, const int *sizes, floa
 void ew_mlp_free(ew_mlp *m);
 ew_tensor *ew_mlp_fwd(ew_graph *g, const ew_mlp *m, ew_tensor *x);
 int ew_mlp_params(const ew_mlp *m, ew_param_list *out);
+
+/* Moves a layer's storage (weights and gradients, copied) into a block from al (e.g. a device
+ * backend's memory), frees the old block, and re-points the ew_param views: parameter lists
+ * collected before must be collected again. The layer's _free later uses al. 0, or -1 when
+ * al cannot allocate (the layer is left as it was). */
+int ew_linear_layer_move(ew_linear_layer *l, const ew_allocator *al);
+int ew_conv_layer_move(ew_conv_layer *l, const ew_allocator *al);
+int ew_mlp_move(ew_mlp *m, const ew_allocator *al);
 
 #endif

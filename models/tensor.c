@@ -17,7 +17,7 @@ struct ew_arena_block {
 static ew_arena_block *block_new(ew_arena *a, size_t size) {
     ew_arena_block *b = malloc(sizeof *b);
     if (!b) return NULL;
-    b->raw = malloc(size + EW_ARENA_ALIGN);
+    b->raw = a->al.alloc ? a->al.alloc(a->al.ctx, size + EW_ARENA_ALIGN) : malloc(size + EW_ARENA_ALIGN);
     if (!b->raw) {
         free(b);
         return NULL;
@@ -31,13 +31,19 @@ static ew_arena_block *block_new(ew_arena *a, size_t size) {
     return b;
 }
 
-static void block_free(ew_arena_block *b) {
-    free(b->raw);
+static void block_free(const ew_arena *a, ew_arena_block *b) {
+    if (a->al.free)
+        a->al.free(a->al.ctx, b->raw);
+    else
+        free(b->raw);
     free(b);
 }
 
-int ew_arena_init(ew_arena *a, size_t initial_bytes) {
+int ew_arena_init(ew_arena *a, size_t initial_bytes) { return ew_arena_init_with(a, initial_bytes, NULL); }
+
+int ew_arena_init_with(ew_arena *a, size_t initial_bytes, const ew_allocator *al) {
     memset(a, 0, sizeof *a);
+    if (al) a->al = *al;
     a->min_block = (size_t)1 << 20;
     if (initial_bytes) {
         a->head = block_new(a, initial_bytes);
@@ -79,7 +85,7 @@ int ew_arena_reset(ew_arena *a) {
         ew_arena_block *b = a->head;
         while (b) {
             ew_arena_block *n = b->next;
-            block_free(b);
+            block_free(a, b);
             b = n;
         }
         a->head = block_new(a, a->high_water);
@@ -94,7 +100,7 @@ void ew_arena_free(ew_arena *a) {
     ew_arena_block *b = a->head;
     while (b) {
         ew_arena_block *n = b->next;
-        block_free(b);
+        block_free(a, b);
         b = n;
     }
     a->head = NULL;

@@ -19,17 +19,28 @@
 
 typedef struct ew_arena_block ew_arena_block;
 
+/* Where an arena's blocks come from (all NULL: malloc/free). A device backend supplies memory
+ * its kernels can address (models/backend.h mem_alloc); block headers stay in host memory. */
+typedef struct {
+    void *(*alloc)(void *ctx, size_t bytes);
+    void (*free)(void *ctx, void *p);
+    void *ctx;
+} ew_allocator;
+
 typedef struct {
     ew_arena_block *head;       /* block in use (newest first) */
     size_t used_total;          /* bytes handed out since the last reset (with padding) */
     size_t high_water;          /* largest used_total seen */
     unsigned long sys_allocs;   /* number of malloc calls made so far */
     size_t min_block;           /* smallest block to ask the system for */
+    ew_allocator al;            /* block memory (zero: malloc) */
 } ew_arena;
 
 /* Starts an arena with one block of `initial_bytes` (0: allocate on first use).
  * Returns 0, or -1 when the system refuses the memory. */
 int ew_arena_init(ew_arena *a, size_t initial_bytes);
+/* The same with block memory from al (NULL: malloc). */
+int ew_arena_init_with(ew_arena *a, size_t initial_bytes, const ew_allocator *al);
 /* `bytes` of EW_ARENA_ALIGN-aligned memory valid until the next reset; NULL when out of memory. */
 void *ew_arena_alloc(ew_arena *a, size_t bytes);
 /* Like ew_arena_alloc, zero-filled. */
