@@ -23,6 +23,10 @@
 
 #include "sim/world.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 void ew_raster_cfg_default(ew_raster_cfg *c) {
     c->rows = 117;
     c->cols = 24;
@@ -63,6 +67,10 @@ static float clamp01(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); 
 static uint8_t to_u8(float c) { return c > 0.0f ? (uint8_t)((c < 1.0f ? c : 1.0f) * 255.0f + 0.5f) : 0; }
 static void put_max(uint8_t *p, uint8_t v) { if (v > *p) *p = v; }
 static int imin(int a, int b) { return a < b ? a : b; }
+/* fminf / fmaxf without the libm call (same results, NaN included: a NaN argument yields the
+ * other one) */
+static inline float fmin_(float a, float b) { return (b != b || a < b) ? a : b; }
+static inline float fmax_(float a, float b) { return (b != b || a > b) ? a : b; }
 /* floor / ceil to int of x clamped to [lo, hi] (no libm call: baseline x86-64 has no
  * rounding instruction; the clamp keeps the conversion defined for any input, NaN -> lo). */
 static inline int floor_clamp(float x, int lo, int hi) {
@@ -139,6 +147,29 @@ static const v4f LANE = {0, 1, 2, 3};
 
 typedef uint8_t v16u __attribute__((vector_size(16)));
 
+/* 16 int32 lanes (values in [0, 255]) -> 16 bytes. */
+static inline v16u pack16(v4i a, v4i b, v4i c, v4i d) {
+#ifdef __SSE2__
+    __m128i ab = _mm_packs_epi32((__m128i)a, (__m128i)b), cd = _mm_packs_epi32((__m128i)c, (__m128i)d);
+    return (v16u)_mm_packus_epi16(ab, cd);
+#else
+    v16u r;
+    for (int j = 0; j < 4; j++) {
+        r[j] = (uint8_t)a[j];
+        r[4 + j] = (uint8_t)b[j];
+        r[8 + j] = (uint8_t)c[j];
+        r[12 + j] = (uint8_t)d[j];
+    }
+    return r;
+#endif
+}
+
+static inline v16u vmax_u8(v16u x, v16u y) {
+    v16u m = (v16u)(x > y);
+    return (x & m) | (y & ~m);
+}
+
+
 /* Rows r0..r1 of a plane of width W: pixel (r, c0 + j) = max(itself, pat[j]) for j < n. Rows of
  * at least 16 pixels take one 16-byte max per row (pat padded with zeros, max with 0 leaves a
  * pixel as it is); else pixel by pixel. */
@@ -172,6 +203,48 @@ static inline float overlap1(float lo, float hi, float c) {
 
 /* ---- oriented rectangle ----------------------------------------------------------------- */
 
+/* The axis-aligned rectangle [u0, u1] x [v0, v1] over rows r0..r1 of a plane of width W >= 16
+ * whose columns c0..(c1 <= c0 + 15) all lie in one 16-column window: the same values as the
+ * scalar loops of rect_draw (column overlaps cu = overlap1 * 255 computed 4 lanes at a time
+ * with the same float operations; a column of the window outside [c0, c1] has overlap 0 and
+ * value 0, which leaves its pixel as it is). */
+static void rect_aligned16(uint8_t *img, int W, float u0, float u1, float v0, float v1, int c0, int r0, int r1) {
+    int s0 = c0 + 16 <= W ? c0 : W - 16;
+    v4f cu[4];
+    v4i fi[4];
+    for (int k = 0; k < 4; k++) {
+        v4f c = LANE + (float)(s0 + 4 * k);
+        v4f c1 = c + 1.0f;
+        v4f a = vsel(splat(u0) > c, splat(u0), c), b = vsel(splat(u1) < c1, splat(u1), c1);
+        v4f ov = vsel(b > a, b - a, splat(0.0f));
+        cu[k] = ov * 255.0f;
+        fi[k] = __builtin_convertvector(cu[k] + 0.5f, v4i);
+    }
+    v16u full = pack16(fi[0], fi[1], fi[2], fi[3]);
+    /* rows strictly between the first and the last are covered fully (cv == 1) */
+    uint8_t *p = img + (size_t)(r0 + 1) * (size_t)W + s0;
+    for (int r = r0 + 1; r <= r1 - 1; r++, p += W) {
+        v16u x;
+        memcpy(&x, p, 16);
+        x = vmax_u8(x, full);
+        memcpy(p, &x, 16);
+    }
+    for (int r = r0; r <= r1; r += (r == r0 && r1 > r0 + 1) ? r1 - r0 : 1) {
+        float cv = overlap1(v0, v1, (float)r);
+        v16u val = full;
+        if (cv != 1.0f) {
+            v4i q[4];
+            for (int k = 0; k < 4; k++) q[k] = __builtin_convertvector(cu[k] * cv + 0.5f, v4i);
+            val = pack16(q[0], q[1], q[2], q[3]);
+        }
+        uint8_t *row = img + (size_t)r * (size_t)W + s0;
+        v16u x;
+        memcpy(&x, row, 16);
+        x = vmax_u8(x, val);
+        memcpy(row, &x, 16);
+    }
+}
+
 /* Centre (uc, vc), unit axis (au, av) along the length, half extents hl, hw (pixels). */
 static void rect_draw(uint8_t *img, int H, int W, float uc, float vc, float au, float av, float hl, float hw) {
     if (!(hl > 0.0f && hw > 0.0f)) return;
@@ -182,6 +255,10 @@ static void rect_draw(uint8_t *img, int H, int W, float uc, float vc, float au, 
         int c0 = floor_clamp(u0, 0, W), c1 = floor_clamp(u1, -1, W - 1);
         int r0 = floor_clamp(v0, 0, H), r1 = floor_clamp(v1, -1, H - 1);
         if (c0 > c1 || r0 > r1) return;
+        if (W >= 16 && c1 - c0 < 16) {
+            rect_aligned16(img, W, u0, u1, v0, v1, c0, r0, r1);
+            return;
+        }
         float cu[EW_RASTER_MAX_SIDE];
         uint8_t full[EW_RASTER_MAX_SIDE]; /* the row values where cv == 1 (interior rows) */
         for (int c = c0; c <= c1; c++) {
@@ -381,7 +458,9 @@ static void world_bounds(const xform *t, float margin, float *x0, float *x1, flo
 static int merge_segments(ew_segment *s, int n) {
     int m = 0;
     for (int i = 0; i < n; i++) {
-        if (m > 0) {
+        /* (the endpoint test first: it fails for almost every pair, and the norms are only
+         * needed when it holds; the result is the same as testing everything) */
+        if (m > 0 && fabsf(s[m - 1].b.x - s[i].a.x) < 1e-4f && fabsf(s[m - 1].b.y - s[i].a.y) < 1e-4f) {
             ew_segment *p = &s[m - 1];
             ew_vec2 d0 = ew_v2_sub(p->b, p->a), d1 = ew_v2_sub(s[i].b, s[i].a);
             float l0 = ew_v2_norm(d0), l1 = ew_v2_norm(d1);
@@ -396,7 +475,207 @@ static int merge_segments(ew_segment *s, int n) {
     return m;
 }
 
+/* Straight bands along the rows that do not span the whole image (the dashes of the lane
+ * separators seen straight ahead) are drawn by band_major's full-line path: per line the
+ * column overlaps ov[j] of the band's cross-section, scaled by the line's covered length
+ * (the end lines) or not (the interior lines). The dashes of different separators of a
+ * straight road cover exactly the same rows (same p0, p1: the dash positions are anchored on
+ * the road), so they are gathered into one group per (p0, p1) and drawn once: the value of a
+ * pixel, round(min(ov * len * 255, 255)), is monotone in ov, so the max over the members is
+ * the value of the max of their overlaps. Same bytes as drawing them one by one. */
+#define VG_MAX 32
+#define VG_COLS 64
+typedef struct { float p0, p1; int c0, c1; float ov[VG_COLS]; uint8_t fv[VG_COLS]; } vgroup;
+
+/* Adds the band to its group when band_major would draw it by the full-line path (or draw
+ * nothing) and returns 1; else 0 (draw it with band_draw). Needs cols <= VG_COLS. */
+static int vgroup_add(vgroup *g, int *ng, int H, int W, float u0, float v0, float u1, float v1, float w) {
+    if (!(fabsf(v1 - v0) >= fabsf(u1 - u0))) return 0; /* band_draw's choice of the major axis */
+    float p0 = v0, q0 = u0, p1 = v1, q1 = u1;
+    if (p1 < p0) {
+        float s = p0; p0 = p1; p1 = s;
+        s = q0; q0 = q1; q1 = s;
+    }
+    float dp = p1 - p0, dq = q1 - q0;
+    if (!(dp > 0.0f) || dq != 0.0f) return 0;
+    float hh = 0.5f * w * sqrtf(dp * dp + dq * dq) / dp;
+    float lo = q0 - hh, hi = q0 + hh;
+    int fj0 = floor_clamp(lo, 0, W), fj1 = floor_clamp(hi, -1, W - 1);
+    if (!(fj1 - fj0 < 64)) return 0;
+    int i0 = floor_clamp(p0, 0, H), i1 = ceil_clamp(p1, 0, H) - 1;
+    if (i1 < i0 || fj1 < fj0) return 1; /* no pixel of the image */
+    int k = 0;
+    while (k < *ng && !(g[k].p0 == p0 && g[k].p1 == p1)) k++;
+    if (k == *ng) {
+        if (k == VG_MAX) return 0;
+        g[k].p0 = p0;
+        g[k].p1 = p1;
+        g[k].c0 = fj0;
+        g[k].c1 = fj1;
+        memset(g[k].ov, 0, sizeof(float) * (size_t)W);
+        memset(g[k].fv, 0, (size_t)W);
+        (*ng)++;
+    }
+    vgroup *G = &g[k];
+    G->c0 = fj0 < G->c0 ? fj0 : G->c0;
+    G->c1 = fj1 > G->c1 ? fj1 : G->c1;
+    for (int j = fj0; j <= fj1; j++) {
+        float ov = overlap1(lo, hi, (float)j);
+        float c = ov * 255.0f;
+        uint8_t f = (uint8_t)((c < 255.0f ? c : 255.0f) + 0.5f);
+        G->ov[j] = ov > G->ov[j] ? ov : G->ov[j];
+        G->fv[j] = f > G->fv[j] ? f : G->fv[j];
+    }
+    return 1;
+}
+
+/* (uint8_t)((c < 255 ? c : 255) + 0.5) of c = ov[j] * l255, 16 values (bit-identical to the
+ * scalar expression lane by lane: the same float operations; the conversion truncates). */
+static inline v16u scale16(const float *ov, float l255) {
+    v4i q[4];
+    for (int k = 0; k < 4; k++) {
+        v4f o;
+        memcpy(&o, ov + 4 * k, sizeof o);
+        v4f c = o * l255;
+        c = vsel(c < 255.0f, c, splat(255.0f)) + 0.5f;
+        q[k] = __builtin_convertvector(c, v4i);
+    }
+    return pack16(q[0], q[1], q[2], q[3]);
+}
+
+/* Draws a group exactly as band_major draws each member (end lines, then interior lines). */
+static void vgroup_draw(const vgroup *G, uint8_t *img, int H, int W) {
+    float p0 = G->p0, p1 = G->p1;
+    int i0 = floor_clamp(p0, 0, H), i1 = ceil_clamp(p1, 0, H) - 1;
+    /* 16-byte path: ov and fv are zero outside [c0, c1] (a zero value leaves a pixel as it is) */
+    int vec = W >= 16 && G->c1 - G->c0 < 16;
+    int s0 = G->c0 + 16 <= W ? G->c0 : W - 16;
+    v16u F = {0};
+    if (vec) memcpy(&F, G->fv + s0, 16);
+    for (int e = 0; e < 2; e++) {
+        int i = e ? i1 : i0;
+        if (e && i1 == i0) break;
+        float a = (float)i > p0 ? (float)i : p0;
+        float b = (float)(i + 1) < p1 ? (float)(i + 1) : p1;
+        float len = b - a;
+        if (!(len > 0.0f)) continue;
+        uint8_t *line = img + (size_t)i * (size_t)W;
+        if (vec) {
+            v16u x, v = len == 1.0f ? F : scale16(G->ov + s0, len * 255.0f);
+            memcpy(&x, line + s0, 16);
+            x = vmax_u8(x, v);
+            memcpy(line + s0, &x, 16);
+            continue;
+        }
+        if (len == 1.0f) {
+            for (int j = G->c0; j <= G->c1; j++) put_max(&line[j], G->fv[j]);
+            continue;
+        }
+        float l255 = len * 255.0f;
+        for (int j = G->c0; j <= G->c1; j++) {
+            float c = G->ov[j] * l255;
+            put_max(&line[j], (uint8_t)((c < 255.0f ? c : 255.0f) + 0.5f));
+        }
+    }
+    if (vec) {
+        uint8_t *p = img + (size_t)(i0 + 1) * (size_t)W + s0;
+        for (int r = i0 + 1; r <= i1 - 1; r++, p += W) {
+            v16u x;
+            memcpy(&x, p, 16);
+            x = vmax_u8(x, F);
+            memcpy(p, &x, 16);
+        }
+        return;
+    }
+    rows_max(img, W, i0 + 1, i1 - 1, G->c0, G->c1 - G->c0 + 1, G->fv + G->c0);
+}
+
+/* The markings of a straight window seen with the rows along the road (ego heading (+-1, 0):
+ * ux == 0 and vy == 0) straight from ew_road_markings_straight(): the same segments as
+ * ew_road_markings() (none joins another, so merge_segments leaves them as they are), drawn
+ * the same way, without building the segment list. A dash's rows depend only on its x (v is
+ * rx * vx + ry * vy with vy = +-0: the same value for every finite y), so dash n of every
+ * dashed line falls into group n; a line's column u is the same at every x likewise.
+ * Returns 1 when it drew the plane, 0 (plane untouched) when the case does not apply. */
+static int markings_aligned(const xform *t, const ew_road *road, const float *wb, uint8_t *img) {
+    int H = t->rows, W = t->cols;
+    if (!(t->ux == 0.0f && t->vy == 0.0f && W <= VG_COLS)) return 0;
+    if (!(t->ox - t->ox == 0.0f && t->oy - t->oy == 0.0f)) return 0; /* finite */
+    float x0 = wb[0], x1 = wb[1], y0 = wb[2], y1 = wb[3];
+    float sy[2 * EW_MAX_LANES], dyl[2 * EW_MAX_LANES];
+    int ns, nd;
+    if (!ew_road_markings_straight(road, x0, x1, sy, &ns, dyl, &nd)) return 0;
+    float mw = road->marking_width, hw = 0.5f * mw, w = mw * t->inv_m;
+    uint8_t tmpl[VG_COLS];
+    memset(tmpl, 0, (size_t)W);
+    for (int i = 0; i < ns; i++) {
+        float y = sy[i];
+        if (!(y - y == 0.0f)) return 0;
+        if (fmin_(y, y) - hw > y1 || fmax_(y, y) + hw < y0) continue;
+        float u0, v0, u1, v1;
+        to_px(t, x0, y, &u0, &v0);
+        to_px(t, x1, y, &u1, &v1);
+        if (!band_draw(NULL, H, W, u0, v0, u1, v1, w, tmpl)) return 0; /* not across the view */
+    }
+    /* the dashed lines in view and their columns */
+    float qu[2 * EW_MAX_LANES];
+    int nl = 0;
+    for (int i = 0; i < nd; i++) {
+        float y = dyl[i];
+        if (!(y - y == 0.0f)) return 0;
+        if (fmin_(y, y) - hw > y1 || fmax_(y, y) + hw < y0) continue;
+        float v;
+        to_px(t, x0, y, &qu[nl], &v);
+        dyl[nl++] = y;
+    }
+    vgroup vg[VG_MAX];
+    int ng = 0;
+    if (nl > 0) {
+        float da[VG_MAX], db[VG_MAX];
+        int n = ew_road_dashes(road, x0, x1, da, db, VG_MAX);
+        if (n > VG_MAX) return 0;
+        for (int k = 0; k < n; k++) {
+            float ua, p0, ub, p1;
+            to_px(t, da[k], dyl[0], &ua, &p0);
+            to_px(t, db[k], dyl[0], &ub, &p1);
+            if (p1 < p0) { float s = p0; p0 = p1; p1 = s; }
+            float dp = p1 - p0, dq = 0.0f;
+            if (!(dp > 0.0f)) continue; /* band_major draws nothing */
+            int i0 = floor_clamp(p0, 0, H), i1 = ceil_clamp(p1, 0, H) - 1;
+            if (i1 < i0) continue;
+            float hh = 0.5f * w * sqrtf(dp * dp + dq * dq) / dp;
+            vgroup *G = &vg[ng];
+            G->p0 = p0;
+            G->p1 = p1;
+            G->c0 = W;
+            G->c1 = -1;
+            memset(G->ov, 0, sizeof(float) * (size_t)W);
+            memset(G->fv, 0, (size_t)W);
+            for (int l = 0; l < nl; l++) {
+                float lo = qu[l] - hh, hi = qu[l] + hh;
+                int fj0 = floor_clamp(lo, 0, W), fj1 = floor_clamp(hi, -1, W - 1);
+                if (fj1 < fj0) continue;
+                G->c0 = fj0 < G->c0 ? fj0 : G->c0;
+                G->c1 = fj1 > G->c1 ? fj1 : G->c1;
+                for (int j = fj0; j <= fj1; j++) {
+                    float ov = overlap1(lo, hi, (float)j);
+                    float c = ov * 255.0f;
+                    uint8_t f = (uint8_t)((c < 255.0f ? c : 255.0f) + 0.5f);
+                    G->ov[j] = ov > G->ov[j] ? ov : G->ov[j];
+                    G->fv[j] = f > G->fv[j] ? f : G->fv[j];
+                }
+            }
+            if (G->c1 >= G->c0) ng++;
+        }
+    }
+    memcpy(img, tmpl, (size_t)W);
+    fill_rows(img, H, W);
+    for (int k = 0; k < ng; k++) vgroup_draw(&vg[k], img, H, W);
+    return 1;
+}
+
 static int draw_markings(const xform *t, const ew_road *road, const float *wb, uint8_t *img) {
+    if (markings_aligned(t, road, wb, img)) return 0;
     float x0 = wb[0], x1 = wb[1], y0 = wb[2], y1 = wb[3];
     ew_segment stack[EW_RASTER_SEG_STACK];
     ew_segment *seg = stack;
@@ -414,14 +693,17 @@ static int draw_markings(const xform *t, const ew_road *road, const float *wb, u
     memset(tmpl, 0, (size_t)t->cols);
     float pc[64][5]; /* pixel coordinates and width of the first kept bands */
     int m = 0;
+    vgroup vg[VG_MAX];
+    int nvg = 0, grouping = t->cols <= VG_COLS;
     for (int i = 0; i < n; i++) {
         const ew_segment *s = &seg[i];
         float hw = 0.5f * s->width;
-        if (fminf(s->a.y, s->b.y) - hw > y1 || fmaxf(s->a.y, s->b.y) + hw < y0) continue;
+        if (fmin_(s->a.y, s->b.y) - hw > y1 || fmax_(s->a.y, s->b.y) + hw < y0) continue;
         float u0, v0, u1, v1, w = s->width * t->inv_m;
         to_px(t, s->a.x, s->a.y, &u0, &v0);
         to_px(t, s->b.x, s->b.y, &u1, &v1);
         if (band_draw(NULL, t->rows, t->cols, u0, v0, u1, v1, w, tmpl)) continue;
+        if (grouping && vgroup_add(vg, &nvg, t->rows, t->cols, u0, v0, u1, v1, w)) continue;
         if (m < 64) {
             pc[m][0] = u0; pc[m][1] = v0; pc[m][2] = u1; pc[m][3] = v1; pc[m][4] = w;
         }
@@ -429,6 +711,7 @@ static int draw_markings(const xform *t, const ew_road *road, const float *wb, u
     }
     memcpy(img, tmpl, (size_t)t->cols);
     fill_rows(img, t->rows, t->cols);
+    for (int k = 0; k < nvg; k++) vgroup_draw(&vg[k], img, t->rows, t->cols);
     for (int i = 0; i < m; i++) {
         if (i < 64) {
             band_draw(img, t->rows, t->cols, pc[i][0], pc[i][1], pc[i][2], pc[i][3], pc[i][4], NULL);

@@ -242,6 +242,30 @@ static float edge_y(const ew_lane *l, int side, float x) {
     return side > 0 ? hi : lo;
 }
 
+/* The dashes over [xa, xb): d0 from an integer count, not by accumulation (it always
+ * advances); each dash is [max(d0, xa), min(d0 + dash_len, xb)) when not empty. */
+typedef struct { float k, period, len, xa, xb; long n; } dash_iter;
+
+static void dash_begin(dash_iter *it, const ew_road *r, float xa, float xb) {
+    it->period = r->dash_len + r->dash_gap;
+    it->len = r->dash_len;
+    it->k = floorf(xa / it->period);
+    it->xa = xa;
+    it->xb = xb;
+    it->n = 0;
+}
+
+static int dash_next(dash_iter *it, float *a, float *b) {
+    for (;;) {
+        float d0 = (it->k + (float)it->n) * it->period;
+        if (!(d0 < it->xb)) return 0;
+        it->n++;
+        *a = d0 > it->xa ? d0 : it->xa;
+        *b = d0 + it->len < it->xb ? d0 + it->len : it->xb;
+        if (*b > *a) return 1;
+    }
+}
+
 /* Emit the piece of lane edge over [xa, xb) (inside one linear piece), solid or dashed. */
 static void emit_edge_piece(const ew_road *r, seg_sink *s, const ew_lane *l, int side, float xa,
                             float xb, int dashed) {
@@ -250,16 +274,32 @@ static void emit_edge_piece(const ew_road *r, seg_sink *s, const ew_lane *l, int
         emit(s, xa, edge_y(l, side, xa), xb, edge_y(l, side, xb));
         return;
     }
-    float period = r->dash_len + r->dash_gap;
-    float k = floorf(xa / period);
-    /* d0 from an integer count, not by accumulation: it always advances */
-    for (long n = 0;; n++) {
-        float d0 = (k + (float)n) * period;
-        if (!(d0 < xb)) break;
-        float a = d0 > xa ? d0 : xa;
-        float b = d0 + r->dash_len < xb ? d0 + r->dash_len : xb;
-        if (b > a) emit(s, a, edge_y(l, side, a), b, edge_y(l, side, b));
+    /* The piece lies at full width on [xa, xb] (no taper inside): edge_y is the same constant
+     * at every x of it (lane_frac is exactly 1 there), so it is evaluated once. */
+    int flat = xa >= l->x_start + l->taper_in && xb <= l->x_end - l->taper_out;
+    float yc = flat ? edge_y(l, side, xa) : 0.0f;
+    dash_iter it;
+    dash_begin(&it, r, xa, xb);
+    float a, b;
+    while (dash_next(&it, &a, &b)) {
+        if (flat) emit(s, a, yc, b, yc);
+        else emit(s, a, edge_y(l, side, a), b, edge_y(l, side, b));
     }
+}
+
+int ew_road_dashes(const ew_road *r, float xa, float xb, float *a, float *b, int cap) {
+    dash_iter it;
+    dash_begin(&it, r, xa, xb);
+    int n = 0;
+    float da, db;
+    while (dash_next(&it, &da, &db)) {
+        if (n < cap) {
+            a[n] = da;
+            b[n] = db;
+        }
+        n++;
+    }
+    return n;
 }
 
 int ew_road_markings(const ew_road *r, float x0, float x1, ew_segment *out, int cap) {
@@ -270,18 +310,22 @@ int ew_road_markings(const ew_road *r, float x0, float x1, ew_segment *out, int 
         float b = l->x_end < x1 ? l->x_end : x1;
         if (b <= a) continue;
         for (int side = -1; side <= 1; side += 2) {
-            /* Break points: taper knots and the x ranges of lanes that could neighbour us. */
+            /* Break points: taper knots and the x ranges of lanes that could neighbour us.
+             * Only those strictly inside (a, b) are kept: the others clamp to a or b below and
+             * give only empty pieces, so the pieces are the same without them. */
             float bp[4 + 2 * EW_MAX_LANES];
             int nb = 0;
             bp[nb++] = a;
             bp[nb++] = b;
-            bp[nb++] = l->x_start + l->taper_in;
-            bp[nb++] = l->x_end - l->taper_out;
+#define EW_BP(v) do { float bv_ = (v); if (bv_ > a && bv_ < b) bp[nb++] = bv_; } while (0)
+            EW_BP(l->x_start + l->taper_in);
+            EW_BP(l->x_end - l->taper_out);
             for (int j = 0; j < r->n_lanes; j++) {
                 if (j == i) continue;
-                bp[nb++] = r->lanes[j].x_start;
-                bp[nb++] = r->lanes[j].x_end;
+                EW_BP(r->lanes[j].x_start);
+                EW_BP(r->lanes[j].x_end);
             }
+#undef EW_BP
             for (int q = 1; q < nb; q++) { /* insertion sort: a handful of break points */
                 float v = bp[q];
                 int j = q;
@@ -309,4 +353,38 @@ int ew_road_markings(const ew_road *r, float x0, float x1, ew_segment *out, int 
             emit(&s, l->x_end, l->y_right, l->x_end, l->y_right + l->width);
     }
     return s.n;
+}
+
+int ew_road_markings_straight(const ew_road *r, float x0, float x1, float *solid_y, int *n_solid,
+                              float *dash_y, int *n_dash) {
+    if (!(r->dash_gap == 0.0f || r->dash_gap >= 1e-3f)) return 0;
+    int present[EW_MAX_LANES];
+    for (int i = 0; i < r->n_lanes; i++) {
+        const ew_lane *l = &r->lanes[i];
+        if (l->x_end <= x0 || l->x_start >= x1) present[i] = 0;
+        else if (l->x_start < x0 && l->x_start + l->taper_in <= x0 && x1 < l->x_end - l->taper_out) present[i] = 1;
+        else return 0;
+    }
+    /* As ew_road_markings: every present lane is one piece [x0, x1] with no break point
+     * inside (the others' ends lie outside the window), at full width (edge_y constant), and
+     * no lane start or end line lies in the window. */
+    float mid = 0.5f * (x0 + x1);
+    int ns = 0, nd = 0;
+    for (int i = 0; i < r->n_lanes; i++) {
+        if (!present[i]) continue;
+        const ew_lane *l = &r->lanes[i];
+        for (int side = -1; side <= 1; side += 2) {
+            int nbr = ew_road_neighbor(r, i, side, mid);
+            float y = edge_y(l, side, x0);
+            if (nbr >= 0 && side > 0) {
+                if (r->dash_gap <= 0.0f) solid_y[ns++] = y;
+                else dash_y[nd++] = y;
+            } else if (nbr < 0 || lane_frac(&r->lanes[nbr], mid) < 1.0f) {
+                solid_y[ns++] = y;
+            }
+        }
+    }
+    *n_solid = ns;
+    *n_dash = nd;
+    return 1;
 }

@@ -83,4 +83,19 @@ void ew_road_y_range(const ew_road *r, float *y_min, float *y_max);
  * exist in total (call again with a bigger buffer when the return exceeds cap). */
 int ew_road_markings(const ew_road *r, float x0, float x1, ew_segment *out, int cap);
 
+/* The same paint in closed form where the window is simple: when every lane either does not
+ * meet [x0, x1] (x_end <= x0 or x_start >= x1) or covers it at full width with its start
+ * strictly before x0 (x_start < x0, x_start + taper_in <= x0, x1 < x_end - taper_out), and
+ * dashes are separated by gaps of at least 1 mm (or are solid), returns 1 and gives the lines
+ * running over [x0, x1]: solid ones at y = solid_y[0..*n_solid) and dashed ones at
+ * dash_y[0..*n_dash) (each array needs room for 2 * EW_MAX_LANES). ew_road_markings() then
+ * emits exactly, float for float, one segment (x0, y) -> (x1, y) per solid line and one
+ * segment per dash of ew_road_dashes(x0, x1) for each dashed line, in some order, all of width
+ * marking_width, and no two of them join end to end. Returns 0 (nothing written) otherwise. */
+int ew_road_markings_straight(const ew_road *r, float x0, float x1, float *solid_y, int *n_solid,
+                              float *dash_y, int *n_dash);
+/* The dashes of a dashed line over [xa, xb): [a[i], b[i]) for i < return value (at most cap
+ * written; the return is the total count, as for ew_road_markings). */
+int ew_road_dashes(const ew_road *r, float xa, float xb, float *a, float *b, int cap);
+
 #endif

@@ -1,4 +1,6 @@
-/* test_road.c - road geometry: construction, validation, lane queries, tapers, markings. */
+/* test_road.c - road geometry: construction, validation, lane queries, tapers, markings, and
+ * the closed-form markings of straight windows against the general ones. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "sim/road.h"
@@ -96,8 +98,75 @@ static void test_validation(void) {
     CHECK(ew_road_validate(&r, err, sizeof err) == -1, "gap between lanes detected");
 }
 
+static int cmp_seg(const void *pa, const void *pb) {
+    const ew_segment *a = pa, *b = pb;
+    float ka[5] = {a->a.y, a->a.x, a->b.x, a->b.y, a->width}, kb[5] = {b->a.y, b->a.x, b->b.x, b->b.y, b->width};
+    for (int i = 0; i < 5; i++)
+        if (ka[i] != kb[i]) return ka[i] < kb[i] ? -1 : 1;
+    return 0;
+}
+
+/* ew_road_markings_straight + ew_road_dashes give exactly (float for float, as a set) the
+ * segments of ew_road_markings wherever they apply, and decline where a lane starts, ends or
+ * tapers in the window; over roads with ramps, closures, solid separators and odd dashes. */
+static void test_markings_straight(void) {
+    char err[256];
+    enum { CAP = 4096 };
+    static ew_segment ref[CAP], got[CAP];
+    static float da[CAP], db[CAP];
+    int applied = 0, declined = 0, bad = 0;
+    for (int rk = 0; rk < 6; rk++) {
+        ew_road r;
+        int lanes = rk == 0 ? 1 : rk == 1 ? 8 : 2 + rk % 3;
+        CHECK(ew_road_init_highway(&r, lanes, 3.5f + 0.1f * (float)rk, 600.0f, 30.0f, err, sizeof err) == 0, "%s", err);
+        if (rk == 2) r.dash_gap = 0.0f;
+        if (rk == 3) { r.dash_len = 0.4f; r.dash_gap = 0.3f; r.marking_width = 0.6f; }
+        if (rk == 4) {
+            r.dash_len = 7.3f; r.dash_gap = 1.1f;
+            CHECK(ew_road_add_onramp(&r, 100, 300, 80, 25, err, sizeof err) == 0, "%s", err);
+        }
+        if (rk == 5) {
+            CHECK(ew_road_close_lane(&r, lanes - 1, 350, 60, err, sizeof err) == 0, "%s", err);
+            CHECK(ew_road_add_offramp(&r, 200, 400, 50, 20, err, sizeof err) == 0, "%s", err);
+        }
+        for (float x = -60.0f; x < 660.0f; x += 2.71f) {
+            float x0 = x, x1 = x + 37.3f + 0.01f * x;
+            float sy[2 * EW_MAX_LANES], dy[2 * EW_MAX_LANES];
+            int ns = -1, nd = -1;
+            if (!ew_road_markings_straight(&r, x0, x1, sy, &ns, dy, &nd)) {
+                declined++;
+                continue;
+            }
+            applied++;
+            int n = ew_road_markings(&r, x0, x1, ref, CAP);
+            int nda = ew_road_dashes(&r, x0, x1, da, db, CAP);
+            int m = 0;
+            for (int i = 0; i < ns && m < CAP; i++) got[m++] = (ew_segment){{x0, sy[i]}, {x1, sy[i]}, r.marking_width};
+            for (int i = 0; i < nd; i++)
+                for (int k = 0; k < nda && m < CAP; k++) got[m++] = (ew_segment){{da[k], dy[i]}, {db[k], dy[i]}, r.marking_width};
+            if (n != m || n > CAP) { bad++; continue; }
+            qsort(ref, (size_t)n, sizeof ref[0], cmp_seg);
+            qsort(got, (size_t)m, sizeof got[0], cmp_seg);
+            if (memcmp(ref, got, (size_t)n * sizeof ref[0]) != 0) bad++;
+        }
+    }
+    CHECK(bad == 0, "closed-form markings differ from ew_road_markings in %d windows", bad);
+    CHECK(applied > 200 && declined > 20, "both cases exercised (%d applied, %d declined)", applied, declined);
+    /* a window with a lane start inside must decline */
+    ew_road r;
+    CHECK(ew_road_init_highway(&r, 3, 3.7f, 1000.0f, 30.0f, err, sizeof err) == 0, "%s", err);
+    CHECK(ew_road_add_onramp(&r, 200, 400, 100, 25, err, sizeof err) == 0, "%s", err);
+    float sy[2 * EW_MAX_LANES], dy[2 * EW_MAX_LANES];
+    int ns, nd;
+    CHECK(!ew_road_markings_straight(&r, 180.0f, 220.0f, sy, &ns, dy, &nd), "ramp start in the window");
+    CHECK(!ew_road_markings_straight(&r, 320.0f, 360.0f, sy, &ns, dy, &nd), "taper in the window");
+    CHECK(ew_road_markings_straight(&r, 220.0f, 280.0f, sy, &ns, dy, &nd) && ns == 2 && nd == 3,
+          "ramp at full width: 2 solid edges, 3 dashed separators (got %d, %d)", ns, nd);
+}
+
 int main(void) {
     test_highway();
+    test_markings_straight();
     test_onramp_and_closure();
     test_validation();
     return check_done();
