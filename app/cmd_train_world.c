@@ -9,6 +9,14 @@
  * its training randomness is seeded by a pure function of (seed, k); the learning rate is a
  * pure function of k; so a run stopped after a checkpoint and resumed with the same flags and
  * thread count ends with the same parameters bit for bit.
+ *
+ * Data parallel (under mpirun, models/dist.h): --batch is per rank; the global batch of step k
+ * is the ranks' batches in rank order (rank r takes order positions k*G + r*B .. + B, G =
+ * ranks*B), so N ranks with --batch B see exactly the samples of 1 rank with --batch N*B; the
+ * gradients are averaged over the ranks before clipping (optimizer reducer), dropout/z noise
+ * comes from a per-rank seed stream, and rank 0 alone writes the checkpoints, the CSV and the
+ * progress. The checkpoint stores the global batch, so a run resumes with any rank count
+ * whose ranks*--batch equals it. An error on any rank aborts the whole job.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
@@ -22,6 +30,7 @@
 #include "sim/fsutil.h"
 #include "models/autodiff.h"
 #include "models/checkpoint.h"
+#include "models/dist.h"
 #include "models/fm.h"
 #include "models/fm_data.h"
 #include "models/optim.h"
@@ -49,7 +58,8 @@ static void help(void) {
            "                     (its widths, n_cond, size and stats are taken), or a model with\n"
            "                     the same configuration (warm start; its stats are kept)\n"
            "  --steps N          training steps (default 1000)\n"
-           "  --batch B          samples per step (default 32)\n"
+           "  --batch B          samples per step (default 32); under mpirun per rank (global\n"
+           "                     batch = ranks x B, rank order; resume needs the same global batch)\n"
            "  --lr X             Adam learning rate (default 1e-4)\n"
            "  --lr-min X         cosine decay from --lr to X over --steps (default: = --lr, constant)\n"
            "  --clip X           gradient-norm clip (default 5)\n"
@@ -106,9 +116,11 @@ static int save_all(const save_ctx *s, char *err, size_t errsz) {
 
 /* Validation loss over the fixed samples vidx[0..nv). */
 static int validate(ew_fm_trainer *t, const ew_fm_data *d, const size_t *vidx, size_t nv, const ew_raster_cfg *rc,
-                    int threads, ew_fm_batch *b, uint64_t seed, double *loss, double *img, char *err, size_t errsz) {
+                    int threads, ew_fm_batch *b, uint64_t seed, ew_dist *dist, double *loss, double *img, char *err,
+                    size_t errsz) {
     double sl = 0, si = 0;
     for (size_t i = 0; i < nv; i += (size_t)b->batch) {
+        if ((long)(i / (size_t)b->batch) % dist->size != dist->rank) continue; /* another rank's batch */
         int n = (int)(nv - i < (size_t)b->batch ? nv - i : (size_t)b->batch);
         if (ew_fm_data_fill(d, EW_SPLIT_VAL, vidx + i, n, rc, threads, b, err, errsz)) return -1;
         ew_fm_batch bb = *b;
@@ -118,6 +130,10 @@ static int validate(ew_fm_trainer *t, const ew_fm_data *d, const size_t *vidx, s
         sl += (double)l.loss * n;
         si += (double)l.img_mse * n;
     }
+    double s2[2] = {sl, si};
+    ew_dist_allreduce_sum_f64(dist, s2, 2);
+    sl = s2[0];
+    si = s2[1];
     *loss = sl / (double)nv;
     *img = si / (double)nv;
     return 0;
@@ -196,6 +212,10 @@ int cmd_train_world(int argc, char **argv) {
     FILE *csv = NULL;
     ew_fm_variant variant;
     ew_checkpoint *ck = NULL;
+    ew_dist dist;
+    ew_dist_world(&dist);
+    const int root = dist.rank == 0;
+    const long gbatch = batch * dist.size; /* the global batch */
     if (!ndirs || !out) {
         fprintf(stderr, "egoworld %s: %s is required (see --help)\n", cmd, !ndirs ? "--data DIR" : "--out FILE");
         rc = 2;
@@ -241,9 +261,11 @@ int cmd_train_world(int argc, char **argv) {
             goto fail;
         }
         start = strtol(ms, NULL, 10);
-        if (strtoull(msd, NULL, 10) != seed || strtol(mb, NULL, 10) != batch) {
-            snprintf(err, sizeof err, "%s: written with --seed %s --batch %s; resume with the same values", ckpt_path, msd,
-                     mb);
+        if (strtoull(msd, NULL, 10) != seed || strtol(mb, NULL, 10) != gbatch) {
+            snprintf(err, sizeof err,
+                     "%s: written with --seed %s and a global batch of %s; resume with the same seed and ranks x "
+                     "--batch = %s (now %d x %ld)",
+                     ckpt_path, msd, mb, mb, dist.size, batch);
             goto fail;
         }
         mpp = strtod(mp, NULL);
@@ -367,6 +389,7 @@ int cmd_train_world(int argc, char **argv) {
     tc.clip = (float)clip;
     if (ew_fm_trainer_create(&m, be, &tc, &t, err, sizeof err)) goto fail;
     ew_optim *opt = ew_fm_trainer_optim(t);
+    if (dist.size > 1 && ew_optim_set_grad_reduce(opt, ew_dist_grad_reduce, &dist, err, sizeof err)) goto fail;
     if (resuming) {
         int nst;
         const ew_param *st = ew_optim_state(opt, &nst);
@@ -393,21 +416,37 @@ int cmd_train_world(int argc, char **argv) {
     for (size_t i = 0; i < nval; i++) vidx[i] = (size_t)((double)i * (double)d.total[EW_SPLIT_VAL] / (double)nval);
     if (nval && ew_fm_batch_alloc(&vb, B < (int)nval ? B : (int)nval, c->n_cond, T, C, c->height, c->width)) goto oom;
 
-    if (resuming && ew_csv_keep_steps(csv_path, start, err, (int)sizeof err)) goto fail;
-    csv = fopen(csv_path, resuming ? "a" : "w");
-    if (!csv) {
-        snprintf(err, sizeof err, "%s: cannot write", csv_path);
-        goto fail;
+    {
+        /* every rank starts from the same step and the same parameters (debug hash check) */
+        int np;
+        ew_param *pp = ew_fm_params(&m, &np);
+        if (!ew_dist_same_u64(&dist, (uint64_t)start) || !ew_dist_same_params(&dist, pp, np, NULL)) {
+            snprintf(err, sizeof err, "the MPI ranks start from different checkpoints or parameters (rank %d)", dist.rank);
+            goto fail;
+        }
     }
-    if (!resuming) fprintf(csv, "step,loss,img_mse,state_mse,kl,grad_norm,lr,samples_per_s,val_loss,val_img_mse\n");
-    fflush(csv);
+    if (root) { /* rank 0 writes the CSV */
+        if (resuming && ew_csv_keep_steps(csv_path, start, err, (int)sizeof err)) goto fail;
+        csv = fopen(csv_path, resuming ? "a" : "w");
+        if (!csv) {
+            snprintf(err, sizeof err, "%s: cannot write", csv_path);
+            goto fail;
+        }
+        if (!resuming) fprintf(csv, "step,loss,img_mse,state_mse,kl,grad_norm,lr,samples_per_s,val_loss,val_img_mse\n");
+        fflush(csv);
+    }
 
     const char *fault = getenv("EGOWORLD_FAULT_NAN_STEP"); /* test hook: poison batch N (1-based) */
     long fault_step = fault ? strtol(fault, NULL, 10) : -1;
     ew_lr_schedule sched = {(float)lr, (float)lr_min, 0, steps};
-    save_ctx sc = {&m, t, model_path, ckpt_path, data_desc, start, steps, seed, B, d.total[EW_SPLIT_TRAIN], (float)mpp, NAN};
+    save_ctx sc = {&m, t, model_path, ckpt_path, data_desc, start, steps, seed, (int)gbatch, d.total[EW_SPLIT_TRAIN],
+                   (float)mpp, NAN};
+    const int G = (int)gbatch;
     int tty = isatty(2);
-    fprintf(stderr,
+    if (root && dist.size > 1)
+        fprintf(stderr, "egoworld %s: %d MPI ranks x batch %d = global batch %d; %zu gradient floats all-reduced per step\n",
+                cmd, dist.size, B, G, ew_optim_grad_numel(opt));
+    if (root) fprintf(stderr,
             "egoworld %s: %s%s nf %d hidden %d n_cond %d n_pred %d %dx%d, %zu params; %zu train / %zu val samples "
             "(%d dataset%s); steps %ld..%ld batch %d threads %ld\n",
             cmd, ew_fm_variant_name(c->variant), c->stochastic ? " stochastic" : "", c->nf, c->hidden, c->n_cond, c->n_pred,
@@ -419,16 +458,23 @@ int cmd_train_world(int argc, char **argv) {
     long k;
     for (k = start; k < steps; k++) {
         double ts = cli_now();
-        for (int r = 0; r < B; r++) idx[r] = ew_fm_data_order(d.total[EW_SPLIT_TRAIN], seed, (uint64_t)k * (uint64_t)B + (uint64_t)r);
+        for (int r = 0; r < B; r++)
+            idx[r] = ew_fm_data_order(d.total[EW_SPLIT_TRAIN], seed,
+                                      (uint64_t)k * (uint64_t)G + (uint64_t)dist.rank * (uint64_t)B + (uint64_t)r);
         if (ew_fm_data_fill(&d, EW_SPLIT_TRAIN, idx, B, &rcfg, (int)threads, &b, err, sizeof err)) goto fail;
         if (k + 1 == fault_step) b.frames[0] = NAN;
         ew_optim_set_lr(opt, ew_lr_at(&sched, k));
-        if (ew_fm_train_step(t, &b, cli_mix64(seed ^ cli_mix64((uint64_t)k)), &l, err, sizeof err)) {
+        if (ew_fm_train_step(t, &b, ew_dist_seed(&dist, cli_mix64(seed ^ cli_mix64((uint64_t)k))), &l, err, sizeof err)) {
             char e2[1024];
             snprintf(e2, sizeof e2, "step %ld: %s; stopped, the last good checkpoint %s (step %ld) is kept", k + 1, err,
                      ckpt_path, sc.step);
             snprintf(err, sizeof err, "%s", e2);
             goto fail;
+        }
+        if (dist.size > 1) { /* the global batch's losses (the same divergence decision on every rank) */
+            float lb[5] = {l.loss, l.img_mse, l.state_mse, l.kl, (float)l.prior_steps};
+            ew_dist_allreduce_mean(&dist, lb, 5);
+            l.loss = lb[0], l.img_mse = lb[1], l.state_mse = lb[2], l.kl = lb[3], l.prior_steps = (int)lroundf(lb[4]);
         }
         /* divergence: loss above 10x the running median of the last 100 (after 20 steps) */
         if (nhist >= 20) {
@@ -449,27 +495,40 @@ int cmd_train_world(int argc, char **argv) {
         double dt_step = cli_now() - ts;
         sum_time += dt_step;
         done_steps++;
-        sps = sps == 0 ? B / dt_step : 0.9 * sps + 0.1 * B / dt_step;
+        sps = sps == 0 ? G / dt_step : 0.9 * sps + 0.1 * G / dt_step;
         int last = k + 1 == steps;
         int do_val = nval && ((k + 1) % val_every == 0 || last);
         double vl = NAN, vi = NAN;
         if (do_val) {
-            if (validate(t, &d, vidx, nval, &rcfg, (int)threads, &vb, seed ^ 0x5a17ULL, &vl, &vi, err, sizeof err)) goto fail;
+            if (validate(t, &d, vidx, nval, &rcfg, (int)threads, &vb, seed ^ 0x5a17ULL, &dist, &vl, &vi, err, sizeof err))
+                goto fail;
             val_loss = vl;
             val_img = vi;
         }
-        fprintf(csv, "%ld,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.4g,", k + 1, (double)l.loss, (double)l.img_mse,
-                (double)l.state_mse, (double)l.kl, (double)l.grad_norm, (double)ew_optim_lr(opt), B / dt_step);
-        if (do_val) fprintf(csv, "%.9g,%.9g\n", vl, vi);
-        else fprintf(csv, ",\n");
+        if (root) {
+            fprintf(csv, "%ld,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.4g,", k + 1, (double)l.loss, (double)l.img_mse,
+                    (double)l.state_mse, (double)l.kl, (double)l.grad_norm, (double)ew_optim_lr(opt), G / dt_step);
+            if (do_val) fprintf(csv, "%.9g,%.9g\n", vl, vi);
+            else fprintf(csv, ",\n");
+        }
         if ((k + 1) % ckpt_every == 0 || last) {
             sc.step = k + 1;
             sc.val_loss = val_loss;
-            fflush(csv);
-            if (save_all(&sc, err, sizeof err)) goto fail;
+            int np;
+            ew_param *pp = ew_fm_params(&m, &np);
+            uint64_t h;
+            if (!ew_dist_same_params(&dist, pp, np, &h)) { /* data-parallel debug check */
+                snprintf(err, sizeof err, "step %ld: the MPI ranks' parameters differ (rank %d hash %016llx)", k + 1,
+                         dist.rank, (unsigned long long)h);
+                goto fail;
+            }
+            if (root) {
+                fflush(csv);
+                if (save_all(&sc, err, sizeof err)) goto fail;
+            }
         }
         double now = cli_now();
-        if ((tty && (now - last_print > 0.5 || last)) || (!tty && ((k + 1) % log_every == 0 || last || do_val))) {
+        if (root && ((tty && (now - last_print > 0.5 || last)) || (!tty && ((k + 1) % log_every == 0 || last || do_val)))) {
             double eta = (double)(steps - k - 1) * (sum_time / (double)done_steps);
             char vs[32] = "-";
             if (isfinite(val_loss)) snprintf(vs, sizeof vs, "%.5f", val_loss);
@@ -480,19 +539,21 @@ int cmd_train_world(int argc, char **argv) {
             last_print = now;
         }
     }
-    if (tty) fputc('\n', stderr);
+    if (tty && root) fputc('\n', stderr);
     double wall = cli_now() - t0;
-    if (json)
+    if (json && root)
         printf("{\"command\": \"train-world\", \"out\": \"%s\", \"checkpoint\": \"%s\", \"csv\": \"%s\", \"variant\": \"%s\", "
                "\"stochastic\": %d, \"nf\": %d, \"hidden\": %d, \"n_cond\": %d, \"n_pred\": %d, \"rows\": %d, \"cols\": %d, "
                "\"params\": %zu, \"batch\": %d, \"threads\": %ld, \"start_step\": %ld, \"steps\": %ld, \"train_samples\": %zu, "
                "\"val_samples\": %zu, \"loss\": %.9g, \"img_mse\": %.9g, \"state_mse\": %.9g, \"kl\": %.9g, "
-               "\"val_loss\": %.9g, \"val_img_mse\": %.9g, \"samples_per_s\": %.3f, \"wall_s\": %.3f}\n",
+               "\"val_loss\": %.9g, \"val_img_mse\": %.9g, \"samples_per_s\": %.3f, \"wall_s\": %.3f, \"ranks\": %d, "
+               "\"global_batch\": %d, \"allreduce_floats_per_step\": %zu, \"allreduce_bytes\": %llu, \"comm_s\": %.3f}\n",
                model_path, ckpt_path, csv_path, ew_fm_variant_name(c->variant), c->stochastic, c->nf, c->hidden, c->n_cond,
                c->n_pred, c->height, c->width, ew_param_list_numel(&m.params), B, threads, start, steps,
                d.total[EW_SPLIT_TRAIN], nval, (double)l.loss, (double)l.img_mse, (double)l.state_mse, (double)l.kl,
                isfinite(val_loss) ? val_loss : -1.0, isfinite(val_img) ? val_img : -1.0,
-               done_steps ? (double)B * (double)done_steps / sum_time : 0.0, wall);
+               done_steps ? (double)G * (double)done_steps / sum_time : 0.0, wall, dist.size, G,
+               dist.size > 1 ? ew_optim_grad_numel(opt) : (size_t)0, (unsigned long long)dist.reduce_bytes, dist.comm_s);
     rc = 0;
     goto done;
 oom:
@@ -500,6 +561,7 @@ oom:
 fail:
     fprintf(stderr, "egoworld %s: %s\n", cmd, err);
     rc = 1;
+    ew_dist_abort(&dist, 1); /* the other ranks would wait forever in a collective */
 done:
     ew_checkpoint_close(ck);
     if (csv) fclose(csv);
