@@ -27,6 +27,7 @@
 #include "models/optim.h"
 #include "models/policy.h"
 #include "planner/controllers.h"
+#include "planner/mpc.h"
 #include "planner/mpur.h"
 #include "planner/policy_train.h"
 
@@ -66,9 +67,14 @@ static void help(void) {
            "                     mpur: from the world model)\n"
            "  --dropout X        policy encoder dropout (default 0)\n"
            "mpur:\n"
+           "  --form F           coupled | decoupled (default coupled): gradients through the world\n"
+           "                     model's images, or through the kinematic model and cost masks moved\n"
+           "                     on fixed predicted images (the MPC-KM cost and driving weights;\n"
+           "                     planner/mpur.h)\n"
            "  --horizon T        unroll length (default 30)\n"
            "  --u-samples M      dropout masks for the uncertainty (default 10; < 2: no penalty)\n"
-           "  --lambda-u X --lambda-p X --lambda-l X --lambda-o X   weights (0.05 2 0.2 1)\n"
+           "  --lambda-u X --lambda-p X --lambda-l X --lambda-o X   weights (coupled 0.05 2 0.2 1;\n"
+           "                     decoupled 0.5 10 20 10)\n"
            "  --hinge X --gamma X   (default 0.5 0.99)\n"
            "  --ustats-batches N  batches of logged actions for the uncertainty statistics (default 10)\n"
            "training loop:\n"
@@ -181,11 +187,11 @@ int cmd_train_policy(int argc, char **argv) {
     const char *dirs[EW_FM_DATA_MAX_SETS];
     char *dirbuf[EW_FM_DATA_MAX_SETS] = {0};
     int ndirs = 0;
-    const char *out = NULL, *method_s = "imitation", *world = NULL, *init = NULL;
+    const char *out = NULL, *method_s = "imitation", *world = NULL, *init = NULL, *form_s = "coupled";
     long steps = 1000, batch = -1, threads = 2, nf = 64, proj = 256, hidden = 256, channels = 3, n_cond = 20;
     long rows = 117, cols = 24, horizon = 30, u_samples = 10, ustats_batches = 10;
     long val_every = 100, val_samples = -1, ckpt_every = 100, log_every = 50;
-    double lr = -1, clip = 5, mpp = 0.617, dropout = 0, lambda_u = 0.05, lambda_p = 2, lambda_l = 0.2, lambda_o = 1;
+    double lr = -1, clip = 5, mpp = 0.617, dropout = 0, lambda_u = -1, lambda_p = -1, lambda_l = -1, lambda_o = -1;
     double hinge = 0.5, gamma = 0.99;
     uint64_t seed = 1;
     int resume = 0, json = 0, rc = 1;
@@ -220,6 +226,8 @@ int cmd_train_policy(int argc, char **argv) {
             if (!(out = cli_value(cmd, argc, argv, &i))) goto usage;
         } else if (!strcmp(a, "--method")) {
             if (!(method_s = cli_value(cmd, argc, argv, &i))) goto usage;
+        } else if (!strcmp(a, "--form")) {
+            if (!(form_s = cli_value(cmd, argc, argv, &i))) goto usage;
         } else if (!strcmp(a, "--world")) {
             if (!(world = cli_value(cmd, argc, argv, &i))) goto usage;
         } else if (!strcmp(a, "--init")) {
@@ -265,6 +273,15 @@ int cmd_train_policy(int argc, char **argv) {
         fprintf(stderr, "egoworld %s: --method: expected imitation or mpur, not '%s'\n", cmd, method_s);
         goto usage;
     }
+    int decoupled = !strcmp(form_s, "decoupled");
+    if (!decoupled && strcmp(form_s, "coupled")) {
+        fprintf(stderr, "egoworld %s: --form: expected coupled or decoupled, not '%s'\n", cmd, form_s);
+        goto usage;
+    }
+    if (lambda_u < 0) lambda_u = decoupled ? 0.5 : 0.05;
+    if (lambda_p < 0) lambda_p = decoupled ? 10 : 2;
+    if (lambda_l < 0) lambda_l = decoupled ? 20 : 0.2;
+    if (lambda_o < 0) lambda_o = decoupled ? 10 : 1;
     if (!ndirs || !out) {
         fprintf(stderr, "egoworld %s: %s is required (see --help)\n", cmd, !ndirs ? "--data DIR" : "--out FILE");
         goto usage;
@@ -430,6 +447,17 @@ int cmd_train_policy(int argc, char **argv) {
 
     ew_mpur_config mc;
     ew_mpur_config_default(&mc, mpur ? &wm : NULL, &p);
+    if (decoupled) {
+        /* the MPC-KM cost (planner/mpc.h) on the world model's geometry */
+        ew_cost_config geo = mc.cost;
+        ew_mpc_driving_cost(&mc.cost);
+        mc.cost.rows = geo.rows;
+        mc.cost.cols = geo.cols;
+        mc.cost.dt = geo.dt;
+        mc.cost.allow_reverse = geo.allow_reverse;
+        mc.cost.m_per_px = geo.m_per_px;
+        mc.decoupled = 1;
+    }
     mc.horizon = (int)horizon;
     mc.u_samples = (int)u_samples;
     mc.hinge = (float)hinge;
@@ -450,9 +478,9 @@ int cmd_train_policy(int argc, char **argv) {
         free(fr);
         char buf[512];
         snprintf(buf, sizeof buf,
-                 "{\"horizon\": %d, \"u_samples\": %d, \"hinge\": %.9g, \"lambda_u\": %.9g, \"lambda_p\": %.9g, "
+                 "{\"form\": \"%s\", \"horizon\": %d, \"u_samples\": %d, \"hinge\": %.9g, \"lambda_u\": %.9g, \"lambda_p\": %.9g, "
                  "\"lambda_l\": %.9g, \"lambda_o\": %.9g, \"gamma\": %.9g, \"ego_len\": %.9g, \"ego_wid\": %.9g}",
-                 mc.horizon, mc.u_samples, (double)mc.hinge, (double)mc.cost.lambda_u, (double)mc.cost.lambda_p,
+                 form_s, mc.horizon, mc.u_samples, (double)mc.hinge, (double)mc.cost.lambda_u, (double)mc.cost.lambda_p,
                  (double)mc.cost.lambda_l, (double)mc.cost.lambda_o, (double)mc.cost.gamma, (double)mc.cost.ego_len,
                  (double)mc.cost.ego_wid);
         mpur_cfg = strdup(buf);

@@ -279,23 +279,32 @@ static int tail_reference(mpc_ctx *m, char *err, int errlen) {
  * beyond the observed rows take the observed column mean at their lateral position (the road
  * continuing straight along the ego heading); beyond the observed columns: nothing for the
  * markings, the edge column for the off-road layer. The world model's vehicle layer is kept. */
-static void static_layers(mpc_ctx *m, const ew_kin_state *o) {
-    const int H = m->H, W = m->W;
-    const size_t hw = (size_t)H * W;
-    const double px = m->cc.m_per_px, hr = 0.5 * H, hc = 0.5 * W;
-    int last = m->ring_n < m->nc ? m->ring_n - 1 : (m->ring_head + m->nc - 1) % m->nc;
-    const float *ob = m->ring_f + (size_t)last * m->fsz;
+void ew_mpc_driving_cost(ew_cost_config *c) {
+    ew_cost_config_default(c);
+    c->lambda_p = 10.0f;
+    c->lambda_l = 20.0f;
+    c->lambda_o = 10.0f;
+    c->lane_ramp = 15.0f;
+    c->w_action = 1.0f;
+    c->w_jerk = 3.0f;
+}
+
+void ew_mpc_static_layers(const ew_cost_config *cc, float profile_m, const float *ob, const ew_kin_state *o, int T,
+                          const ew_cost_pose *ref, int C, float *img, float *scratch) {
+    const int H = cc->rows, W = cc->cols;
+    const size_t hw = (size_t)H * W, fsz = (size_t)C * hw;
+    const double px = cc->m_per_px, hr = 0.5 * H, hc = 0.5 * W;
     /* markings: lateral profile across the road, the mean over the observed rows within
      * +-profile_m of the ego (two dash periods of the default pattern: independent of the dash
      * phase) along the road direction; the road direction relative to the ego heading is the
      * angle (|angle| <= 0.12 rad, steps of 0.004) whose sheared profile is the sharpest (largest
      * sum of squares): lines parallel to the road then stay lines */
-    int half = (int)lround(m->cfg.profile_m / px);
+    int half = (int)lround(profile_m / px);
     int ra = (int)hr - half, rb = (int)hr + half;
     if (ra < 0) ra = 0;
     if (rb > H) rb = H;
     if (rb <= ra) ra = 0, rb = H;
-    float *prof = m->colmean, *offm = m->colmean + W, *tmp = m->colmean + 2 * W;
+    float *prof = scratch, *offm = scratch + W, *tmp = scratch + 2 * W;
     double best = -1.0, tan_best = 0.0;
     for (int k = -30; k <= 30; k++) {
         double tn = tan(0.004 * k), score = 0;
@@ -324,9 +333,9 @@ static void static_layers(mpc_ctx *m, const ew_kin_state *o) {
         for (int r = 0; r < H; r++) so += ob[2 * hw + (size_t)r * W + c];
         offm[c] = (float)(so / H);
     }
-    for (int t = 0; t < m->T; t++) {
-        const ew_cost_pose *r = &m->ref_pose[t];
-        float *dst = m->ref_img + (size_t)t * m->fsz;
+    for (int t = 0; t < T; t++) {
+        const ew_cost_pose *r = &ref[t];
+        float *dst = img + (size_t)t * fsz;
         /* r's pixel (ri, ci) -> o's continuous pixel coordinates (u, v), affine in (ri, ci) */
         double ex = r->x - o->x, ey = r->y - o->y;
         double hx = r->dx * o->dx + r->dy * o->dy, hy = -r->dx * o->dy + r->dy * o->dx; /* r heading in o frame */
@@ -363,7 +372,13 @@ static void static_layers(mpc_ctx *m, const ew_kin_state *o) {
             }
         }
     }
-    ew_cost_transpose(m->ref_img, m->T, m->C, H, W, m->ref_t);
+}
+
+static void static_layers(mpc_ctx *m, const ew_kin_state *o) {
+    int last = m->ring_n < m->nc ? m->ring_n - 1 : (m->ring_head + m->nc - 1) % m->nc;
+    ew_mpc_static_layers(&m->cc, m->cfg.profile_m, m->ring_f + (size_t)last * m->fsz, o, m->T, m->ref_pose, m->C,
+                         m->ref_img, m->colmean);
+    ew_cost_transpose(m->ref_img, m->T, m->C, m->H, m->W, m->ref_t);
 }
 
 static ew_action clip_action(const ew_kin_limits *l, ew_action u) { return ew_kin_clip(l, u); }
@@ -783,16 +798,7 @@ int ew_mpc_controller_create(const char *kind, const ew_mpc_config *c, ew_contro
     m->be = ew_backend_cpu_create(c->threads > 0 ? c->threads : 1);
     if (!m->be || !(m->g = ew_graph_create(m->be, 0))) goto oom;
     if (c->cost) m->cc = *c->cost;
-    else ew_cost_config_default(&m->cc);
-    if (!c->cost) {
-        /* driving weights of the MPC (planner/mpc.h) */
-        m->cc.lambda_p = 10.0f;
-        m->cc.lambda_l = 20.0f;
-        m->cc.lambda_o = 10.0f;
-        m->cc.lane_ramp = 15.0f;
-        m->cc.w_action = 1.0f;
-        m->cc.w_jerk = 3.0f;
-    }
+    else ew_mpc_driving_cost(&m->cc); /* driving weights of the MPC (planner/mpc.h) */
     ew_raster_cfg_default(&m->rc);
     m->rc.rows = fc->height;
     m->rc.cols = fc->width;

@@ -87,6 +87,17 @@ int ew_mpc_controller_create(const char *kind, const ew_mpc_config *c, ew_contro
 double ew_mpc_optimize(const char *kind, const ew_mpc_config *c, const ew_cost_config *cc, const ew_cost_problem *p,
                        const ew_kin_limits *lim, const ew_action *u0, ew_action *plan, double *initial);
 
+/* The driving weights above on ew_cost_config_default() (geometry, dt and ego size left at
+ * their defaults: the caller sets them). */
+void ew_mpc_driving_cost(ew_cost_config *c);
+
+/* The static layers above: from the observed frame ob [C >= 3, rows, cols] (rows, cols and
+ * m_per_px from cc) seen at the ego pose o, writes channels 0 (markings profile) and 2
+ * (off-road) of the T images img [T, C, rows, cols] rendered around the poses ref[T]; channel
+ * 1 and any others are left alone. scratch: 3 * cols floats. */
+void ew_mpc_static_layers(const ew_cost_config *cc, float profile_m, const float *ob, const ew_kin_state *o, int T,
+                          const ew_cost_pose *ref, int C, float *img, float *scratch);
+
 /* Planning statistics of an MPC controller (-1 if c is not one). */
 typedef struct {
     long calls, refreshes, tails;   /* act() calls that planned; full unrolls; tail steps */

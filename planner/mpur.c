@@ -25,6 +25,9 @@ void ew_mpur_config_default(ew_mpur_config *c, const ew_fm *wm, const ew_policy 
     c->horizon = 30;
     c->u_samples = 10;
     c->hinge = 0.5f;
+    c->static_obs = 1;
+    c->profile_m = 12.0f;
+    c->w_limit = 1.0f;
     ew_cost_config_default(&c->cost);
     if (wm) {
         c->cost.rows = wm->cfg.height;
@@ -352,6 +355,7 @@ int ew_mpur_objective(ew_graph *g, const ew_fm *wm, const ew_policy *p, const ew
 int ew_mpur_step(ew_graph *g, const ew_fm *wm, ew_policy *p, ew_optim *opt, const ew_mpur_config *c,
                  const ew_mpur_ustats *us, const ew_pt_batch *b, float clip, uint64_t seed, ew_mpur_terms *out,
                  char *err, size_t errsz) {
+    if (c->decoupled) return ew_mpur_km_step(g, wm, p, opt, c, us, b, clip, seed, out, err, errsz);
     int old = ew_grad_enabled(g);
     ew_tensor *obj;
     int rc = ew_mpur_objective(g, wm, p, c, us, b, seed, opt != NULL, &obj, out, err, errsz);
@@ -376,6 +380,7 @@ int ew_mpur_step(ew_graph *g, const ew_fm *wm, ew_policy *p, ew_optim *opt, cons
 
 int ew_mpur_ustats_add(ew_graph *g, const ew_fm *wm, const ew_mpur_config *c, const ew_pt_batch *b, uint64_t seed,
                        ew_cost_unc_acc *img, ew_cost_unc_acc *cost, char *err, size_t errsz) {
+    if (c->decoupled) return ew_mpur_km_ustats_add(g, wm, c, b, seed, img, cost, err, errsz);
     const int T = c->horizon, B = b->B;
     if (c->u_samples < 2) return fail(err, errsz, "mpur: uncertainty statistics need u_samples >= 2");
     if (b->T < T || b->n_cond != wm->cfg.n_cond || b->H != wm->cfg.height || b->W != wm->cfg.width || b->C < 3)

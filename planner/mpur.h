@@ -25,6 +25,29 @@
  * the data's last frame (constant in an ego-centred view) appended to every frame.
  * Randomness: everything from `seed` (z first, then the policy's dropout, then the masks).
  * Errors: 0 or -1 with a one-line message.
+ *
+ * Decoupled form (c->decoupled = 1, the FM-KM form of the MPC in planner/mpc.h; ew_mpur_step
+ * and ew_mpur_ustats_add dispatch to it):
+ *   1. Rollout, no tape: at step t the policy (no dropout) sees the window of the data's
+ *      frames followed by the world model's predictions and outputs a_t (clipped to the
+ *      default ego limits); the world model (dropout off, latent z_t) predicts the next
+ *      frame and state. The policy's inputs at every step are kept.
+ *   2. Cost: for each row the decoupled cost of planner/cost.h (ew_cost_decoupled) of the
+ *      executed actions from the last observed state, on the rollout's images around the
+ *      rollout's poses (vehicle layer predicted; markings and off-road from the newest
+ *      observed frame when static_obs), with its exact gradient w.r.t. the actions through
+ *      the kinematic model and the moved masks; the images are constants.
+ *   3. Uncertainty: the executed actions replayed with u_samples dropout masks (same latents);
+ *      per step the variance across masks of the weighted proximity cost at the kinematic
+ *      pose, normalised per step by its mean and std under logged actions (statistics
+ *      "cost_*" of ew_mpur_ustats; "img_*" hold the per-pixel vehicle-layer variance, for
+ *      information), hinged, averaged over rows and steps, times lambda_u; gradient through
+ *      the pose (kinematic adjoint with ew_kin_jacobian).
+ *   4. Limits: w_limit x mean squared relative excess of the raw actions beyond the limits.
+ *   The policy's gradient: d objective / d a_t back-propagated through the policy at each
+ *   step with its inputs held fixed (one batched pass over the B x T windows): the feedback of
+ *   a_t on later inputs is not differentiated. Cheaper than the coupled form by the world
+ *   model's backward passes.
  */
 #ifndef EW_PLANNER_MPUR_H
 #define EW_PLANNER_MPUR_H
@@ -44,6 +67,12 @@ typedef struct {
     int u_samples;        /* 10 dropout masks (>= 2; 0 or 1: no uncertainty term) */
     float hinge;          /* 0.5 */
     ew_cost_config cost;  /* weights (lambda_u included), gamma, mask geometry */
+    int decoupled;        /* 0: the coupled form above; 1: the decoupled (FM-KM) form below */
+    int static_obs;       /* decoupled: 1 (default): markings and off-road layers of the cost
+                           * images from the newest observed frame (planner/mpc.h) */
+    float profile_m;      /* decoupled: 12 m (planner/mpc.h) */
+    float w_limit;        /* decoupled: 1: weight of the squared excess of the policy's actions
+                           * beyond the ego limits (relative to the limit) */
 } ew_mpur_config;
 
 /* Defaults for a world model and policy: cost geometry from their image size, the policy's
@@ -84,6 +113,11 @@ int ew_mpur_step(ew_graph *g, const ew_fm *wm, ew_policy *p, ew_optim *opt, cons
                  char *err, size_t errsz);
 /* The uncertainty variances under b's logged actions (no tape): adds B rows of T image and
  * cost variances to the accumulators. */
+int ew_mpur_km_step(ew_graph *g, const ew_fm *wm, ew_policy *p, ew_optim *opt, const ew_mpur_config *c,
+                    const ew_mpur_ustats *us, const ew_pt_batch *b, float clip, uint64_t seed, ew_mpur_terms *out,
+                    char *err, size_t errsz);
+int ew_mpur_km_ustats_add(ew_graph *g, const ew_fm *wm, const ew_mpur_config *c, const ew_pt_batch *b, uint64_t seed,
+                          ew_cost_unc_acc *img, ew_cost_unc_acc *cost, char *err, size_t errsz);
 int ew_mpur_ustats_add(ew_graph *g, const ew_fm *wm, const ew_mpur_config *c, const ew_pt_batch *b, uint64_t seed,
                        ew_cost_unc_acc *img, ew_cost_unc_acc *cost, char *err, size_t errsz);
 
