@@ -8,6 +8,7 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include "models/backend_cuda.h"
 #include "models/layers.h"
 #include "models/optim.h"
 
@@ -89,6 +90,35 @@ static int model_init(fm_model *m, const ew_bench_nn_config *c, int hh, int hw, 
     return rc;
 }
 
+static void *be_alloc(void *ctx, size_t bytes) {
+    const ew_backend *be = ctx;
+    return be->mem_alloc(be, bytes);
+}
+
+static void be_free(void *ctx, void *p) {
+    const ew_backend *be = ctx;
+    be->mem_free(be, p);
+}
+
+/* Moves every layer into a device backend's memory and collects the parameters again. */
+static int model_move(fm_model *m, const ew_backend *be) {
+    if (!ew_backend_is_device(be)) return 0;
+    ew_allocator al = {be_alloc, be_free, (void *)be};
+    int rc = 0;
+    for (int i = 0; i < 3 && !rc; i++)
+        rc = ew_conv_layer_move(&m->enc[i], &al) || ew_conv_layer_move(&m->res[i], &al) ||
+             ew_conv_layer_move(&m->dec[i], &al);
+    if (!rc) rc = ew_mlp_move(&m->senc, &al) || ew_mlp_move(&m->aenc, &al) || ew_mlp_move(&m->head, &al);
+    m->params.n = 0;
+    for (int i = 0; i < 3 && !rc; i++) rc = ew_conv_layer_params(&m->enc[i], &m->params);
+    if (!rc) rc = ew_mlp_params(&m->senc, &m->params);
+    if (!rc) rc = ew_mlp_params(&m->aenc, &m->params);
+    for (int i = 0; i < 3 && !rc; i++) rc = ew_conv_layer_params(&m->res[i], &m->params);
+    for (int i = 0; i < 3 && !rc; i++) rc = ew_conv_layer_params(&m->dec[i], &m->params);
+    if (!rc) rc = ew_mlp_params(&m->head, &m->params);
+    return rc ? -1 : 0;
+}
+
 typedef struct {
     float *frames, *states, *action, *timg, *tstate;
 } fm_batch;
@@ -156,7 +186,7 @@ static double median(double *v, int n) {
 }
 
 ew_bench_nn_config ew_bench_nn_defaults(int threads) {
-    ew_bench_nn_config c = {threads < 1 ? 1 : threads, 64, 64, 20, 117, 24, 2, 7, 0};
+    ew_bench_nn_config c = {threads < 1 ? 1 : threads, 64, 64, 20, 117, 24, 2, 7, 0, 0, 0};
     return c;
 }
 
@@ -174,10 +204,22 @@ int ew_bench_nn_run(const ew_bench_nn_config *c, FILE *out) {
     /* the optimizer's OpenMP loops use the default team size: hold it to the bench's count */
     int old_threads = omp_get_max_threads();
     omp_set_num_threads(c->threads);
-    ew_backend *be = ew_backend_cpu_create(c->threads);
+    char err[256] = "";
+    ew_backend *be = NULL;
+    if (c->device == 1) {
+        ew_cuda_options co = ew_cuda_defaults();
+        co.tf32 = c->tf32;
+        be = ew_backend_cuda_create(&co, err, sizeof err);
+        if (!be) {
+            fprintf(stderr, "bench nn: --device cuda: %s\n", err);
+            omp_set_num_threads(old_threads);
+            return -1;
+        }
+    } else {
+        be = ew_backend_cpu_create(c->threads);
+    }
     ew_graph *g = be ? ew_graph_create(be, 0) : NULL;
     fm_model m;
-    char err[160] = "";
     ew_optim *opt = NULL;
     fm_batch b = {0};
     double *samples = NULL;
@@ -188,6 +230,12 @@ int ew_bench_nn_run(const ew_bench_nn_config *c, FILE *out) {
     }
     if (model_init(&m, c, hh, hw, err, sizeof err)) {
         fprintf(stderr, "bench nn: %s\n", err);
+        goto done;
+    }
+    if (model_move(&m, be)) {
+        fprintf(stderr, "bench nn: moving the model to %s: %s\n", be->name,
+                ew_backend_error(be) ? ew_backend_error(be) : "out of device memory");
+        model_free(&m);
         goto done;
     }
     ew_optim_config oc = ew_optim_defaults(EW_OPTIM_ADAM);
@@ -245,16 +293,18 @@ int ew_bench_nn_run(const ew_bench_nn_config *c, FILE *out) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     size_t nparams = ew_param_list_numel(&m.params);
     if (c->json) {
-        fprintf(out, "{\"fm_train_samples_per_s\": %.3f, \"threads\": %d, \"cores\": %ld, \"batch\": %d, \"step_ms\": %.3f, "
+        fprintf(out, "{\"fm_train_samples_per_s\": %.3f, \"device\": \"%s\", \"gpu\": \"%s\", \"tf32\": %d, "
+                     "\"threads\": %d, \"cores\": %ld, \"batch\": %d, \"step_ms\": %.3f, "
                      "\"adam_ms\": %.3f, \"params\": %zu, \"final_loss\": %.6f, \"layers\": [",
-                sps, c->threads, cores, c->batch, 1e3 * step_s, 1e3 * med[2 * T_COUNT], nparams, (double)loss);
+                sps, be->name, ew_cuda_device_name(be), c->device == 1 ? c->tf32 : 0, c->threads, cores, c->batch,
+                1e3 * step_s, 1e3 * med[2 * T_COUNT], nparams, (double)loss);
         for (int t = 1; t < T_COUNT; t++)
             fprintf(out, "%s{\"name\": \"%s\", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f}", t > 1 ? ", " : "", tag_names[t],
                     1e3 * med[t], 1e3 * med[T_COUNT + t]);
         fprintf(out, "]}\n");
     } else {
-        fprintf(out, "world model (deterministic) training step: batch %d, %d threads, %ld cores, %zu parameters\n",
-                c->batch, c->threads, cores, nparams);
+        fprintf(out, "world model (deterministic) training step: batch %d, %s%s%s, %d threads, %ld cores, %zu parameters\n",
+                c->batch, be->name, c->device == 1 ? " " : "", ew_cuda_device_name(be), c->threads, cores, nparams);
         fprintf(out, "%-8s %10s %10s\n", "layer", "fwd ms", "bwd ms");
         for (int t = 1; t < T_COUNT; t++)
             fprintf(out, "%-8s %10.2f %10.2f\n", tag_names[t], 1e3 * med[t], 1e3 * med[T_COUNT + t]);

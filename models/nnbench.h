@@ -14,7 +14,9 @@
  *     image = sigmoid(dec3 + last input frame);
  *   head: MLP 10752 -> 256 -> 256 -> 5 on the features, next state = last state + delta;
  *   loss = mse(image) + mse(state); Adam (models/optim.h) lr 1e-4.
- * bench/torch_fm.py builds the same model in PyTorch.
+ * bench/torch_fm.py builds the same model in PyTorch. On the CUDA backend the model's parameters
+ * are moved into device memory and the report names the device; per-layer times are then
+ * correct only because the backend waits after every call (sync_each, its default).
  */
 #ifndef EW_NNBENCH_H
 #define EW_NNBENCH_H
@@ -29,6 +31,8 @@ typedef struct {
     int height, width; /* 117 x 24 */
     int warmup, steps; /* untimed and timed steps */
     int json;      /* 1: one JSON object, else a table */
+    int device;    /* 0: CPU backend (threads); 1: CUDA backend (models/backend_cuda.h) */
+    int tf32;      /* CUDA only: TF32 tensor cores for GEMMs and convolutions */
 } ew_bench_nn_config;
 
 /* The full-size configuration above with the given threads. */
