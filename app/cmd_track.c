@@ -6,6 +6,14 @@
  * the generator keeps is never read. eval-tracker runs the tracker (peaks + local
  * soft-argmax) and the thresholding + connected-components baseline on the same frames of a
  * traffic stream (many vehicles) and scores both against the simulator's truth.
+ *
+ * Data parallel (train-tracker and train-predictor under mpirun, models/dist.h): --batch is
+ * per rank and the global batch of a step is the ranks' slices in rank order (pairs
+ * r*B .. r*B+B-1 of the step's seed; sample draws r*B .. of the step's draw sequence), so N
+ * ranks with --batch B train on exactly the data of 1 rank with --batch N*B; gradients are
+ * averaged before clipping (optimizer reducer), rank 0 alone writes checkpoints and
+ * progress, the ranks' parameters are hash-compared at every checkpoint, and an error on any
+ * rank aborts the job. The predictor's windows are rendered and tracked by every rank.
  */
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +21,7 @@
 #include <string.h>
 
 #include "app/cli.h"
+#include "models/dist.h"
 
 int cmd_train_tracker(int argc, char **argv);
 int cmd_eval_tracker(int argc, char **argv);
@@ -120,11 +129,15 @@ int cmd_train_tracker(int argc, char **argv) {
     ew_graph *g = be ? ew_graph_create(be, 0) : NULL;
     ew_video_pairs p = {0};
     int rc = 1;
+    ew_dist dist;
+    ew_dist_world(&dist);
+    const int root = dist.rank == 0;
     if (!g) {
         fail(cmd, "out of memory");
         goto done;
     }
-    if (ew_optim_create(t.params.items, t.params.n, &oc, &opt, err, sizeof err)) {
+    if (ew_optim_create(t.params.items, t.params.n, &oc, &opt, err, sizeof err) ||
+        (dist.size > 1 && ew_optim_set_grad_reduce(opt, ew_dist_grad_reduce, &dist, err, sizeof err))) {
         fail(cmd, err);
         goto done;
     }
@@ -136,16 +149,26 @@ int cmd_train_tracker(int argc, char **argv) {
         fail(cmd, "out of memory");
         goto done;
     }
+    if (!ew_dist_same_params(&dist, t.params.items, t.params.n, NULL)) {
+        fail(cmd, "the MPI ranks start from different parameters");
+        goto done;
+    }
     cli_progress pr;
-    cli_progress_begin(&pr, "train-tracker", steps);
+    if (root) cli_progress_begin(&pr, "train-tracker", steps);
     ew_track_stats st = {0}, avg = {0};
     int navg = 0;
     double t0 = cli_now();
     for (long s = step0; s < steps; s++) {
-        if (ew_video_pair_make(&vc, seed * 1000003ULL + (uint64_t)s, &p, err, sizeof err) ||
+        if (ew_video_pair_make_from(&vc, seed * 1000003ULL + (uint64_t)s, (uint64_t)dist.rank * (uint64_t)batch, &p, err,
+                                    sizeof err) ||
             ew_tracker_train_step(&t, opt, g, &p, &st, err, sizeof err)) {
             fail(cmd, err);
             goto done;
+        }
+        if (dist.size > 1) { /* the global batch's figures */
+            float v[5] = {st.loss, st.causal, st.equiv, st.entropy, st.disc_acc};
+            ew_dist_allreduce_mean(&dist, v, 5);
+            st.loss = v[0], st.causal = v[1], st.equiv = v[2], st.entropy = v[3], st.disc_acc = v[4];
         }
         avg.loss += st.loss, avg.causal += st.causal, avg.equiv += st.equiv, avg.entropy += st.entropy;
         avg.disc_acc += st.disc_acc;
@@ -154,16 +177,26 @@ int cmd_train_tracker(int argc, char **argv) {
             char extra[160];
             snprintf(extra, sizeof extra, "loss %.3f causal %.3f equiv %.3f px^2 entropy %.2f disc-acc %.2f",
                      avg.loss / navg, avg.causal / navg, avg.equiv / navg, avg.entropy / navg, avg.disc_acc / navg);
-            cli_progress_update(&pr, s + 1, extra);
+            if (root) cli_progress_update(&pr, s + 1, extra);
             memset(&avg, 0, sizeof avg);
             navg = 0;
         }
-        if ((s + 1) % ckpt_every == 0 && s + 1 < steps && ew_tracker_save(&t, opt, s + 1, out, err, sizeof err)) {
-            fail(cmd, err);
-            goto done;
+        if ((s + 1) % ckpt_every == 0 && s + 1 < steps) {
+            if (!ew_dist_same_params(&dist, t.params.items, t.params.n, NULL)) {
+                fail(cmd, "the MPI ranks' parameters differ");
+                goto done;
+            }
+            if (root && ew_tracker_save(&t, opt, s + 1, out, err, sizeof err)) {
+                fail(cmd, err);
+                goto done;
+            }
         }
     }
-    cli_progress_end(&pr);
+    if (root) cli_progress_end(&pr);
+    if (!ew_dist_same_params(&dist, t.params.items, t.params.n, NULL)) {
+        fail(cmd, "the MPI ranks' parameters differ");
+        goto done;
+    }
     /* calibrate the objectness threshold on fresh unlabelled pairs */
     ew_video_pairs cp;
     if (ew_video_pairs_alloc(&cp, 32, &vc)) {
@@ -171,20 +204,27 @@ int cmd_train_tracker(int argc, char **argv) {
         goto done;
     }
     if (ew_video_pair_make(&vc, seed * 1000003ULL + 999999937ULL, &cp, err, sizeof err) ||
-        ew_tracker_calibrate(&t, g, &cp, err, sizeof err) || ew_tracker_save(&t, opt, steps, out, err, sizeof err)) {
+        ew_tracker_calibrate(&t, g, &cp, err, sizeof err) || (root && ew_tracker_save(&t, opt, steps, out, err, sizeof err))) {
         ew_video_pairs_free(&cp);
         fail(cmd, err);
         goto done;
     }
     ew_video_pairs_free(&cp);
+    if (!root) {
+        rc = 0;
+        goto done;
+    }
     if (json)
         printf("{\"steps\": %ld, \"seconds\": %.1f, \"loss\": %.5g, \"causal\": %.5g, \"equiv_px2\": %.5g, "
-               "\"entropy\": %.5g, \"peak_thr\": %.5g, \"degrade\": \"%s\", \"out\": \"%s\"}\n",
-               steps, cli_now() - t0, st.loss, st.causal, st.equiv, st.entropy, t.peak_thr, deg, out);
+               "\"entropy\": %.5g, \"peak_thr\": %.5g, \"degrade\": \"%s\", \"out\": \"%s\", \"ranks\": %d, "
+               "\"global_batch\": %ld, \"allreduce_floats_per_step\": %zu}\n",
+               steps, cli_now() - t0, st.loss, st.causal, st.equiv, st.entropy, t.peak_thr, deg, out, dist.size,
+               batch * dist.size, dist.size > 1 ? ew_optim_grad_numel(opt) : (size_t)0);
     else
         printf("train-tracker: %ld steps, final loss %.4f, threshold %.3f -> %s\n", steps, st.loss, t.peak_thr, out);
     rc = 0;
 done:
+    if (rc) ew_dist_abort(&dist, 1); /* the other ranks would wait in a collective */
     ew_video_pairs_free(&p);
     ew_optim_free(opt);
     ew_graph_destroy(g);
@@ -488,13 +528,16 @@ int cmd_train_predictor(int argc, char **argv) {
     ew_optim *opt = NULL;
     ew_motion_sample *bs = malloc(sizeof *bs * (size_t)batch);
     int rc = 1;
+    ew_dist dist;
+    ew_dist_world(&dist);
+    const int root = dist.rank == 0;
     long step0 = 0;
     double t0 = cli_now();
     if (!g || !bs) {
         fail(cmd, "out of memory");
         goto done;
     }
-    fprintf(stderr, "train-predictor: rendering and tracking %ld frames...\n", frames);
+    if (root) fprintf(stderr, "train-predictor: rendering and tracking %ld frames...\n", frames);
     if (ew_motion_collect(truth ? NULL : &t, g, &sc, seed, (int)frames, (int)stride, truth ? NULL : &set, truth ? &set : NULL, NULL,
                           NULL, err, sizeof err)) {
         fail(cmd, err);
@@ -504,7 +547,7 @@ int cmd_train_predictor(int argc, char **argv) {
         fail(cmd, "no training windows (too few frames?)");
         goto done;
     }
-    fprintf(stderr, "train-predictor: %d %s windows in %.1f s\n", set.n, truth ? "true" : "tracked", cli_now() - t0);
+    if (root) fprintf(stderr, "train-predictor: %d %s windows in %.1f s\n", set.n, truth ? "true" : "tracked", cli_now() - t0);
     ew_motion_config mc;
     ew_motion_config_default(&mc);
     mc.hidden = (int)hidden;
@@ -516,44 +559,65 @@ int cmd_train_predictor(int argc, char **argv) {
     ew_optim_config oc = ew_optim_defaults(EW_OPTIM_ADAM);
     oc.lr = (float)lr;
     if (ew_optim_create(m.params.items, m.params.n, &oc, &opt, err, sizeof err) ||
-        (resume && ew_tracker_load_optim(opt, out, err, sizeof err))) {
+        (resume && ew_tracker_load_optim(opt, out, err, sizeof err)) ||
+        (dist.size > 1 && ew_optim_set_grad_reduce(opt, ew_dist_grad_reduce, &dist, err, sizeof err))) {
         fail(cmd, err);
         goto done;
     }
+    if (!ew_dist_same_u64(&dist, (uint64_t)step0) || !ew_dist_same_params(&dist, m.params.items, m.params.n, NULL)) {
+        fail(cmd, "the MPI ranks start from different checkpoints or parameters");
+        goto done;
+    }
     cli_progress pr;
-    cli_progress_begin(&pr, "train-predictor", steps);
+    if (root) cli_progress_begin(&pr, "train-predictor", steps);
     float loss = 0;
     double avg = 0;
     int navg = 0;
     for (long s = step0; s < steps; s++) {
         ew_rng r;
         ew_rng_seed2(&r, seed, (uint64_t)s + 1u);
+        /* this rank's slice of the global batch's draws */
+        for (long i = 0; i < (long)dist.rank * batch; i++) (void)ew_rng_below(&r, (uint32_t)set.n);
         for (long i = 0; i < batch; i++) bs[i] = set.s[ew_rng_below(&r, (uint32_t)set.n)];
         if (ew_motion_train_step(&m, opt, g, bs, (int)batch, &loss, err, sizeof err)) {
             fail(cmd, err);
             goto done;
         }
+        ew_dist_allreduce_mean(&dist, &loss, 1); /* the global batch's loss */
         avg += loss, navg++;
         if ((s + 1) % 50 == 0 || s + 1 == steps) {
             char extra[64];
             snprintf(extra, sizeof extra, "nll %.3f", avg / navg);
-            cli_progress_update(&pr, s + 1, extra);
+            if (root) cli_progress_update(&pr, s + 1, extra);
             avg = 0, navg = 0;
         }
-        if (((s + 1) % ckpt_every == 0 || s + 1 == steps) && ew_motion_save(&m, opt, s + 1, out, err, sizeof err)) {
-            fail(cmd, err);
-            goto done;
+        if ((s + 1) % ckpt_every == 0 || s + 1 == steps) {
+            if (!ew_dist_same_params(&dist, m.params.items, m.params.n, NULL)) {
+                fail(cmd, "the MPI ranks' parameters differ");
+                goto done;
+            }
+            if (root && ew_motion_save(&m, opt, s + 1, out, err, sizeof err)) {
+                fail(cmd, err);
+                goto done;
+            }
         }
     }
-    cli_progress_end(&pr);
+    if (root) cli_progress_end(&pr);
+    if (!root) {
+        rc = 0;
+        goto done;
+    }
     if (json)
-        printf("{\"steps\": %ld, \"windows\": %d, \"source\": \"%s\", \"final_nll\": %.4f, \"seconds\": %.1f, \"out\": \"%s\"}\n",
-               steps, set.n, truth ? "truth" : "tracked", loss, cli_now() - t0, out);
+        printf("{\"steps\": %ld, \"windows\": %d, \"source\": \"%s\", \"final_nll\": %.4f, \"seconds\": %.1f, \"out\": \"%s\", "
+               "\"ranks\": %d, \"global_batch\": %ld, \"allreduce_floats_per_step\": %zu}\n",
+               steps, set.n, truth ? "truth" : "tracked", loss, cli_now() - t0, out, dist.size, batch * dist.size,
+               dist.size > 1 ? ew_optim_grad_numel(opt) : (size_t)0);
     else
         printf("train-predictor: %d %s windows, %ld steps, final NLL %.3f -> %s\n", set.n, truth ? "true" : "tracked",
                steps, loss, out);
     rc = 0;
 done:
+    if (rc) ew_dist_abort(&dist, 1);
     free(bs);
     ew_optim_free(opt);
     ew_motion_free(&m);
@@ -576,8 +640,9 @@ static void help_eval_pred(void) {
            "coverage_2sigma (tracked-trained model, all horizons), also at 1 s and 2 s, on lane\n"
            "changes and braking events, and windows counts. Coverage: the tracked-trained model\n"
            "predicts tracked positions; the truth differs by the tracker's error, which it cannot\n"
-           "see. By default its covariances are calibrated (T^2 C + diag(ax^2, ay^2), maximum\n"
-           "likelihood) on a validation video (--cal-seed, never the test seed) and coverage_1sigma\n"
+           "see. By default its covariances are calibrated (models/motion.h: a temperature per\n"
+           "second of horizon, a correlation shrink, additive variances; fitted to the 1 and 2 sigma\n"
+           "coverage) on a validation video (--cal-seed, never the test seed) and coverage_1sigma\n"
            "and coverage_2sigma use them; with --cal-seed none they add meas_noise_m^2 I instead\n"
            "(estimated without labels from the tracker's disagreement with itself on 180-degree\n"
            "rotated frames, first 100 frames). coverage_*_raw: the model's own covariances.\n\n"
@@ -590,7 +655,7 @@ static void help_eval_pred(void) {
            "  --flow X          vehicles per hour per lane (default 1400)\n"
            "  --seed S          traffic seed (default 99)\n"
            "  --cal-seed S      validation video for the calibration, or none (default 50)\n"
-           "  --cal-frames N    its frames (default 1500)\n"
+           "  --cal-frames N    its frames (default 3000)\n"
            "  --meas-noise X    with --cal-seed none: tracked-position noise in m, or auto (default auto)\n"
            "  --threads N       threads (default 1)\n"
            "  --json            print a JSON summary\n");
@@ -598,7 +663,7 @@ static void help_eval_pred(void) {
 
 int cmd_eval_predictor(int argc, char **argv) {
     const char *cmd = "eval-predictor", *model = NULL, *gtm = NULL, *trk = NULL, *deg = "clean";
-    long frames = 1500, stride = 5, threads = 1, cal_frames = 1500;
+    long frames = 1500, stride = 5, threads = 1, cal_frames = 3000;
     double flow = 1400, meas = -1;
     uint64_t seed = 99, cal_seed = 50;
     int json = 0, cal = 1;
@@ -685,7 +750,7 @@ int cmd_eval_predictor(int argc, char **argv) {
         goto done;
     }
     /* calibration of the tracked-trained model on a validation video (never the test one) */
-    mt.cal_t = 1.0f, mt.cal_ax = mt.cal_ay = 0.0f;
+    ew_motion_cal_none(&mt.cal);
     if (cal) {
         fprintf(stderr, "eval-predictor: calibration video (seed %llu, %ld frames)...\n", (unsigned long long)cal_seed,
                 cal_frames);
@@ -727,14 +792,14 @@ int cmd_eval_predictor(int argc, char **argv) {
     ot = malloc(sizeof(float) * (size_t)pt.n * EW_MOTION_FUT * 5);
     og = malloc(sizeof(float) * (size_t)pt.n * EW_MOTION_FUT * 5);
     oraw = malloc(sizeof(float) * (size_t)pt.n * EW_MOTION_FUT * 5);
-    float ct = mt.cal_t, cax = mt.cal_ax, cay = mt.cal_ay;
+    ew_motion_cal used = mt.cal;
     if (!ot || !og || !oraw || ew_motion_predict(&mt, g, pt.s, pt.n, ot, err, sizeof err) ||
         ew_motion_predict(&mg, g, pg.s, pg.n, og, err, sizeof err)) {
         fail(cmd, ot && og && oraw ? err : "out of memory");
         goto done;
     }
     memcpy(oraw, ot, sizeof(float) * (size_t)pt.n * EW_MOTION_FUT * 5);
-    mt.cal_t = 1.0f, mt.cal_ax = mt.cal_ay = 0.0f;
+    ew_motion_cal_none(&mt.cal);
     if (cal && ew_motion_predict(&mt, g, pt.s, pt.n, oraw, err, sizeof err)) {
         fail(cmd, err);
         goto done;
@@ -804,9 +869,8 @@ int cmd_eval_predictor(int argc, char **argv) {
         print_num("meas_noise_m", meas, 0);
         printf("\"meas_noise_pairs\": %ld, \"calibrated\": %s, \"cal_seed\": %llu, \"cal_windows\": %d, ", npairs,
                cal ? "true" : "false", (unsigned long long)(cal ? cal_seed : 0), ncal);
-        print_num("cal_t", ct, 0);
-        print_num("cal_ax_m", cax, 0);
-        print_num("cal_ay_m", cay, 0);
+        printf("\"cal\": {\"t\": [%.4f, %.4f, %.4f], \"c\": %.4f, \"ax_m\": %.4f, \"ay_m\": %.4f}, ", used.t[0],
+               used.t[1], used.t[2], used.c, used.ax, used.ay);
         print_num("history_rmse_m", hse, 0);
         print_num("coverage_1sigma_3s", (double)in1_3 / pt.n, 0);
         print_num("coverage_2sigma_3s", (double)in2_3 / pt.n, 0);
@@ -835,9 +899,10 @@ int cmd_eval_predictor(int argc, char **argv) {
         printf("  lane changes at 3 s: model %.3f cv %.3f gt-trained %.3f | braking: model %.3f cv %.3f gt-trained %.3f\n",
                e[1][0][2], e[1][1][2], e[1][2][2], e[2][0][2], e[2][1][2], e[2][2][2]);
         if (cal)
-            printf("  coverage 1 sigma %.3f (39.3 %%), 2 sigma %.3f (86.5 %%) calibrated on seed %llu (T %.3f, ax %.3f m, "
-                   "ay %.3f m); raw: %.3f %.3f\n",
-                   c1, c2, (unsigned long long)cal_seed, ct, cax, cay, (double)raw1 / tot, (double)raw2 / tot);
+            printf("  coverage 1 sigma %.3f (39.3 %%), 2 sigma %.3f (86.5 %%) calibrated on seed %llu (T %.3f %.3f %.3f, "
+                   "c %.3f, ax %.3f m, ay %.3f m); raw: %.3f %.3f\n",
+                   c1, c2, (unsigned long long)cal_seed, used.t[0], used.t[1], used.t[2], used.c, used.ax, used.ay,
+                   (double)raw1 / tot, (double)raw2 / tot);
         else
             printf("  coverage 1 sigma %.3f (39.3 %%), 2 sigma %.3f (86.5 %%) with measurement noise %.4f m; raw: %.3f %.3f\n",
                    c1, c2, meas, (double)raw1 / tot, (double)raw2 / tot);

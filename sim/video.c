@@ -247,6 +247,11 @@ void ew_video_pair_warp(const ew_video_pairs *p, int i, float u, float v, float 
 }
 
 int ew_video_pair_make(const ew_video_pair_cfg *cfg, uint64_t seed, ew_video_pairs *out, char *err, int errlen) {
+    return ew_video_pair_make_from(cfg, seed, 0, out, err, errlen);
+}
+
+int ew_video_pair_make_from(const ew_video_pair_cfg *cfg, uint64_t seed, uint64_t first, ew_video_pairs *out, char *err,
+                            int errlen) {
     if (cfg->frames < 2 || cfg->frames > EW_VIDEO_MAX_T || cfg->frames != out->frames || cfg->rows != out->rows ||
         cfg->cols != out->cols) {
         snprintf(err, (size_t)errlen, "video pairs: frames must be in [2, %d] and match the batch", EW_VIDEO_MAX_T);
@@ -265,7 +270,7 @@ int ew_video_pair_make(const ew_video_pair_cfg *cfg, uint64_t seed, ew_video_pai
     int rc = 0;
     for (int i = 0; i < out->n && rc == 0; i++) {
         ew_rng rng;
-        ew_rng_seed2(&rng, seed, (uint64_t)i);
+        ew_rng_seed2(&rng, seed, first + (uint64_t)i);
         const ew_video_degrade *d = &cfg->degrade;
         int truck = ew_rng_uniform(&rng) < cfg->truck_prob;
         float len = truck ? (float)ew_rng_range(&rng, 8.0, 13.0) : (float)ew_rng_range(&rng, 4.0, 5.0);

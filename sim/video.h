@@ -95,6 +95,10 @@ void ew_video_pairs_free(ew_video_pairs *p);
  *     u' = u + du, v' = v + dv;  u'' = flip_x ? cols - u' : u';  v'' = flip_y ? rows - v' : v'. */
 int ew_video_pair_make(const ew_video_pair_cfg *cfg, uint64_t seed, ew_video_pairs *out, char *err,
                        int errlen);
+/* The same for pairs first .. first + n - 1 of seed's sequence (out's pair i is pair first + i):
+ * a data-parallel rank renders its slice of a global batch. */
+int ew_video_pair_make_from(const ew_video_pair_cfg *cfg, uint64_t seed, uint64_t first, ew_video_pairs *out,
+                            char *err, int errlen);
 /* Applies the warp of pair i to a point of view A. */
 void ew_video_pair_warp(const ew_video_pairs *p, int i, float u, float v, float *uo, float *vo);
 
