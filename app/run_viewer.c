@@ -20,6 +20,7 @@ int ew_run_viewer_set_vehicles(ew_world_config *wc, long vehicles, char *err, in
 
 #ifdef EGOWORLD_HAVE_VIEWER
 #include "planner/mpc_overlay.h"
+#include "planner/mpc_pred.h"
 #include "viz/viewer.h"
 
 static int is_video(const char *p) {
@@ -53,9 +54,13 @@ int ew_run_viewer(const ew_run_viewer_args *a, int mode, ew_world *w, ew_episode
         o.steps_per_frame = a->frame_every > 0 ? a->frame_every : 1;
     }
     ew_mpc_overlay mo;
+    ew_mpc_pred_view pv;
     if (ew_mpc_overlay_init(&mo, ctrl) == 0) {
         o.overlay = ew_mpc_overlay_fill;
         o.overlay_ctx = &mo;
+    } else if (ew_mpc_pred_get_view(ctrl, &pv) == 0) { /* mpc-pred: plan and predicted ellipses */
+        o.overlay = ew_mpc_pred_overlay_fill;
+        o.overlay_ctx = ctrl;
     }
     if (a->bench_frames > 0) {
         if (mode != 1) {

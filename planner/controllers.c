@@ -7,6 +7,7 @@
 
 #include "models/policy.h"
 #include "planner/mpc.h"
+#include "planner/mpc_pred.h"
 
 void ew_controller_opts_default(ew_controller_opts *o) {
     memset(o, 0, sizeof *o);
@@ -15,7 +16,7 @@ void ew_controller_opts_default(ew_controller_opts *o) {
     o->seed = 1;
 }
 
-const char *ew_controller_specs(void) { return "none|idm|mpc-km|mpc-fm|cem|policy:FILE"; }
+const char *ew_controller_specs(void) { return "none|idm|mpc-km|mpc-fm|cem|mpc-pred:FILE|policy:FILE"; }
 
 int ew_controller_create(const char *spec, const ew_controller_opts *o, ew_controller *out, char *err,
                          int errlen) {
@@ -42,6 +43,16 @@ int ew_controller_create(const char *spec, const ew_controller_opts *o, ew_contr
             c.cem_rounds = o->iters;
         }
         return ew_mpc_controller_create(spec, &c, out, err, errlen);
+    }
+    if (!strncmp(spec, "mpc-pred:", 9)) {
+        ew_mpc_pred_config c;
+        ew_mpc_pred_config_default(&c);
+        c.predictor = spec + 9;
+        if (o->threads > 0) c.threads = o->threads;
+        c.seed = o->seed;
+        if (o->horizon > 0) c.horizon = o->horizon;
+        if (o->iters > 0) c.iters = o->iters;
+        return ew_mpc_pred_controller_create(&c, out, err, errlen);
     }
     if (!strncmp(spec, "policy:", 7)) {
         const char *path = spec + 7;

@@ -1,7 +1,9 @@
 /* controllers.h - every controller by name, for every command that takes --controller.
  *
  * Specs: "none", "idm" (sim/controller.h), "mpc-km" (decoupled gradient MPC), "mpc-fm"
- * (coupled gradient MPC), "cem" (sampling MPC) (planner/mpc.h), "policy:FILE" (a policy
+ * (coupled gradient MPC), "cem" (sampling MPC) (planner/mpc.h), "mpc-pred:FILE" (MPC-KM with
+ * the motion predictor checkpoint FILE as the model of other vehicles; planner/mpc_pred.h),
+ * "policy:FILE" (a policy
  * network checkpoint written by train-policy, MPUR or imitation; models/policy.h; "policy:"
  * alone: EW_DEFAULT_POLICY). An unknown spec gives "unknown controller 'X' (specs)".
  * Controllers that need a history of frames and states keep it through the observe()
@@ -31,7 +33,7 @@ void ew_controller_opts_default(ew_controller_opts *o);
 /* 0, or -1 with a one-line message (unknown name, missing or bad checkpoint...). */
 int ew_controller_create(const char *spec, const ew_controller_opts *o, ew_controller *out, char *err,
                          int errlen);
-/* The spec names, for --help: "none|idm|mpc-km|mpc-fm|cem|policy:FILE". */
+/* The spec names, for --help: "none|idm|mpc-km|mpc-fm|cem|mpc-pred:FILE|policy:FILE". */
 const char *ew_controller_specs(void);
 
 #endif

@@ -319,14 +319,18 @@ static void draw_ellipses(ew_scene *s, const ew_viz_input *in, float x0, float x
             if (m.x < x0 - 20.0f || m.x > x1 + 20.0f) continue;
             ew_rgba c = rgba(255, 80, 200, fade(t, n, 230, 70));
             const int K = 20;
-            float px = 0, py = 0;
-            for (int k = 0; k <= K; k++) {
-                float th = 6.2831853f * (float)k / (float)K;
-                float u = 2.0f * cosf(th), v = 2.0f * sinf(th); /* 2 sigma */
-                float x = m.x + l11 * u, y = m.y + l21 * u + l22 * v;
-                if (k > 0) wline(s, &in->cam, px, py, x, y, 1.5f, c);
-                px = x;
-                py = y;
+            for (int ns = 1; ns <= 2; ns++) { /* 1 sigma (full) and 2 sigma (fainter) */
+                ew_rgba cc = c;
+                if (ns == 2) cc.a = (uint8_t)(cc.a / 2);
+                float px = 0, py = 0;
+                for (int k = 0; k <= K; k++) {
+                    float th = 6.2831853f * (float)k / (float)K;
+                    float u = (float)ns * cosf(th), v = (float)ns * sinf(th);
+                    float x = m.x + l11 * u, y = m.y + l21 * u + l22 * v;
+                    if (k > 0) wline(s, &in->cam, px, py, x, y, 1.5f, cc);
+                    px = x;
+                    py = y;
+                }
             }
             float sx, sy;
             ew_camera_to_screen(&in->cam, m.x, m.y, &sx, &sy);
