@@ -88,6 +88,16 @@ static inline int ceil_clamp(float x, int lo, int hi) {
 
 /* Copies row 0 of an H x W plane into rows 1..H-1 (doubling the copied block each time). */
 static void fill_rows(uint8_t *img, int H, int W) {
+    if (W >= 16 && W <= 32) { /* two (overlapping) 16-byte stores per row */
+        uint8_t a[16], b[16];
+        memcpy(a, img, 16);
+        memcpy(b, img + W - 16, 16);
+        for (int r = 1; r < H; r++) {
+            memcpy(img + (size_t)r * (size_t)W, a, 16);
+            memcpy(img + (size_t)r * (size_t)W + (size_t)W - 16, b, 16);
+        }
+        return;
+    }
     size_t done = 1, total = (size_t)H;
     while (done < total) {
         size_t k = done < total - done ? done : total - done;
@@ -164,9 +174,37 @@ static inline v16u pack16(v4i a, v4i b, v4i c, v4i d) {
 #endif
 }
 
+typedef uint64_t v2u64 __attribute__((vector_size(16)));
+
+/* n = 8 or 16 bytes in or out of the low part of a vector (8: one movq, no partial stack copy
+ * that would stall store forwarding) */
+static inline v16u load_n(const uint8_t *p, int n) {
+    if (n == 16) {
+        v16u x;
+        memcpy(&x, p, 16);
+        return x;
+    }
+    uint64_t q;
+    memcpy(&q, p, 8);
+    v2u64 v = {q, 0};
+    return (v16u)v;
+}
+static inline void store_n(uint8_t *p, v16u x, int n) {
+    if (n == 16) {
+        memcpy(p, &x, 16);
+        return;
+    }
+    uint64_t q = ((v2u64)x)[0];
+    memcpy(p, &q, 8);
+}
+
 static inline v16u vmax_u8(v16u x, v16u y) {
+#ifdef __SSE2__
+    return (v16u)_mm_max_epu8((__m128i)x, (__m128i)y);
+#else
     v16u m = (v16u)(x > y);
     return (x & m) | (y & ~m);
+#endif
 }
 
 
@@ -203,16 +241,18 @@ static inline float overlap1(float lo, float hi, float c) {
 
 /* ---- oriented rectangle ----------------------------------------------------------------- */
 
-/* The axis-aligned rectangle [u0, u1] x [v0, v1] over rows r0..r1 of a plane of width W >= 16
- * whose columns c0..(c1 <= c0 + 15) all lie in one 16-column window: the same values as the
- * scalar loops of rect_draw (column overlaps cu = overlap1 * 255 computed 4 lanes at a time
- * with the same float operations; a column of the window outside [c0, c1] has overlap 0 and
- * value 0, which leaves its pixel as it is). */
-static void rect_aligned16(uint8_t *img, int W, float u0, float u1, float v0, float v1, int c0, int r0, int r1) {
-    int s0 = c0 + 16 <= W ? c0 : W - 16;
+/* The axis-aligned rectangle [u0, u1] x [v0, v1] over rows r0..r1 of a plane of width W >= S
+ * (S = 8 or 16) whose columns c0..(c1 <= c0 + S - 1) all lie in one S-column window: the same
+ * values as the scalar loops of rect_draw (column overlaps cu = overlap1 * 255 computed 4 lanes
+ * at a time with the same float operations; a column of the window outside [c0, c1] has
+ * overlap 0 and value 0, which leaves its pixel as it is). */
+static inline void rect_aligned_w(uint8_t *img, int W, float u0, float u1, float v0, float v1, int c0, int r0, int r1,
+                                  const int S) {
+    int s0 = c0 + S <= W ? c0 : W - S;
+    const int nb = S / 4;
     v4f cu[4];
-    v4i fi[4];
-    for (int k = 0; k < 4; k++) {
+    v4i fi[4] = {{0}, {0}, {0}, {0}};
+    for (int k = 0; k < nb; k++) {
         v4f c = LANE + (float)(s0 + 4 * k);
         v4f c1 = c + 1.0f;
         v4f a = vsel(splat(u0) > c, splat(u0), c), b = vsel(splat(u1) < c1, splat(u1), c1);
@@ -223,25 +263,17 @@ static void rect_aligned16(uint8_t *img, int W, float u0, float u1, float v0, fl
     v16u full = pack16(fi[0], fi[1], fi[2], fi[3]);
     /* rows strictly between the first and the last are covered fully (cv == 1) */
     uint8_t *p = img + (size_t)(r0 + 1) * (size_t)W + s0;
-    for (int r = r0 + 1; r <= r1 - 1; r++, p += W) {
-        v16u x;
-        memcpy(&x, p, 16);
-        x = vmax_u8(x, full);
-        memcpy(p, &x, 16);
-    }
+    for (int r = r0 + 1; r <= r1 - 1; r++, p += W) store_n(p, vmax_u8(load_n(p, S), full), S);
     for (int r = r0; r <= r1; r += (r == r0 && r1 > r0 + 1) ? r1 - r0 : 1) {
         float cv = overlap1(v0, v1, (float)r);
         v16u val = full;
         if (cv != 1.0f) {
-            v4i q[4];
-            for (int k = 0; k < 4; k++) q[k] = __builtin_convertvector(cu[k] * cv + 0.5f, v4i);
+            v4i q[4] = {{0}, {0}, {0}, {0}};
+            for (int k = 0; k < nb; k++) q[k] = __builtin_convertvector(cu[k] * cv + 0.5f, v4i);
             val = pack16(q[0], q[1], q[2], q[3]);
         }
         uint8_t *row = img + (size_t)r * (size_t)W + s0;
-        v16u x;
-        memcpy(&x, row, 16);
-        x = vmax_u8(x, val);
-        memcpy(row, &x, 16);
+        store_n(row, vmax_u8(load_n(row, S), val), S);
     }
 }
 
@@ -255,8 +287,12 @@ static void rect_draw(uint8_t *img, int H, int W, float uc, float vc, float au, 
         int c0 = floor_clamp(u0, 0, W), c1 = floor_clamp(u1, -1, W - 1);
         int r0 = floor_clamp(v0, 0, H), r1 = floor_clamp(v1, -1, H - 1);
         if (c0 > c1 || r0 > r1) return;
+        if (W >= 8 && c1 - c0 < 8) {
+            rect_aligned_w(img, W, u0, u1, v0, v1, c0, r0, r1, 8);
+            return;
+        }
         if (W >= 16 && c1 - c0 < 16) {
-            rect_aligned16(img, W, u0, u1, v0, v1, c0, r0, r1);
+            rect_aligned_w(img, W, u0, u1, v0, v1, c0, r0, r1, 16);
             return;
         }
         float cu[EW_RASTER_MAX_SIDE];
@@ -543,15 +579,15 @@ static inline v16u scale16(const float *ov, float l255) {
     return pack16(q[0], q[1], q[2], q[3]);
 }
 
-/* Draws a group exactly as band_major draws each member (end lines, then interior lines). */
-static void vgroup_draw(const vgroup *G, uint8_t *img, int H, int W) {
-    float p0 = G->p0, p1 = G->p1;
+/* Draws rows p0..p1 of a group with column overlaps ov and full-line values fv (zero outside
+ * columns c0..c1) exactly as band_major draws each member (end lines, then interior lines). */
+static void vdash_draw(float p0, float p1, int c0, int c1, const float *ov, const uint8_t *fv, uint8_t *img, int H, int W) {
     int i0 = floor_clamp(p0, 0, H), i1 = ceil_clamp(p1, 0, H) - 1;
     /* 16-byte path: ov and fv are zero outside [c0, c1] (a zero value leaves a pixel as it is) */
-    int vec = W >= 16 && G->c1 - G->c0 < 16;
-    int s0 = G->c0 + 16 <= W ? G->c0 : W - 16;
+    int vec = W >= 16 && c1 - c0 < 16;
+    int s0 = c0 + 16 <= W ? c0 : W - 16;
     v16u F = {0};
-    if (vec) memcpy(&F, G->fv + s0, 16);
+    if (vec) memcpy(&F, fv + s0, 16);
     for (int e = 0; e < 2; e++) {
         int i = e ? i1 : i0;
         if (e && i1 == i0) break;
@@ -561,19 +597,19 @@ static void vgroup_draw(const vgroup *G, uint8_t *img, int H, int W) {
         if (!(len > 0.0f)) continue;
         uint8_t *line = img + (size_t)i * (size_t)W;
         if (vec) {
-            v16u x, v = len == 1.0f ? F : scale16(G->ov + s0, len * 255.0f);
+            v16u x, v = len == 1.0f ? F : scale16(ov + s0, len * 255.0f);
             memcpy(&x, line + s0, 16);
             x = vmax_u8(x, v);
             memcpy(line + s0, &x, 16);
             continue;
         }
         if (len == 1.0f) {
-            for (int j = G->c0; j <= G->c1; j++) put_max(&line[j], G->fv[j]);
+            for (int j = c0; j <= c1; j++) put_max(&line[j], fv[j]);
             continue;
         }
         float l255 = len * 255.0f;
-        for (int j = G->c0; j <= G->c1; j++) {
-            float c = G->ov[j] * l255;
+        for (int j = c0; j <= c1; j++) {
+            float c = ov[j] * l255;
             put_max(&line[j], (uint8_t)((c < 255.0f ? c : 255.0f) + 0.5f));
         }
     }
@@ -587,7 +623,11 @@ static void vgroup_draw(const vgroup *G, uint8_t *img, int H, int W) {
         }
         return;
     }
-    rows_max(img, W, i0 + 1, i1 - 1, G->c0, G->c1 - G->c0 + 1, G->fv + G->c0);
+    rows_max(img, W, i0 + 1, i1 - 1, c0, c1 - c0 + 1, fv + c0);
+}
+
+static void vgroup_draw(const vgroup *G, uint8_t *img, int H, int W) {
+    vdash_draw(G->p0, G->p1, G->c0, G->c1, G->ov, G->fv, img, H, W);
 }
 
 /* The markings of a straight window seen with the rows along the road (ego heading (+-1, 0):
@@ -628,49 +668,57 @@ static int markings_aligned(const xform *t, const ew_road *road, const float *wb
         to_px(t, x0, y, &qu[nl], &v);
         dyl[nl++] = y;
     }
-    vgroup vg[VG_MAX];
-    int ng = 0;
-    if (nl > 0) {
-        float da[VG_MAX], db[VG_MAX];
-        int n = ew_road_dashes(road, x0, x1, da, db, VG_MAX);
-        if (n > VG_MAX) return 0;
-        for (int k = 0; k < n; k++) {
-            float ua, p0, ub, p1;
-            to_px(t, da[k], dyl[0], &ua, &p0);
-            to_px(t, db[k], dyl[0], &ub, &p1);
-            if (p1 < p0) { float s = p0; p0 = p1; p1 = s; }
-            float dp = p1 - p0, dq = 0.0f;
-            if (!(dp > 0.0f)) continue; /* band_major draws nothing */
-            int i0 = floor_clamp(p0, 0, H), i1 = ceil_clamp(p1, 0, H) - 1;
-            if (i1 < i0) continue;
-            float hh = 0.5f * w * sqrtf(dp * dp + dq * dq) / dp;
-            vgroup *G = &vg[ng];
-            G->p0 = p0;
-            G->p1 = p1;
-            G->c0 = W;
-            G->c1 = -1;
-            memset(G->ov, 0, sizeof(float) * (size_t)W);
-            memset(G->fv, 0, (size_t)W);
+    /* Per dash: its rows p0, p1 and the columns of all dashed lines, which depend on the dash
+     * only through its half width hh (a function of p1 - p0): dashes with the same hh share
+     * one column profile (the same inputs give the same values). */
+    typedef struct { int c0, c1; float hh, ov[VG_COLS]; uint8_t fv[VG_COLS]; } vprof;
+    vprof pr[4];
+    int npr = 0, next = 0;
+    float da[VG_MAX], db[VG_MAX];
+    int n = nl > 0 ? ew_road_dashes(road, x0, x1, da, db, VG_MAX) : 0;
+    if (n > VG_MAX) return 0;
+    memcpy(img, tmpl, (size_t)W);
+    fill_rows(img, H, W);
+    for (int k = 0; k < n; k++) {
+        float ua, p0, ub, p1;
+        to_px(t, da[k], dyl[0], &ua, &p0);
+        to_px(t, db[k], dyl[0], &ub, &p1);
+        if (p1 < p0) { float s = p0; p0 = p1; p1 = s; }
+        float dp = p1 - p0, dq = 0.0f;
+        if (!(dp > 0.0f)) continue; /* band_major draws nothing */
+        int i0 = floor_clamp(p0, 0, H), i1 = ceil_clamp(p1, 0, H) - 1;
+        if (i1 < i0) continue;
+        float hh = 0.5f * w * sqrtf(dp * dp + dq * dq) / dp;
+        int q = 0;
+        while (q < npr && !(pr[q].hh == hh)) q++;
+        if (q == npr) { /* a new profile (in the slots round robin; each dash is drawn at once) */
+            if (npr < 4) npr++;
+            else q = next;
+            next = (q + 1) & 3;
+            vprof *P = &pr[q];
+            P->hh = hh;
+            P->c0 = W;
+            P->c1 = -1;
+            memset(P->ov, 0, sizeof(float) * (size_t)W);
+            memset(P->fv, 0, (size_t)W);
             for (int l = 0; l < nl; l++) {
                 float lo = qu[l] - hh, hi = qu[l] + hh;
                 int fj0 = floor_clamp(lo, 0, W), fj1 = floor_clamp(hi, -1, W - 1);
                 if (fj1 < fj0) continue;
-                G->c0 = fj0 < G->c0 ? fj0 : G->c0;
-                G->c1 = fj1 > G->c1 ? fj1 : G->c1;
+                P->c0 = fj0 < P->c0 ? fj0 : P->c0;
+                P->c1 = fj1 > P->c1 ? fj1 : P->c1;
                 for (int j = fj0; j <= fj1; j++) {
                     float ov = overlap1(lo, hi, (float)j);
                     float c = ov * 255.0f;
                     uint8_t f = (uint8_t)((c < 255.0f ? c : 255.0f) + 0.5f);
-                    G->ov[j] = ov > G->ov[j] ? ov : G->ov[j];
-                    G->fv[j] = f > G->fv[j] ? f : G->fv[j];
+                    P->ov[j] = ov > P->ov[j] ? ov : P->ov[j];
+                    P->fv[j] = f > P->fv[j] ? f : P->fv[j];
                 }
             }
-            if (G->c1 >= G->c0) ng++;
         }
+        const vprof *P = &pr[q];
+        if (P->c1 >= P->c0) vdash_draw(p0, p1, P->c0, P->c1, P->ov, P->fv, img, H, W);
     }
-    memcpy(img, tmpl, (size_t)W);
-    fill_rows(img, H, W);
-    for (int k = 0; k < ng; k++) vgroup_draw(&vg[k], img, H, W);
     return 1;
 }
 
@@ -742,12 +790,49 @@ static void draw_box(const xform *t, uint8_t *img, float x, float y, float hx, f
     rect_draw(img, t->rows, t->cols, uc, vc, au, av, hl, hw);
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#define EW_CULL_AVX2 1
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+/* The pre-cull of draw_boxes for boxes i .. i+31 with AVX2 (8 lanes): bit j set when box i + j
+ * passes. The same float operations as the 4-lane and scalar loops, lane by lane. */
+__attribute__((target("avx2"))) static uint32_t cull32_avx2(const ew_boxes *b, int i, const float *wb) {
+    v8f X0 = {0}, X1 = {0}, Y0 = {0}, Y1 = {0};
+    X0 += wb[0]; X1 += wb[1]; Y0 += wb[2]; Y1 += wb[3];
+    uint32_t m = 0;
+    for (int k = 0; k < 4; k++) {
+        v8f x, y, l, w;
+        memcpy(&x, b->x + i + 8 * k, sizeof x);
+        memcpy(&y, b->y + i + 8 * k, sizeof y);
+        memcpy(&l, b->len + i + 8 * k, sizeof l);
+        memcpy(&w, b->wid + i + 8 * k, sizeof w);
+        v8f r = 0.5f * (l + w);
+        v8i in = (x + r >= X0) & (x - r <= X1) & (y + r >= Y0) & (y - r <= Y1);
+        m |= (uint32_t)__builtin_ia32_movmskps256((v8f)in) << (8 * k);
+    }
+    return m;
+}
+#endif
+
 static void draw_boxes(const xform *t, const ew_boxes *b, const float *wb, uint8_t *img) {
     if (!b) return;
     /* cheap world-space pre-cull: a box whose bounding circle misses the image's world
      * bounding box (grown by 2 pixels) draws nothing */
     float x0 = wb[0], x1 = wb[1], y0 = wb[2], y1 = wb[3];
     int i = 0;
+#ifdef EW_CULL_AVX2
+    if (b->n >= 32 && __builtin_cpu_supports("avx2")) {
+        for (; i + 32 <= b->n; i += 32) {
+            uint32_t m = cull32_avx2(b, i, wb);
+            while (m) {
+                int j = i + __builtin_ctz(m);
+                m &= m - 1;
+                draw_box(t, img, b->x[j], b->y[j], b->hx[j], b->hy[j], b->len[j], b->wid[j]);
+            }
+        }
+    }
+#endif
     /* 4 boxes at a time (the same float tests as the scalar loop below, lane by lane) */
     v4f X0 = splat(x0), X1 = splat(x1), Y0 = splat(y0), Y1 = splat(y1);
     for (; i + 4 <= b->n; i += 4) {
@@ -804,7 +889,12 @@ static int merged_strips(const ew_road *r, float x, ival *out) {
         lane_edges(l, x, &v[n].lo, &v[n].hi);
         if (v[n].hi > v[n].lo) n++;
     }
-    qsort(v, (size_t)n, sizeof v[0], cmp_ival);
+    for (int i = 1; i < n; i++) { /* stable insertion sort by lo (a dozen lanes at most) */
+        ival x = v[i];
+        int j = i;
+        for (; j > 0 && cmp_ival(&v[j - 1], &x) > 0; j--) v[j] = v[j - 1];
+        v[j] = x;
+    }
     int m = 0;
     for (int i = 0; i < n; i++) {
         if (m > 0 && v[i].lo <= out[m - 1].hi + 1e-4f) {
