@@ -3,6 +3,7 @@
  * bench sim reports (medians over repeats, one core unless --threads > 1):
  *   vehicle_updates_per_s  background vehicles integrated per second (IDM + MOBIL), on a
  *                          world of about 100 vehicles with no ego and no rendering
+ *   vehicle_updates_per_cpu_s  the same per second of the thread's CPU time
  *   env_steps_per_s        whole-world steps per second including the ego's 117x24x4 raster
  *   rasters_per_s          ego rasters per second on a fixed dense scene
  *   rasters_per_cpu_s      the same loop per second of this thread's CPU time
@@ -62,7 +63,8 @@ static int traffic_config(const traffic_opts *o, ew_world_config *wc, char *err,
 }
 
 /* Vehicle updates per second of one world over `duration` simulated seconds. */
-static int bench_traffic(const traffic_opts *o, double *ups, double *mean_vehicles, char *err, int errlen) {
+static int bench_traffic(const traffic_opts *o, double *ups, double *ups_cpu, double *mean_vehicles, char *err,
+                         int errlen) {
     ew_world_config wc;
     if (traffic_config(o, &wc, err, errlen) != 0) return -1;
     ew_world *w = ew_world_create(&wc, err, errlen);
@@ -72,18 +74,19 @@ static int bench_traffic(const traffic_opts *o, double *ups, double *mean_vehicl
     for (int i = 0; i < 600; i++) ew_world_step(w, NULL);
     ew_world_stats s0 = ew_world_get_stats(w);
     long steps = (long)(o->duration / wc.dt + 0.5);
-    double t0 = cli_now();
+    double c0 = thread_cpu_now(), t0 = cli_now();
     for (long i = 0; i < steps; i++) ew_world_step(w, NULL);
-    double dt = cli_now() - t0;
+    double dt = cli_now() - t0, dc = thread_cpu_now() - c0;
     ew_world_stats s1 = ew_world_get_stats(w);
     *ups = (double)(s1.vehicle_updates - s0.vehicle_updates) / dt;
+    *ups_cpu = dc > 0.0 ? (double)(s1.vehicle_updates - s0.vehicle_updates) / dc : 0.0;
     *mean_vehicles = (double)(s1.vehicle_updates - s0.vehicle_updates) / (double)steps;
     ew_world_destroy(w);
     return 0;
 }
 
 typedef struct {
-    double vehicle_updates_per_s, mean_vehicles;
+    double vehicle_updates_per_s, mean_vehicles, vehicle_updates_per_cpu_s;
     double env_steps_per_s, env_vehicles;
     double rasters_per_s, rasters_f32_per_s, raster_vehicles_in_view, rasters_per_cpu_s;
 } sim_figures;
@@ -225,9 +228,10 @@ static int bench_sim(int argc, char **argv) {
     double *ups = calloc((size_t)R, sizeof(double)), *env = calloc((size_t)R, sizeof(double));
     double *ras = calloc((size_t)R, sizeof(double)), *rasf = calloc((size_t)R, sizeof(double));
     double *agg = calloc((size_t)R, sizeof(double)), *rasc = calloc((size_t)R, sizeof(double));
-    if (!ups || !env || !ras || !rasf || !agg || !rasc) {
+    double *upsc = calloc((size_t)R, sizeof(double));
+    if (!ups || !env || !ras || !rasf || !agg || !rasc || !upsc) {
         fprintf(stderr, "egoworld bench sim: out of memory\n");
-        free(ups); free(env); free(ras); free(rasf); free(agg); free(rasc);
+        free(ups); free(env); free(ras); free(rasf); free(agg); free(rasc); free(upsc);
         return 1;
     }
     sim_figures f = {0};
@@ -236,21 +240,25 @@ static int bench_sim(int argc, char **argv) {
     cli_progress_begin(&pg, "bench sim", R);
     for (int r = 0; r < R && !failed; r++) {
         /* Aggregate over T parallel worlds; the per-core figure is the 1-thread run. */
-        double per[1024];
+        double per[1024], cpu0 = 0.0;
         int bad = 0;
 #pragma omp parallel for num_threads(T) reduction(| : bad)
         for (int t = 0; t < T; t++) {
             char e2[256];
-            double m = 0.0;
+            double m = 0.0, c = 0.0;
             traffic_opts o = to;
             o.seed = seed + (uint64_t)t;
-            if (bench_traffic(&o, &per[t], &m, e2, (int)sizeof e2) != 0) bad = 1;
-            if (t == 0) f.mean_vehicles = m;
+            if (bench_traffic(&o, &per[t], &c, &m, e2, (int)sizeof e2) != 0) bad = 1;
+            if (t == 0) {
+                f.mean_vehicles = m;
+                cpu0 = c;
+            }
         }
         if (bad) { snprintf(err, sizeof err, "traffic benchmark failed to create its world"); failed = 1; break; }
         agg[r] = 0;
         for (int t = 0; t < T; t++) agg[r] += per[t];
         ups[r] = per[0];
+        upsc[r] = cpu0;
         if (!traffic_only) {
             if (bench_env(seed, 0.5, &env[r], &f.env_vehicles, err, (int)sizeof err) != 0 ||
                 bench_raster(seed, 0.5, &ras[r], &rasf[r], &rasc[r], &f.raster_vehicles_in_view, err, (int)sizeof err) != 0) {
@@ -263,10 +271,11 @@ static int bench_sim(int argc, char **argv) {
     cli_progress_end(&pg);
     if (failed) {
         fprintf(stderr, "egoworld bench sim: %s\n", err);
-        free(ups); free(env); free(ras); free(rasf); free(agg); free(rasc);
+        free(ups); free(env); free(ras); free(rasf); free(agg); free(rasc); free(upsc);
         return 1;
     }
     f.vehicle_updates_per_s = median(ups, R);
+    f.vehicle_updates_per_cpu_s = median(upsc, R);
     double aggregate = median(agg, R);
     if (!traffic_only) {
         f.env_steps_per_s = median(env, R);
@@ -285,10 +294,11 @@ static int bench_sim(int argc, char **argv) {
                    "\"rasters_per_cpu_s\": %.6g",
                    f.env_steps_per_s, f.env_vehicles, f.rasters_per_s, f.rasters_f32_per_s, f.raster_vehicles_in_view,
                    f.rasters_per_cpu_s);
-        printf("}\n");
+        printf(", \"vehicle_updates_per_cpu_s\": %.6g}\n", f.vehicle_updates_per_cpu_s);
     } else {
         printf("machine: %d cores; %d thread(s); medians of %d runs\n", cores, T, R);
         printf("vehicle updates/s (IDM+MOBIL, 1 core)  %14.4g   (%.0f vehicles)\n", f.vehicle_updates_per_s, f.mean_vehicles);
+        printf("vehicle updates per CPU second        %14.4g   (thread CPU time)\n", f.vehicle_updates_per_cpu_s);
         if (T > 1) printf("vehicle updates/s (%d threads)          %14.4g\n", T, aggregate);
         if (!traffic_only) {
             printf("env steps/s (world + ego raster)      %14.4g   (%.0f vehicles)\n", f.env_steps_per_s, f.env_vehicles);
@@ -297,7 +307,7 @@ static int bench_sim(int argc, char **argv) {
             printf("rasters per CPU second (uint8)        %14.4g   (thread CPU time)\n", f.rasters_per_cpu_s);
         }
     }
-    free(ups); free(env); free(ras); free(rasf); free(agg); free(rasc);
+    free(ups); free(env); free(ras); free(rasf); free(agg); free(rasc); free(upsc);
     return 0;
 }
 
