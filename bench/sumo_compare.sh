@@ -8,6 +8,15 @@
 # LC2013; egoworld: IDM + MOBIL), one core each, for SIM_SECONDS simulated seconds.
 # Reported: vehicle updates per second (SUMO's own "UPS" figure; egoworld's
 # vehicle_updates_per_s) and the mean number of vehicles on the road, then the ratio.
+# REPEAT rounds (environment, default 1) alternate the two and print the median ratio.
+# SUMO runs WARM = 60 s more than SIM_SECONDS (egoworld warms up for 60 s before it measures).
+# Where /usr/bin/time exists, the same per second of CPU time is reported too, which a loaded
+# machine disturbs less: egoworld's vehicle_updates_per_cpu_s (thread CPU time, after its
+# warm-up) and, for SUMO, its vehicle updates after t = 60 s over the user + system time of
+# the full run minus that of a run that stops at t = 60 s (so start-up, loading and the
+# filling of the empty road are not counted). The timed SUMO runs write no per-step output;
+# vehicle counts come from one extra run with --summary-output (SUMO is deterministic per
+# seed). Mean vehicles are over the measured (post-warm-up) steps on both sides.
 # Skips (exit 0, "skip: ...") when SUMO is not installed (Debian package: sumo).
 set -eu
 BIN=${1:-./build/egoworld}
@@ -22,6 +31,8 @@ if ! command -v sumo >/dev/null 2>&1 || ! command -v netconvert >/dev/null 2>&1;
 fi
 [ -x "$BIN" ] || { echo "sumo_compare: egoworld binary '$BIN' not found (build first)" >&2; exit 1; }
 
+WARM=60
+TOTAL=$((DUR + WARM))
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cat > "$tmp/n.nod.xml" <<XML
@@ -37,25 +48,57 @@ netconvert -n "$tmp/n.nod.xml" -e "$tmp/e.edg.xml" -o "$tmp/net.xml" --no-turnar
   echo ' <route id="r" edges="hw"/>'
   l=0
   while [ "$l" -lt "$LANES" ]; do
-    echo " <flow id=\"f$l\" type=\"car\" route=\"r\" begin=\"0\" end=\"$DUR\" vehsPerHour=\"$FLOW\" departLane=\"$l\" departSpeed=\"max\"/>"
+    echo " <flow id=\"f$l\" type=\"car\" route=\"r\" begin=\"0\" end=\"$TOTAL\" vehsPerHour=\"$FLOW\" departLane=\"$l\" departSpeed=\"max\"/>"
     l=$((l + 1))
   done
   echo '</routes>'
 } > "$tmp/r.rou.xml"
 
-sumo_out=$(SUMO_HOME=/usr/share/sumo taskset -c 0 sumo -n "$tmp/net.xml" -r "$tmp/r.rou.xml" --step-length 0.1 \
-  --end "$DUR" --no-step-log --duration-log.statistics --seed 1 --summary-output "$tmp/summary.xml" 2>&1)
-sumo_ups=$(printf '%s\n' "$sumo_out" | awk '/UPS:/ {print $2}')
-sumo_mean=$(awk -F'running="' '/<step / {split($2, a, "\""); s += a[1]; n++} END {if (n) printf "%.1f", s / n; else print 0}' "$tmp/summary.xml")
+REPEAT=${REPEAT:-1}
+run_sumo() { # $1: end time; then extra options. Prints sumo's output (and "cpu U S" with /usr/bin/time)
+  end=$1
+  shift
+  if [ -x /usr/bin/time ]; then
+    SUMO_HOME=/usr/share/sumo taskset -c 0 /usr/bin/time -f 'cpu %U %S' sumo -n "$tmp/net.xml" -r "$tmp/r.rou.xml" \
+      --step-length 0.1 --end "$end" --no-step-log --duration-log.statistics --seed 1 "$@" 2>&1
+  else
+    SUMO_HOME=/usr/share/sumo taskset -c 0 sumo -n "$tmp/net.xml" -r "$tmp/r.rou.xml" --step-length 0.1 \
+      --end "$end" --no-step-log --duration-log.statistics --seed 1 "$@" 2>&1
+  fi
+}
+# untimed: vehicle counts per step (after the warm-up)
+run_sumo "$TOTAL" --summary-output "$tmp/summary.xml" >/dev/null
+sumo_mean=$(awk -v w="$WARM" -F'"' '/<step / {t = -1; for (i = 1; i < NF; i++) { if ($i ~ /<step time=$/) t = $(i + 1); if ($i ~ / running=$/) c = $(i + 1) } if (t > w) {s += c; n++}} END {if (n) printf "%.1f", s / n; else print 0}' "$tmp/summary.xml")
+sumo_total=$(awk -v w="$WARM" -F'"' '/<step / {t = -1; for (i = 1; i < NF; i++) { if ($i ~ /<step time=$/) t = $(i + 1); if ($i ~ / running=$/) c = $(i + 1) } if (t > w) s += c} END {printf "%.0f", s}' "$tmp/summary.xml")
 
-ego_json=$(taskset -c 0 "$BIN" bench sim --traffic-only --lanes "$LANES" --length "$LEN" --flow "$FLOW" \
-  --duration "$DUR" --threads 1 --json)
-ego_ups=$(printf '%s\n' "$ego_json" | sed -n 's/.*"vehicle_updates_per_s": \([0-9.e+]*\).*/\1/p')
-ego_mean=$(printf '%s\n' "$ego_json" | sed -n 's/.*"mean_vehicles": \([0-9.e+]*\).*/\1/p')
+printf '%-6s %-10s %18s %18s %14s\n' "round" "simulator" "vehicle_updates/s" "updates/cpu_s" "mean_vehicles"
+r=1
+ratios=""
+cratios=""
+while [ "$r" -le "$REPEAT" ]; do
+  sumo_out=$(run_sumo "$TOTAL")
+  sumo_ups=$(printf '%s\n' "$sumo_out" | awk '/UPS:/ {print $2}')
+  cpu_full=$(printf '%s\n' "$sumo_out" | awk '/^cpu / {print $2 + $3}')
+  cpu_warm=$(run_sumo "$WARM" | awk '/^cpu / {print $2 + $3}')
+  sumo_cpu=$(awk -v t="$sumo_total" -v f="$cpu_full" -v w="$cpu_warm" 'BEGIN { if (f != "" && w != "" && f - w > 0) printf "%.0f", t / (f - w); else print "nan" }')
 
-ratio=$(awk -v a="$ego_ups" -v b="$sumo_ups" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "nan" }')
-printf '%-10s %18s %14s\n' "simulator" "vehicle_updates/s" "mean_vehicles"
-printf '%-10s %18.0f %14s\n' "sumo" "$sumo_ups" "$sumo_mean"
-printf '%-10s %18.0f %14s\n' "egoworld" "$ego_ups" "$ego_mean"
-printf 'ratio egoworld/sumo: %s  (%s lanes, %s m, %s veh/h/lane, %s s simulated, dt 0.1 s, one core)\n' \
-  "$ratio" "$LANES" "$LEN" "$FLOW" "$DUR"
+  ego_json=$(taskset -c 0 "$BIN" bench sim --traffic-only --lanes "$LANES" --length "$LEN" --flow "$FLOW" \
+    --duration "$DUR" --threads 1 --json 2>/dev/null)
+  ego_ups=$(printf '%s\n' "$ego_json" | sed -n 's/.*"vehicle_updates_per_s": \([0-9.e+]*\).*/\1/p')
+  ego_cpu=$(printf '%s\n' "$ego_json" | sed -n 's/.*"vehicle_updates_per_cpu_s": \([0-9.e+]*\).*/\1/p')
+  [ -n "$ego_cpu" ] || ego_cpu=nan
+  ego_mean=$(printf '%s\n' "$ego_json" | sed -n 's/.*"mean_vehicles": \([0-9.e+]*\).*/\1/p')
+
+  printf '%-6s %-10s %18.0f %18s %14s\n' "$r" "sumo" "$sumo_ups" "$sumo_cpu" "$sumo_mean"
+  printf '%-6s %-10s %18.0f %18.0f %14s\n' "$r" "egoworld" "$ego_ups" "$ego_cpu" "$ego_mean"
+  ratios="$ratios $(awk -v a="$ego_ups" -v b="$sumo_ups" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "nan" }')"
+  cratios="$cratios $(awk -v a="$ego_cpu" -v b="$sumo_cpu" 'BEGIN { if (b > 0 && a > 0) printf "%.1f", a / b; else print "nan" }')"
+  r=$((r + 1))
+done
+median() { printf '%s\n' $1 | sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+ratio=$(median "$ratios")
+cratio=$(median "$cratios")
+printf 'ratios per round (wall):%s\n' "$ratios"
+printf 'ratios per round (cpu): %s\n' "$cratios"
+printf 'ratio egoworld/sumo: %s  (median of %s; per CPU second: %s)  (%s lanes, %s m, %s veh/h/lane, %s s measured after %s s, dt 0.1 s, one core)\n' \
+  "$ratio" "$REPEAT" "$cratio" "$LANES" "$LEN" "$FLOW" "$DUR" "$WARM"
