@@ -46,7 +46,7 @@ int ew_motion_init(ew_motion *m, const ew_motion_config *cfg, uint64_t seed, cha
     size_t nw = ew_param_numel(&last->weight);
     for (size_t i = 0; i < nw; i++) last->weight.data[i] *= 0.1f;
     for (int k = 0; k < 5 * EW_MOTION_FUT; k++) last->bias.data[k] = 0.0f;
-    m->cal_t = 1.0f;
+    ew_motion_cal_none(&m->cal);
     return 0;
 fail:
     ew_motion_free(m);
@@ -204,46 +204,68 @@ int ew_motion_predict(const ew_motion *m, ew_graph *g, const ew_motion_sample *s
                 int j = i * EW_MOTION_FUT + t;
                 d[0] = o.mx->data[j], d[1] = o.my->data[j], d[2] = o.sx->data[j], d[3] = o.sy->data[j];
                 d[4] = o.rho->data[j];
-                ew_motion_apply_cal(m->cal_t, m->cal_ax, m->cal_ay, d);
+                ew_motion_apply_cal(&m->cal, t, d);
             }
     }
     ew_set_grad_enabled(g, old);
     return rc;
 }
 
-void ew_motion_apply_cal(float t, float ax, float ay, float *d) {
-    if (t == 1.0f && ax == 0.0f && ay == 0.0f) return;
-    double sx = d[2] * (double)t, sy = d[3] * (double)t;
-    double nx = sqrt(sx * sx + (double)ax * ax), ny = sqrt(sy * sy + (double)ay * ay);
-    d[4] = (float)(d[4] * sx * sy / (nx * ny));
+void ew_motion_cal_none(ew_motion_cal *c) {
+    c->t[0] = c->t[1] = c->t[2] = 1.0f;
+    c->c = 1.0f;
+    c->ax = c->ay = 0.0f;
+}
+
+void ew_motion_apply_cal(const ew_motion_cal *c, int k, float *d) {
+    int b = k * 3 / EW_MOTION_FUT;
+    b = b < 0 ? 0 : (b > 2 ? 2 : b);
+    double t = c->t[b];
+    double sx = d[2] * t, sy = d[3] * t;
+    double nx = sqrt(sx * sx + (double)c->ax * c->ax), ny = sqrt(sy * sy + (double)c->ay * c->ay);
+    d[4] = (float)(c->c * d[4] * sx * sy / (nx * ny));
     d[2] = (float)nx, d[3] = (float)ny;
 }
 
-static double cal_nll(const ew_motion_sample *s, int n, const float *pred, float t, float ax, float ay) {
-    double sum = 0;
+/* Coverage loss of a calibration: squared misses of the 1 and 2 sigma shares (39.3 %, 86.5 %)
+ * over all horizons and over each second of them. */
+static double cal_loss(const ew_motion_sample *s, int n, const float *pred, const ew_motion_cal *c) {
+    long in1[4] = {0}, in2[4] = {0}, cnt[4] = {0};
     for (int i = 0; i < n; i++)
         for (int k = 0; k < EW_MOTION_FUT; k++) {
             float d[5];
             memcpy(d, pred + ((size_t)i * EW_MOTION_FUT + k) * 5, sizeof d);
-            ew_motion_apply_cal(t, ax, ay, d);
-            sum += ew_gauss2d_nll_ref(d[0], d[1], d[2], d[3], d[4], s[i].fut[k][0], s[i].fut[k][1]);
+            ew_motion_apply_cal(c, k, d);
+            double r2 = ew_gauss2d_maha2(d[0], d[1], d[2], d[3], d[4], s[i].fut[k][0], s[i].fut[k][1]);
+            int b = 1 + k * 3 / EW_MOTION_FUT;
+            in1[0] += r2 <= 1.0, in2[0] += r2 <= 4.0, cnt[0]++;
+            in1[b] += r2 <= 1.0, in2[b] += r2 <= 4.0, cnt[b]++;
         }
-    return sum;
+    double l = 0.0, c1 = 1.0 - exp(-0.5), c2 = 1.0 - exp(-2.0);
+    for (int b = 0; b < 4; b++)
+        if (cnt[b]) l += pow((double)in1[b] / cnt[b] - c1, 2) + pow((double)in2[b] / cnt[b] - c2, 2);
+    return l;
 }
 
 void ew_motion_calibrate(ew_motion *m, const ew_motion_sample *s, int n, const float *pred) {
-    float best[3] = {1.0f, 0.0f, 0.0f};
-    double bn = cal_nll(s, n, pred, 1.0f, 0.0f, 0.0f);
-    /* coordinate search on log-spaced grids, three sweeps */
-    for (int sweep = 0; sweep < 3; sweep++)
-        for (int c = 0; c < 3; c++)
-            for (int j = 0; j <= 40; j++) {
-                float cand[3] = {best[0], best[1], best[2]};
-                cand[c] = c == 0 ? 0.5f * powf(8.0f, (float)j / 40.0f) : (j == 0 ? 0.0f : 0.005f * powf(200.0f, (float)(j - 1) / 39.0f));
-                double v = cal_nll(s, n, pred, cand[0], cand[1], cand[2]);
-                if (v < bn) bn = v, best[0] = cand[0], best[1] = cand[1], best[2] = cand[2];
+    ew_motion_cal best;
+    ew_motion_cal_none(&best);
+    double bn = cal_loss(s, n, pred, &best);
+    /* coordinate search on grids, four sweeps; parameters 0-2 t, 3 c, 4 ax, 5 ay */
+    for (int sweep = 0; sweep < 4; sweep++)
+        for (int p = 0; p < 6; p++)
+            for (int j = 0; j <= 48; j++) {
+                ew_motion_cal c = best;
+                float v = p < 3 ? 0.5f * powf(16.0f, (float)j / 48.0f)
+                                : (p == 3 ? (float)j / 48.0f : (j == 0 ? 0.0f : 0.005f * powf(200.0f, (float)(j - 1) / 47.0f)));
+                if (p < 3) c.t[p] = v;
+                else if (p == 3) c.c = v;
+                else if (p == 4) c.ax = v;
+                else c.ay = v;
+                double l = cal_loss(s, n, pred, &c);
+                if (l < bn) bn = l, best = c;
             }
-    m->cal_t = best[0], m->cal_ax = best[1], m->cal_ay = best[2];
+    m->cal = best;
 }
 
 void ew_motion_cv(const ew_motion_sample *s, float dt, float *out) {
@@ -256,9 +278,10 @@ void ew_motion_cv(const ew_motion_sample *s, float dt, float *out) {
 }
 
 int ew_motion_save(const ew_motion *m, ew_optim *opt, long step, const char *path, char *err, size_t errsz) {
-    char h[32], st[32], dt[32], cal[96];
+    char h[32], st[32], dt[32], cal[160];
     snprintf(h, sizeof h, "%d", m->cfg.hidden);
-    snprintf(cal, sizeof cal, "%.9g %.9g %.9g", m->cal_t, m->cal_ax, m->cal_ay);
+    snprintf(cal, sizeof cal, "%.9g %.9g %.9g %.9g %.9g %.9g", m->cal.t[0], m->cal.t[1], m->cal.t[2], m->cal.c,
+             m->cal.ax, m->cal.ay);
     snprintf(st, sizeof st, "%ld", step);
     snprintf(dt, sizeof dt, "%.9g", m->cfg.dt);
     ew_kv kv[6] = {{"model", "egoworld-motion"}, {"motion.hidden", h},         {"motion.dt", dt},
@@ -277,7 +300,8 @@ int ew_motion_load(ew_motion *m, const char *path, long *step, char *err, size_t
     ew_motion_config c;
     char *e1 = NULL, *e2 = NULL, *e3 = NULL;
     const char *ver = ew_checkpoint_meta(ck, "motion.version"), *cal = ew_checkpoint_meta(ck, "motion.cal");
-    float ct = 1.0f, cax = 0.0f, cay = 0.0f;
+    ew_motion_cal cv;
+    ew_motion_cal_none(&cv);
     if (!model || strcmp(model, "egoworld-motion") || !h || !dt || !st) {
         failf(err, errsz, "%s: not a motion-predictor checkpoint (metadata model, motion.hidden, motion.dt, %s)", path,
               EW_OPTIM_META_STEP);
@@ -288,8 +312,13 @@ int ew_motion_load(ew_motion *m, const char *path, long *step, char *err, size_t
               path, ver ? ver : "missing");
         goto done;
     }
-    if (cal && (sscanf(cal, "%f %f %f", &ct, &cax, &cay) != 3 || !(ct > 0.0f) || !(cax >= 0.0f) || !(cay >= 0.0f) ||
-                !isfinite(ct) || !isfinite(cax) || !isfinite(cay))) {
+    /* six numbers (t1 t2 t3 c ax ay), or three (t ax ay) as the first version-2 checkpoints wrote */
+    int ncal = cal ? sscanf(cal, "%f %f %f %f %f %f", &cv.t[0], &cv.t[1], &cv.t[2], &cv.c, &cv.ax, &cv.ay) : 0;
+    if (ncal == 3) cv.ax = cv.t[1], cv.ay = cv.t[2], cv.t[1] = cv.t[2] = cv.t[0], cv.c = 1.0f;
+    if (cal && ((ncal != 6 && ncal != 3) ||
+                !(cv.t[0] > 0.0f && cv.t[0] < 1e6f) || !(cv.t[1] > 0.0f && cv.t[1] < 1e6f) ||
+                !(cv.t[2] > 0.0f && cv.t[2] < 1e6f) || !(cv.c >= 0.0f && cv.c <= 1.0f) || !(cv.ax >= 0.0f && cv.ax < 1e6f) ||
+                !(cv.ay >= 0.0f && cv.ay < 1e6f))) {
         failf(err, errsz, "%s: bad motion.cal metadata '%s'", path, cal);
         goto done;
     }
@@ -306,7 +335,7 @@ int ew_motion_load(ew_motion *m, const char *path, long *step, char *err, size_t
         ew_motion_free(m);
         goto done;
     }
-    m->cal_t = ct, m->cal_ax = cax, m->cal_ay = cay;
+    m->cal = cv;
     if (step) *step = sv;
     rc = 0;
 done:

@@ -21,8 +21,15 @@
  * 1 - e^{-1/2} = 39.3 % for a calibrated model) and <= 4 (2 sigma, 86.5 %).
  *
  * Calibration (post hoc, fitted on a validation set by ew_motion_calibrate, never used in
- * training): predicted covariances C become T^2 C + diag(ax^2, ay^2) in ew_motion_predict
- * (identity when T = 1, ax = ay = 0); saved with the checkpoint.
+ * training): at horizon k the predicted covariance [[sx^2, r sx sy], [r sx sy, sy^2]] becomes
+ * [[T^2 sx^2 + ax^2, c r T^2 sx sy], [c r T^2 sx sy, T^2 sy^2 + ay^2]], T = t[k * 3 / 30] (one
+ * temperature per second of horizon), c in [0, 1] shrinks the correlation, in
+ * ew_motion_predict; identity when t = 1, c = 1, ax = ay = 0; saved with the checkpoint. It
+ * is fitted to the coverage, not the likelihood: errors have heavier tails than a Gaussian
+ * (unforeseen lane changes and brakes) and maximum likelihood widens every ellipse to cover
+ * those (on the shipped run: T at its bound 4, 97 % inside 1 sigma). The correlation term is
+ * there because a model trained on tracked positions learns the tracker's x-y correlated
+ * error at short horizons (|r| ~ 0.9), which the truth does not share.
  */
 #ifndef EW_MOTION_H
 #define EW_MOTION_H
@@ -43,7 +50,9 @@
  *  (+y) / right;  3 fitted speed / 30 m/s;  4, 5 distance to the view's front / rear edge
  *  / 100 m;  then for the own, left and right lane (6, 12, 18): the nearest vehicle ahead
  *  (gap / 50 m clipped to 2, 2 when none; relative speed / 10 m/s; present) and behind
- *  (the same, gap measured backwards). */
+ *  (the same, gap measured backwards);  23 when closing on the leader, the deceleration that
+ *  stops the closing within the gap left (dv^2 / (2 (gap - 6 m)), gap >= 7 m) / 5 m/s^2,
+ *  clipped to 3. */
 #define EW_MOTION_CTX 24
 
 typedef struct {
@@ -59,11 +68,20 @@ typedef struct {
 } ew_motion_config;
 
 typedef struct {
+    float t[3];  /* temperature per second of horizon */
+    float c;     /* correlation shrink */
+    float ax, ay; /* m */
+} ew_motion_cal;
+
+/* The identity calibration. */
+void ew_motion_cal_none(ew_motion_cal *c);
+
+typedef struct {
     ew_motion_config cfg;
     ew_linear_layer gx, gh, crop;
     ew_mlp head;
     ew_param_list params;
-    float cal_t, cal_ax, cal_ay; /* calibration (1, 0, 0 = none) */
+    ew_motion_cal cal;
 } ew_motion;
 
 void ew_motion_config_default(ew_motion_config *c);
@@ -91,11 +109,13 @@ int ew_motion_train_step(ew_motion *m, ew_optim *opt, ew_graph *g, const ew_moti
 /* Predictions out[n][EW_MOTION_FUT][5] = (mx, my, sx, sy, rho), calibrated. 0 or -1. */
 int ew_motion_predict(const ew_motion *m, ew_graph *g, const ew_motion_sample *s, int n, float *out, char *err,
                       size_t errsz);
-/* Applies (t, ax, ay) to one prediction (mx, my, sx, sy, rho) in place. */
-void ew_motion_apply_cal(float t, float ax, float ay, float *pred);
+/* Applies the calibration to one prediction (mx, my, sx, sy, rho) at horizon k (0-based) in place. */
+void ew_motion_apply_cal(const ew_motion_cal *c, int k, float *pred);
 /* Fits the calibration on n validation samples given the uncalibrated predictions pred
- * [n][EW_MOTION_FUT][5] and targets (s[i].fut): maximises the Gaussian likelihood over a grid
- * of T in [0.5, 4] and ax, ay in [0, 1] m (coordinate search); sets m->cal_*. */
+ * [n][EW_MOTION_FUT][5] and targets (s[i].fut): minimises the squared misses of the 1 and 2
+ * sigma coverage (39.3 %, 86.5 %) over all horizons and over each second of them, by
+ * coordinate search over grids (t in [0.5, 8], c in [0, 1], ax, ay in {0} U [0.005, 1] m);
+ * sets m->cal. */
 void ew_motion_calibrate(ew_motion *m, const ew_motion_sample *s, int n, const float *pred);
 
 /* Constant-velocity baseline from the same history: out[EW_MOTION_FUT][2]. */

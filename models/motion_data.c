@@ -189,6 +189,13 @@ static void make_ctx(ew_motion_sample *s, const float *lc, int nl, const nbr *nb
         if (gap > 2.0f) gap = 2.0f;
         if (!f[2] || gap < f[0]) f[0] = gap, f[1] = (nvx - vx) / 10.0f, f[2] = 1.0f;
     }
+    /* deceleration that stops the closing on the leader in the gap left (centres 6 m apart at
+     * contact): dv^2 / (2 (gap - 6 m)) */
+    if (s->ctx[8] == 1.0f && s->ctx[7] < 0.0f) {
+        float dv = 10.0f * s->ctx[7], room = 50.0f * s->ctx[6] - 6.0f;
+        float need = dv * dv / (2.0f * (room > 1.0f ? room : 1.0f)) / 5.0f;
+        s->ctx[23] = need < 3.0f ? need : 3.0f;
+    }
 }
 
 /* Crop of frame f (uint8 storage) around world (x, y). */
@@ -377,7 +384,12 @@ int ew_motion_collect(const ew_tracker *t, ew_graph *g, const ew_video_stream_cf
     if (trk)
         for (int k = 0; k < ntl; k++)
             for (int a = EW_MOTION_HIST - 1; a + EW_MOTION_FUT < tl[k].len; a += stride) {
-                ew_motion_sample *s = set_push(trk, 0);
+                /* events seen in the tracklet itself (no truth): lateral move > 1.5 m, or a speed
+                 * drop > 2.1 m/s between the anchor's and the last 0.5 s */
+                const float *X = tl[k].x, *Y = tl[k].y;
+                float v0 = (X[a] - X[a - 5]) / (5.0f * dt), v1 = (X[a + EW_MOTION_FUT] - X[a + EW_MOTION_FUT - 5]) / (5.0f * dt);
+                int ev = (fabsf(Y[a + EW_MOTION_FUT] - Y[a]) > 1.5f) | ((v0 - v1 > 2.1f) << 1);
+                ew_motion_sample *s = set_push(trk, ev);
                 if (!s) {
                     failf(err, errsz, "motion data: out of memory");
                     goto done;

@@ -7,8 +7,11 @@
  * (closest pairs first); unmatched detections start tracklets; an unmatched tracklet ends.
  * Windows of 40 consecutive frames (1 s history + 3 s future), anchors every `stride`
  * frames, become samples:
- *   trk      - tracklet windows: history and future tracked (no truth read);
- *   gt       - windows of true tracks (vehicle fully in view in all 40 frames);
+ *   trk      - tracklet windows: history and future tracked (no truth read); flags from the
+ *              tracklet itself: bit 0 |y(+3 s) - y(0)| > 1.5 m, bit 1 speed over the last
+ *              0.5 s more than 2.1 m/s below the speed over the 0.5 s before the anchor;
+ *   gt       - windows of true tracks (vehicle fully in view in all 40 frames), flags as
+ *              the pairs';
  *   pair_trk, pair_gt - evaluation pairs, index-aligned: a true window whose vehicle is
  *              matched (within 1.5 m, at the anchor frame) by a tracklet that covers the
  *              whole history; pair_trk has the tracked history, pair_gt the true one; both
