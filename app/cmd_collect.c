@@ -20,6 +20,7 @@
 #include "app/run_lua.h"
 #include "lua/scenario.h"
 #include "models/dist.h"
+#include "planner/controllers.h"
 #include "sim/driver.h"
 #include "sim/episode.h"
 #include "sim/replay.h"
@@ -41,6 +42,9 @@ static void help(void) {
            "  --seed S            base seed (default 1)\n"
            "  --goal M            end after M metres along x (default: 60 m before the road's end)\n"
            "  --replay            non-reactive: traffic recorded without the ego, replayed around it\n"
+           "  --controller C      drive the ego with controller C instead of idm-noisy (any spec of\n"
+           "                      --controller, e.g. mpc-km: expert data for distillation)\n"
+           "  --world FILE        world model of MPC controllers (default " EW_DEFAULT_WORLD_MODEL ")\n"
            "  --workers W         parallel episodes (default: the number of cores); under mpirun\n"
            "                      per rank (episode i on rank i mod ranks; rank 0 writes)\n"
            "  --split-seed K      seed of the train/val/test split (default 1)\n"
@@ -78,6 +82,11 @@ typedef struct {
     char err[256];
 } rec_ctx;
 
+static void rec_observe(void *ctx, const ew_world *w) {
+    rec_ctx *r = ctx;
+    if (r->drv->observe) r->drv->observe(r->drv->ctx, w);
+}
+
 static int rec_act(void *ctx, const ew_world *w, ew_action *out, char *err, int errlen) {
     rec_ctx *r = ctx;
     ew_action u;
@@ -96,6 +105,8 @@ typedef struct {
     double goal;
     int replay;
     const char *allow_read;
+    const char *controller; /* NULL: the noisy driver; else a controller spec (planner/controllers.h) */
+    const char *world;      /* world model of MPC controllers (NULL: the default) */
 } collect_opts;
 
 static uint64_t episode_seed(uint64_t base, long i) {
@@ -176,13 +187,22 @@ static void run_episode(const collect_opts *o, long i, ep_result *res) {
         dc.speed_factor_hi = 1.1f;
         dc.lc_random = 0.1f;
     }
-    if (ew_driver_controller(&dc, seed, &drv, err, errlen) != 0) goto done;
+    if (o->controller) {
+        ew_controller_opts co;
+        ew_controller_opts_default(&co);
+        co.seed = seed;
+        co.world_model = o->world;
+        if (ew_controller_create(o->controller, &co, &drv, err, errlen) != 0) goto done;
+    } else if (ew_driver_controller(&dc, seed, &drv, err, errlen) != 0) {
+        goto done;
+    }
     have_drv = 1;
-    drv.reset(drv.ctx, w);
+    if (drv.reset) drv.reset(drv.ctx, w);
     if (ew_traj_enc_begin(res->enc, sp->name, seed, ew_world_road(w), wc.ego_length, wc.ego_width, err, errlen) != 0)
         goto done;
     rec_ctx rc = {&drv, res->enc, 0, ""};
-    ew_controller rec = {.name = "idm-noisy", .ctx = &rc, .act = rec_act};
+    ew_controller rec = {.name = o->controller ? o->controller : "idm-noisy", .ctx = &rc, .act = rec_act,
+                         .observe = rec_observe};
     ew_episode ep;
     ew_episode_begin(&ep, &ec, w);
     while (ew_episode_step(&ep, w, &rec)) {
@@ -206,7 +226,7 @@ static void run_episode(const collect_opts *o, long i, ep_result *res) {
     if (ew_traj_enc_step(res->enc, w, &zero, err, errlen) != 0) goto done;
     if (ew_traj_enc_end(res->enc, res->script_err[0] ? "script_error" : ep.m.label, err, errlen) != 0) goto done;
     res->status = ep.m.status;
-    res->lane_changes = ew_driver_lane_changes(&drv);
+    res->lane_changes = o->controller ? 0 : ew_driver_lane_changes(&drv);
     res->failed = 0;
 done:
     if (res->failed && !err[0] && lsc && ew_scenario_error(lsc)) {
@@ -298,7 +318,7 @@ static int unpack_results(ep_result *res, long m, const unsigned char *buf, size
 
 int cmd_collect(int argc, char **argv) {
     const char *cmd = "collect";
-    const char *out = NULL, *allow_read = NULL;
+    const char *out = NULL, *allow_read = NULL, *controller = NULL, *world = NULL;
     long episodes = 10, steps = 300, workers = 0, shard_steps = 250000;
     uint64_t seed = 1, split_seed = 1;
     double goal = 0.0;
@@ -326,6 +346,8 @@ int cmd_collect(int argc, char **argv) {
         else if (!strcmp(a, "--replay")) replay = 1;
         else if (!strcmp(a, "--out")) { if (!(out = cli_value(cmd, argc, argv, &i))) USAGE(); }
         else if (!strcmp(a, "--allow-read")) { if (!(allow_read = cli_value(cmd, argc, argv, &i))) USAGE(); }
+        else if (!strcmp(a, "--controller")) { if (!(controller = cli_value(cmd, argc, argv, &i))) USAGE(); }
+        else if (!strcmp(a, "--world")) { if (!(world = cli_value(cmd, argc, argv, &i))) USAGE(); }
         else if (!strcmp(a, "--episodes")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 100000000, &episodes)) USAGE(); }
         else if (!strcmp(a, "--steps")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 1000000, &steps)) USAGE(); }
         else if (!strcmp(a, "--workers")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 1024, &workers)) USAGE(); }
@@ -404,8 +426,8 @@ int cmd_collect(int argc, char **argv) {
         strcat(cmdline, " ");
         strcat(cmdline, argv[i]);
     }
-    snprintf(extra, sizeof extra, "\"seed\": %llu, \"episodes\": %ld, \"steps\": %ld, \"goal_m\": %.9g, \"driver\": \"idm-noisy\"",
-             (unsigned long long)seed, episodes, steps, goal);
+    snprintf(extra, sizeof extra, "\"seed\": %llu, \"episodes\": %ld, \"steps\": %ld, \"goal_m\": %.9g, \"driver\": \"%s\"",
+             (unsigned long long)seed, episodes, steps, goal, controller ? controller : "idm-noisy");
     ew_traj_writer_cfg wcfg;
     ew_traj_writer_cfg_default(&wcfg);
     wcfg.dir = out;
@@ -427,7 +449,7 @@ int cmd_collect(int argc, char **argv) {
         free(names);
         return 1;
     }
-    collect_opts o = {sc, n_names, seed, steps, goal, replay, allow_read};
+    collect_opts o = {sc, n_names, seed, steps, goal, replay, allow_read, controller, world};
     long chunk = 4 * workers * dist.size;
     ep_result *res = calloc((size_t)chunk, sizeof *res);
     int rc = 0;

@@ -28,3 +28,7 @@ add_test(NAME cli_bench_data_json COMMAND sh -c
   "d=$(mktemp -d) && '${_ew}' collect free-2lane --episodes 2 --steps 50 --quiet --out \"$d/a\" >/dev/null && '${_ew}' bench data --data \"$d/a\" --batch 4 --n-cond 5 --n-pred 5 --repeat 1 --json && rm -rf \"$d\"")
 set_tests_properties(cli_bench_data_json PROPERTIES
   PASS_REGULAR_EXPRESSION "\"ms_per_batch_1t\": [0-9.e+-]+, \"ms_per_batch\": [0-9.e+-]+")
+# --controller: any controller spec drives the ego (expert data); recorded in the manifest;
+# an unknown spec is a one-line error.
+add_test(NAME cli_collect_controller COMMAND sh -c
+  "d=$(mktemp -d) && '${_ew}' collect dense-3lane --controller idm --episodes 2 --steps 30 --workers 1 --quiet --out \"$d/a\" --json > \"$d/j\" && grep -q '\"driver\": \"idm\"' \"$d/a/manifest.json\" && grep -q '\"ego_steps\": 62' \"$d/j\" && ! '${_ew}' collect dense-3lane --controller nope --episodes 1 --steps 5 --quiet --out \"$d/b\" 2> \"$d/e\" && grep -q 'unknown controller' \"$d/e\" && rm -rf \"$d\"")
