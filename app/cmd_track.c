@@ -462,6 +462,8 @@ static void help_train_pred(void) {
            "  --batch B         samples per step (default 64)\n"
            "  --hidden N        GRU width (default 64)\n"
            "  --lr X            Adam learning rate (default 1e-3)\n"
+           "  --event-weight W  draw windows with a lane change or braking W times as often\n"
+           "                    (events seen in the training positions themselves; default 1)\n"
            "  --degrade NAME    clean | degraded video (default clean)\n"
            "  --flow X          vehicles per hour per lane (default 1400)\n"
            "  --seed S          traffic and sampling seed (default 11)\n"
@@ -473,7 +475,7 @@ static void help_train_pred(void) {
 
 int cmd_train_predictor(int argc, char **argv) {
     const char *cmd = "train-predictor", *out = NULL, *trk = NULL, *deg = "clean";
-    long frames = 3000, stride = 3, steps = 2000, batch = 64, hidden = 64, threads = 1, ckpt_every = 500;
+    long frames = 3000, stride = 3, steps = 2000, batch = 64, hidden = 64, threads = 1, ckpt_every = 500, event_w = 1;
     double lr = 1e-3, flow = 1400;
     uint64_t seed = 11;
     int truth = 0, resume = 0, json = 0;
@@ -501,6 +503,7 @@ int cmd_train_predictor(int argc, char **argv) {
         FLAG_INT("--hidden", 1, 4096, hidden)
         FLAG_INT("--threads", 1, 1024, threads)
         FLAG_INT("--ckpt-every", 1, 100000000, ckpt_every)
+        FLAG_INT("--event-weight", 1, 100, event_w)
         FLAG_F("--lr", 1e-9, 10, lr)
         FLAG_F("--flow", 0, 5000, flow)
         else return cli_unknown(cmd, a);
@@ -527,6 +530,7 @@ int cmd_train_predictor(int argc, char **argv) {
     ew_motion_set set = {0};
     ew_optim *opt = NULL;
     ew_motion_sample *bs = malloc(sizeof *bs * (size_t)batch);
+    int *pool = NULL;
     int rc = 1;
     ew_dist dist;
     ew_dist_world(&dist);
@@ -548,6 +552,16 @@ int cmd_train_predictor(int argc, char **argv) {
         goto done;
     }
     if (root) fprintf(stderr, "train-predictor: %d %s windows in %.1f s\n", set.n, truth ? "true" : "tracked", cli_now() - t0);
+    /* draw pool: windows with a lane change or braking (flags) appear event_w times */
+    long npool = set.n;
+    for (int i = 0; i < set.n; i++) npool += set.flags[i] ? event_w - 1 : 0;
+    pool = malloc(sizeof *pool * (size_t)npool);
+    if (!pool || npool > 4000000000L) {
+        fail(cmd, "out of memory");
+        goto done;
+    }
+    for (int i = 0, j = 0; i < set.n; i++)
+        for (long c = 0; c < (set.flags[i] ? event_w : 1); c++) pool[j++] = i;
     ew_motion_config mc;
     ew_motion_config_default(&mc);
     mc.hidden = (int)hidden;
@@ -577,8 +591,8 @@ int cmd_train_predictor(int argc, char **argv) {
         ew_rng r;
         ew_rng_seed2(&r, seed, (uint64_t)s + 1u);
         /* this rank's slice of the global batch's draws */
-        for (long i = 0; i < (long)dist.rank * batch; i++) (void)ew_rng_below(&r, (uint32_t)set.n);
-        for (long i = 0; i < batch; i++) bs[i] = set.s[ew_rng_below(&r, (uint32_t)set.n)];
+        for (long i = 0; i < (long)dist.rank * batch; i++) (void)ew_rng_below(&r, (uint32_t)npool);
+        for (long i = 0; i < batch; i++) bs[i] = set.s[pool[ew_rng_below(&r, (uint32_t)npool)]];
         if (ew_motion_train_step(&m, opt, g, bs, (int)batch, &loss, err, sizeof err)) {
             fail(cmd, err);
             goto done;
@@ -619,6 +633,7 @@ int cmd_train_predictor(int argc, char **argv) {
 done:
     if (rc) ew_dist_abort(&dist, 1);
     free(bs);
+    free(pool);
     ew_optim_free(opt);
     ew_motion_free(&m);
     ew_motion_set_free(&set);
