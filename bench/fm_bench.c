@@ -5,6 +5,7 @@
  *       -fopenmp -lopenblas -lpng -lm -o build-fm/fm_bench
  * Usage: fm_bench [--threads N] [--batch B] [--nf F] [--hidden H] [--ncond C] [--npred P]
  *                 [--variant fm|fm-km|fm-km-noaction] [--stochastic 0|1] [--warmup W] [--steps S] [--json]
+ *                 [--device cpu|cuda] [--tf32 0|1]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,7 @@
 
 int main(int argc, char **argv) {
     ew_fm_config c = ew_fm_config_default();
-    ew_fm_bench_opts o = {1, 64, 1, 5, 0};
+    ew_fm_bench_opts o = {1, 64, 1, 5, 0, 0, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int used = 1;
@@ -32,6 +33,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--stochastic")) c.stochastic = atoi(v);
         else if (!strcmp(a, "--warmup")) o.warmup = atoi(v);
         else if (!strcmp(a, "--steps")) o.steps = atoi(v);
+        else if (!strcmp(a, "--device")) o.device = !strcmp(v, "cuda");
+        else if (!strcmp(a, "--tf32")) o.tf32 = atoi(v);
         else if (!strcmp(a, "--variant")) used = ew_fm_variant_parse(v, &c.variant) == 0;
         else used = 0;
         if (!used) {

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""torch_fm.py - the deterministic world-model training step of DESIGN.md section 5 in PyTorch (CPU).
+"""torch_fm.py - the deterministic world-model training step of DESIGN.md section 5 in PyTorch (CPU or CUDA).
 
 Same architecture, batch and thread count as ew_bench_nn (models/nnbench.c), for a side-by-side
 figure: forward, backward and one Adam update per step; prints one JSON line with
 torch_fm_train_samples_per_s = batch / median step time. Exits 0 with a "skip" line when
 PyTorch is not installed.
 
-Usage: torch_fm.py [--threads N] [--steps N] [--warmup N] [--batch N]
+With --device cuda everything lives on the GPU and each timed step ends with
+torch.cuda.synchronize(); TF32 is off for matmul and cuDNN unless --tf32 (PyTorch enables it for
+cuDNN convolutions by default, which would not be an fp32 comparison).
+
+Usage: torch_fm.py [--threads N] [--steps N] [--warmup N] [--batch N] [--device cpu|cuda] [--tf32]
 """
 import argparse
 import json
@@ -21,6 +25,8 @@ def main():
     ap.add_argument("--steps", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--tf32", action="store_true")
     args = ap.parse_args()
     try:
         import torch
@@ -30,6 +36,15 @@ def main():
         print(json.dumps({"skip": "PyTorch (python3-torch) is not installed"}))
         return 0
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print(json.dumps({"skip": "PyTorch has no CUDA device"}))
+        return 0
+    dev = torch.device(args.device)
+    if args.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
+        torch.backends.cudnn.benchmark = True
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
     B, NCOND, H, W, NF = args.batch, 20, 117, 24, 64
@@ -75,7 +90,7 @@ def main():
             ds = self.head(h.flatten(1))
             return img, s[:, 5 * (NCOND - 1):] + ds
 
-    model = FM()
+    model = FM().to(dev)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(2)
@@ -84,6 +99,7 @@ def main():
     a = torch.randn(B, 2, generator=g)
     ti = torch.rand(B, 3, H, W, generator=g)
     ts = torch.randn(B, 5, generator=g)
+    x, s, a, ti, ts = (t.to(dev) for t in (x, s, a, ti, ts))
 
     def step():
         opt.zero_grad(set_to_none=False)
@@ -97,13 +113,17 @@ def main():
         step()
     times = []
     for _ in range(args.steps):
+        sync()
         t0 = time.perf_counter()
         step()
+        sync()
         times.append(time.perf_counter() - t0)
     times.sort()
     med = times[len(times) // 2]
     print(json.dumps({"torch_fm_train_samples_per_s": B / med, "step_ms": med * 1e3,
                       "threads": args.threads, "batch": B, "torch": torch.__version__,
+                      "device": args.device, "tf32": args.tf32,
+                      "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else "",
                       "mkldnn": bool(torch.backends.mkldnn.is_available()),
                       "cores": os.cpu_count()}))
     return 0

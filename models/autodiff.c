@@ -179,8 +179,18 @@ ew_tensor *ew_tensor_new(ew_graph *g, int ndim, const int *shape) {
 
 ew_tensor *ew_tensor_zeros(ew_graph *g, int ndim, const int *shape) {
     ew_tensor *t = ew_tensor_new(g, ndim, shape);
-    if (t) memset(t->data, 0, ew_numel(t) * sizeof(float));
+    if (!t) return t;
+    if (g->device && g->be->fill)
+        g->be->fill(g->be, ew_numel(t), 0.0f, t->data);
+    else
+        memset(t->data, 0, ew_numel(t) * sizeof(float));
     return t;
+}
+
+void *ew_graph_data_alloc(ew_graph *g, size_t bytes) {
+    void *p = ew_arena_alloc(data_arena(g), bytes);
+    if (!p) return ew_graph_fail(g, "arena: out of memory (%zu bytes)", bytes);
+    return p;
 }
 
 ew_tensor *ew_tensor_from(ew_graph *g, int ndim, const int *shape, const float *data) {
@@ -226,7 +236,12 @@ float *ew_grad_if_any(ew_tensor *t) { return root_of(t)->grad; }
 float *ew_tensor_grad(ew_graph *g, ew_tensor *t) {
     ew_tensor *r = root_of(t);
     if (!r->grad) {
-        r->grad = ew_arena_calloc(data_arena(g), ew_numel(r) * sizeof(float));
+        if (g->device && g->be->fill) { /* zeroed by the device, not by the host */
+            r->grad = ew_arena_alloc(data_arena(g), ew_numel(r) * sizeof(float));
+            if (r->grad) g->be->fill(g->be, ew_numel(r), 0.0f, r->grad);
+        } else {
+            r->grad = ew_arena_calloc(data_arena(g), ew_numel(r) * sizeof(float));
+        }
         if (!r->grad) return ew_graph_fail(g, "arena: out of memory for a gradient");
     }
     return r->grad;

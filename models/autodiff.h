@@ -86,6 +86,10 @@ double ew_graph_tag_seconds(const ew_graph *g, int tag);
 int ew_should_record(const ew_graph *g, const ew_tensor *a, const ew_tensor *b);
 /* Pushes a record; returns its ctx (ctx_bytes, zeroed, in the arena) or NULL on error. */
 void *ew_tape_push(ew_graph *g, ew_backward_fn fn, size_t ctx_bytes);
+/* bytes of memory the backend's kernels can address (the device arena on a device backend,
+ * else the arena), valid until the next reset; NULL (and an error recorded) when out of memory.
+ * For per-step buffers an op hands to a backend entry (e.g. dropout masks). */
+void *ew_graph_data_alloc(ew_graph *g, size_t bytes);
 /* Scratch floats valid until the next ew_graph_scratch call; grows (system allocation) only
  * when a larger size is asked for. NULL when out of memory. */
 float *ew_graph_scratch(ew_graph *g, size_t floats);

@@ -78,6 +78,28 @@ struct ew_backend {
     void (*unary_bwd_set)(const ew_backend *be, ew_unary_op op, float alpha, size_t n, const float *x,
                           const float *y, const float *dy, float *dx);
 
+    /* Optional data-movement entries a device backend provides so that ops.c need not touch
+     * tensor data on the host (NULL, as on the CPU backend: ops.c runs its own host loop,
+     * which defines the result).
+     * fill: y[i] = value for i < n.
+     * add_channels: y[(r * ch + c) * inner + i] += b[c] (biases of linear and transposed conv).
+     * copy_rows: dst[r * dst_stride + i] (+)= src[r * src_stride + i], r < rows, i < len
+     *   (concat, slice and their gradients); accumulate != 0 adds.
+     * scale_groups (dropout): m = mask[k], v = x[k * inner + i] for k < groups, i < inner:
+     *   mode 0: y = m v; mode 1: y = (m == 0 ? 0 : m v); mode 2: y += (m == 0 ? 0 : m v).
+     * mse: out[0] = sum((a - b)^2) / n, summed in double.
+     * mse_bwd: k = 2 dy[0] / n (dy read by the backend); fresh: da = k (a - b); else
+     *   da += k (a - b) and db -= k (a - b) (either may be NULL). */
+    void (*fill)(const ew_backend *be, size_t n, float value, float *y);
+    void (*add_channels)(const ew_backend *be, int rows, int ch, size_t inner, const float *b, float *y);
+    void (*copy_rows)(const ew_backend *be, size_t rows, size_t len, const float *src, size_t src_stride, float *dst,
+                      size_t dst_stride, int accumulate);
+    void (*scale_groups)(const ew_backend *be, size_t groups, size_t inner, const float *mask, const float *x,
+                         float *y, int mode);
+    void (*mse)(const ew_backend *be, size_t n, const float *a, const float *b, float *out);
+    void (*mse_bwd)(const ew_backend *be, size_t n, const float *a, const float *b, const float *dy, float *da,
+                    float *db, int fresh);
+
     /* Device backends only (all NULL on the CPU backend, which means: host malloc/free,
      * nothing to wait for, no device errors, ew_backend_destroy frees a CPU backend).
      * mem_alloc/mem_free: memory the backend's kernels can address AND the host can read and

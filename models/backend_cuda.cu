@@ -26,6 +26,7 @@ struct cuda_backend {
     cudaStream_t stream;
     cublasHandle_t blas;
     void *blas_ws;       /* cuBLAS workspace (fixed, so GEMMs can be captured into graphs) */
+    double *partials;    /* kReduceBlocks doubles for two-pass reductions (one stream: shared) */
     int capturing;
     int failed;
     char err[256];
@@ -219,6 +220,89 @@ __global__ void k_sum_channels(int rows, int ch, int inner, const float *x, floa
         }
         if (threadIdx.x == 0) out[c] = acc ? out[c] + (float)part[0] : (float)part[0];
         __syncthreads();
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Data movement, dropout and MSE (the optional entries) */
+
+__global__ void k_fill(size_t n, float v, float *y) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) y[i] = v;
+}
+
+__global__ void k_add_channels(size_t total, int ch, size_t inner, const float *b, float *y) {
+    for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total; t += (size_t)gridDim.x * blockDim.x)
+        y[t] += b[(t / inner) % (size_t)ch];
+}
+
+__global__ void k_copy_rows(size_t rows, size_t len, const float *src, size_t ss, float *dst, size_t ds, int acc) {
+    const size_t total = rows * len;
+    for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total; t += (size_t)gridDim.x * blockDim.x) {
+        size_t r = t / len, i = t % len;
+        float v = src[r * ss + i];
+        if (acc)
+            dst[r * ds + i] += v;
+        else
+            dst[r * ds + i] = v;
+    }
+}
+
+__global__ void k_scale_groups(size_t groups, size_t inner, const float *mask, const float *x, float *y, int mode) {
+    const size_t total = groups * inner;
+    for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total; t += (size_t)gridDim.x * blockDim.x) {
+        float m = mask[t / inner];
+        if (mode == 0)
+            y[t] = m * x[t];
+        else if (mode == 1)
+            y[t] = m == 0.0f ? 0.0f : m * x[t];
+        else if (m != 0.0f)
+            y[t] += m * x[t];
+    }
+}
+
+/* Sum of (a - b)^2 in double: kReduceBlocks partial sums (grid-stride, fixed-order tree per
+ * block), then one block adds the partials in order and writes the mean. */
+const unsigned kReduceBlocks = 256;
+
+__global__ void k_sqdiff_partial(size_t n, const float *a, const float *b, double *part) {
+    __shared__ double sh[kThreads];
+    double s = 0.0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        double d = (double)a[i] - (double)b[i];
+        s += d * d;
+    }
+    sh[threadIdx.x] = s;
+    __syncthreads();
+    for (unsigned w = blockDim.x / 2; w > 0; w >>= 1) {
+        if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) part[blockIdx.x] = sh[0];
+}
+
+__global__ void k_mean_of_partials(unsigned nparts, const double *part, size_t n, float *out) {
+    __shared__ double sh[kThreads];
+    double s = 0.0;
+    for (unsigned i = threadIdx.x; i < nparts; i += blockDim.x) s += part[i];
+    sh[threadIdx.x] = s;
+    __syncthreads();
+    for (unsigned w = blockDim.x / 2; w > 0; w >>= 1) {
+        if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[0] = (float)(sh[0] / (double)n);
+}
+
+__global__ void k_mse_bwd(size_t n, const float *a, const float *b, const float *dy, float *da, float *db, int fresh) {
+    const float k = 2.0f * dy[0] / (float)n;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float d = k * (a[i] - b[i]);
+        if (fresh) {
+            da[i] = d;
+        } else {
+            if (da) da[i] += d;
+            if (db) db[i] -= d;
+        }
     }
 }
 
@@ -448,6 +532,56 @@ void cu_sum_channels(const ew_backend *be, int rows, int ch, int inner, const fl
     LAUNCHED(cb, "k_sum_channels");
 }
 
+void cu_fill(const ew_backend *be, size_t n, float value, float *y) {
+    cuda_backend *cb = cbe(be);
+    if (cb->failed || n == 0) return;
+    k_fill<<<grid(n), kThreads, 0, cb->stream>>>(n, value, y);
+    LAUNCHED(cb, "k_fill");
+}
+
+void cu_add_channels(const ew_backend *be, int rows, int ch, size_t inner, const float *b, float *y) {
+    cuda_backend *cb = cbe(be);
+    if (cb->failed || rows <= 0 || ch <= 0 || inner == 0) return;
+    size_t total = (size_t)rows * (size_t)ch * inner;
+    k_add_channels<<<grid(total), kThreads, 0, cb->stream>>>(total, ch, inner, b, y);
+    LAUNCHED(cb, "k_add_channels");
+}
+
+void cu_copy_rows(const ew_backend *be, size_t rows, size_t len, const float *src, size_t src_stride, float *dst,
+                  size_t dst_stride, int accumulate) {
+    cuda_backend *cb = cbe(be);
+    if (cb->failed || rows == 0 || len == 0) return;
+    /* a kernel rather than cudaMemcpy2DAsync: the same node type whether or not it is captured */
+    k_copy_rows<<<grid(rows * len), kThreads, 0, cb->stream>>>(rows, len, src, src_stride, dst, dst_stride, accumulate);
+    LAUNCHED(cb, "k_copy_rows");
+}
+
+void cu_scale_groups(const ew_backend *be, size_t groups, size_t inner, const float *mask, const float *x, float *y,
+                     int mode) {
+    cuda_backend *cb = cbe(be);
+    if (cb->failed || groups == 0 || inner == 0) return;
+    k_scale_groups<<<grid(groups * inner), kThreads, 0, cb->stream>>>(groups, inner, mask, x, y, mode);
+    LAUNCHED(cb, "k_scale_groups");
+}
+
+void cu_mse(const ew_backend *be, size_t n, const float *a, const float *b, float *out) {
+    cuda_backend *cb = cbe(be);
+    if (cb->failed || n == 0) return;
+    unsigned blocks = ew_cuda_grid(n, kThreads, kReduceBlocks);
+    k_sqdiff_partial<<<blocks, kThreads, 0, cb->stream>>>(n, a, b, cb->partials);
+    if (LAUNCHED(cb, "k_sqdiff_partial")) return;
+    k_mean_of_partials<<<1, kThreads, 0, cb->stream>>>(blocks, cb->partials, n, out);
+    LAUNCHED(cb, "k_mean_of_partials");
+}
+
+void cu_mse_bwd(const ew_backend *be, size_t n, const float *a, const float *b, const float *dy, float *da, float *db,
+                int fresh) {
+    cuda_backend *cb = cbe(be);
+    if (cb->failed || n == 0 || (!da && !db)) return;
+    k_mse_bwd<<<grid(n), kThreads, 0, cb->stream>>>(n, a, b, dy, da, db, fresh);
+    LAUNCHED(cb, "k_mse_bwd");
+}
+
 void *cu_mem_alloc(const ew_backend *be, size_t bytes) {
     cuda_backend *cb = cbe(be);
     if (cb->failed) return NULL;
@@ -479,6 +613,7 @@ void cu_destroy(ew_backend *be) {
     if (cb->stream) cudaStreamSynchronize(cb->stream);
     if (cb->blas) cublasDestroy(cb->blas);
     if (cb->blas_ws) cudaFree(cb->blas_ws);
+    if (cb->partials) cudaFree(cb->partials);
     if (cb->stream) cudaStreamDestroy(cb->stream);
     free(cb);
 }
@@ -557,6 +692,12 @@ ew_backend *ew_backend_cuda_create(const ew_cuda_options *o, char *err, size_t e
     be->binary_bwd = cu_binary_bwd;
     be->axpy = cu_axpy;
     be->sum_channels = cu_sum_channels;
+    be->fill = cu_fill;
+    be->add_channels = cu_add_channels;
+    be->copy_rows = cu_copy_rows;
+    be->scale_groups = cu_scale_groups;
+    be->mse = cu_mse;
+    be->mse_bwd = cu_mse_bwd;
     be->mem_alloc = cu_mem_alloc;
     be->mem_free = cu_mem_free;
     be->sync = cu_sync;
@@ -568,7 +709,8 @@ ew_backend *ew_backend_cuda_create(const ew_cuda_options *o, char *err, size_t e
               CKB(cb, cublasCreate(&cb->blas)) || CKB(cb, cublasSetStream(cb->blas, cb->stream)) ||
               CKB(cb, cublasSetMathMode(cb->blas, opt.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH)) ||
               CK(cb, cudaMalloc(&cb->blas_ws, (size_t)32 << 20)) ||
-              CKB(cb, cublasSetWorkspace(cb->blas, cb->blas_ws, (size_t)32 << 20));
+              CKB(cb, cublasSetWorkspace(cb->blas, cb->blas_ws, (size_t)32 << 20)) ||
+              CK(cb, cudaMalloc((void **)&cb->partials, sizeof(double) * kReduceBlocks));
     if (bad) {
         put(err, errsz, "%s", cb->err);
         cu_destroy(be);

@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "models/fm_bench.h"
 
+#include "models/backend_cuda.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,7 +30,19 @@ int ew_fm_bench_run(const ew_fm_config *cfg, const ew_fm_bench_opts *o, FILE *ou
         fprintf(stderr, "fm bench: %s\n", err);
         return -1;
     }
-    ew_backend *be = ew_backend_cpu_create(o->threads);
+    ew_backend *be = NULL;
+    if (o->device == 1) {
+        ew_cuda_options co = ew_cuda_defaults();
+        co.tf32 = o->tf32;
+        be = ew_backend_cuda_create(&co, err, sizeof err);
+        if (!be) {
+            fprintf(stderr, "fm bench: --device cuda: %s\n", err);
+            ew_fm_free(&m);
+            return -1;
+        }
+    } else {
+        be = ew_backend_cpu_create(o->threads);
+    }
     ew_fm_trainer *t = NULL;
     int B = o->batch, T = cfg->n_pred, C = cfg->channels;
     size_t img = (size_t)C * cfg->height * cfg->width;
@@ -69,9 +83,10 @@ int ew_fm_bench_run(const ew_fm_config *cfg, const ew_fm_bench_opts *o, FILE *ou
     if (o->json)
         fprintf(out,
                 "{\"variant\": \"%s\", \"stochastic\": %d, \"nf\": %d, \"n_cond\": %d, \"n_pred\": %d, \"batch\": %d, "
-                "\"threads\": %d, \"params\": %zu, \"step_ms\": %.3f, \"samples_per_s\": %.3f, \"arena_mb\": %.1f, "
+                "\"device\": \"%s\", \"gpu\": \"%s\", \"tf32\": %d, \"threads\": %d, \"params\": %zu, \"step_ms\": %.3f, \"samples_per_s\": %.3f, \"arena_mb\": %.1f, "
                 "\"final_loss\": %.6f, \"steps\": %d}\n",
-                ew_fm_variant_name(cfg->variant), cfg->stochastic, cfg->nf, cfg->n_cond, T, B, o->threads, np, 1e3 * med,
+                ew_fm_variant_name(cfg->variant), cfg->stochastic, cfg->nf, cfg->n_cond, T, B, be->name,
+                ew_cuda_device_name(be), o->device == 1 ? o->tf32 : 0, o->threads, np, 1e3 * med,
                 B / med, (double)hw / 1048576.0, (double)l.loss, o->steps);
     else
         fprintf(out,
@@ -82,8 +97,8 @@ int ew_fm_bench_run(const ew_fm_config *cfg, const ew_fm_bench_opts *o, FILE *ou
     rc = 0;
 done:
     ew_fm_trainer_free(t);
+    ew_fm_free(&m); /* before the backend: a moved model frees into its memory */
     if (be) ew_backend_destroy(be);
-    ew_fm_free(&m);
     free(mem);
     free(times);
     return rc;

@@ -371,6 +371,12 @@ static void concat_bwd(ew_graph *g, void *c) {
             float *dx = ew_tensor_grad(g, x);
             if (!dx) return;
             size_t len = (size_t)d * u->inner;
+            const ew_backend *be = ew_graph_backend(g);
+            if (be->copy_rows) {
+                be->copy_rows(be, u->outer, len, dy + (size_t)off * u->inner, (size_t)u->dtot * u->inner, dx, len, 1);
+                off += d;
+                continue;
+            }
             for (size_t o = 0; o < u->outer; o++) {
                 const float *src = dy + (o * (size_t)u->dtot + (size_t)off) * u->inner;
                 float *dst = dx + o * len;
@@ -406,8 +412,14 @@ ew_tensor *ew_concat(ew_graph *g, ew_tensor *const *xs, int n, int dim) {
     int d;
     split_dim(y, dim, &outer, &d, &inner);
     int off = 0;
+    const ew_backend *be = ew_graph_backend(g);
     for (int k = 0; k < n; k++) {
         size_t len = (size_t)xs[k]->shape[dim] * inner;
+        if (be->copy_rows) {
+            be->copy_rows(be, outer, len, xs[k]->data, len, y->data + (size_t)off * inner, (size_t)dtot * inner, 0);
+            off += xs[k]->shape[dim];
+            continue;
+        }
         for (size_t o = 0; o < outer; o++)
             memcpy(y->data + (o * (size_t)dtot + (size_t)off) * inner, xs[k]->data + o * len, len * sizeof(float));
         off += xs[k]->shape[dim];
@@ -441,6 +453,11 @@ static void slice_bwd(ew_graph *g, void *c) {
     float *dx = ew_tensor_grad(g, u->x);
     if (!dx) return;
     size_t len = (size_t)u->len * u->inner;
+    const ew_backend *be = ew_graph_backend(g);
+    if (be->copy_rows) {
+        be->copy_rows(be, u->outer, len, dy, len, dx + (size_t)u->start * u->inner, (size_t)u->d * u->inner, 1);
+        return;
+    }
     for (size_t o = 0; o < u->outer; o++) {
         float *dst = dx + (o * (size_t)u->d + (size_t)u->start) * u->inner;
         const float *src = dy + o * len;
@@ -462,8 +479,12 @@ ew_tensor *ew_slice(ew_graph *g, ew_tensor *x, int dim, int start, int len) {
     int d;
     split_dim(x, dim, &outer, &d, &inner);
     size_t l = (size_t)len * inner;
-    for (size_t o = 0; o < outer; o++)
-        memcpy(y->data + o * l, x->data + (o * (size_t)d + (size_t)start) * inner, l * sizeof(float));
+    const ew_backend *be = ew_graph_backend(g);
+    if (be->copy_rows)
+        be->copy_rows(be, outer, l, x->data + (size_t)start * inner, (size_t)d * inner, y->data, l, 0);
+    else
+        for (size_t o = 0; o < outer; o++)
+            memcpy(y->data + o * l, x->data + (o * (size_t)d + (size_t)start) * inner, l * sizeof(float));
     if (ew_should_record(g, x, NULL)) {
         slice_ctx *u = record(g, y, slice_bwd, sizeof *u);
         if (!u) return NULL;
@@ -592,6 +613,11 @@ static void dropout_bwd(ew_graph *g, void *c) {
     int fresh;
     float *dx = ew_tensor_grad_w(g, u->x, &fresh);
     if (!dx) return;
+    const ew_backend *be = ew_graph_backend(g);
+    if (be->scale_groups) {
+        be->scale_groups(be, u->groups, u->inner, u->mask, dy, dx, fresh ? 1 : 2);
+        return;
+    }
     for (size_t k = 0; k < u->groups; k++) {
         float m = u->mask[k];
         const float *s = dy + k * u->inner;
@@ -614,12 +640,16 @@ static ew_tensor *dropout(ew_graph *g, ew_tensor *x, float p, ew_rng *rng, int c
     size_t groups = channel ? (size_t)x->shape[0] * (size_t)x->shape[1] : ew_numel(x);
     size_t inner = groups ? ew_numel(x) / groups : 0;
     ew_tensor *y = ew_tensor_new(g, x->ndim, x->shape);
-    float *mask = ew_arena_alloc(ew_graph_arena(g), sizeof(float) * (groups ? groups : 1));
+    const ew_backend *be = ew_graph_backend(g);
+    /* the mask is read by the backend when it scales on the device */
+    float *mask = be->scale_groups ? ew_graph_data_alloc(g, sizeof(float) * (groups ? groups : 1))
+                                   : ew_arena_alloc(ew_graph_arena(g), sizeof(float) * (groups ? groups : 1));
     if (!y) return NULL;
     if (!mask) return ew_graph_fail(g, "arena: out of memory");
     float keep = 1.0f / (1.0f - p);
     for (size_t k = 0; k < groups; k++) mask[k] = ew_rng_uniform(rng) < (double)p ? 0.0f : keep;
-    for (size_t k = 0; k < groups; k++) {
+    if (be->scale_groups) be->scale_groups(be, groups, inner, mask, x->data, y->data, 0);
+    for (size_t k = 0; k < groups && !be->scale_groups; k++) {
         float m = mask[k];
         const float *s = x->data + k * inner;
         float *d = y->data + k * inner;
@@ -704,7 +734,6 @@ static void mse_bwd(ew_graph *g, void *c) {
     float *dy = ew_grad_if_any(u->y);
     if (!dy) return;
     size_t n = ew_numel(u->a);
-    float k = 2.0f * dy[0] / (float)n;
     /* a's gradient may be written fresh (overwritten) when b's is not the same buffer */
     int fresh = 0;
     float *da = NULL, *db = u->b->requires_grad ? ew_tensor_grad(g, u->b) : NULL;
@@ -712,6 +741,11 @@ static void mse_bwd(ew_graph *g, void *c) {
     if (ew_graph_error(g)) return;
     const float *a = u->a->data, *b = u->b->data;
     const ew_backend *be = ew_graph_backend(g);
+    if (be->mse_bwd) {
+        be->mse_bwd(be, n, a, b, dy, da, db, fresh);
+        return;
+    }
+    float k = 2.0f * dy[0] / (float)n;
     int T = be->threads;
     long N = (long)n;
     if (fresh) {
@@ -736,12 +770,17 @@ ew_tensor *ew_mse(ew_graph *g, ew_tensor *a, ew_tensor *b) {
     if (n == 0) return ew_graph_fail(g, "mse: empty tensors");
     ew_tensor *y = ew_tensor_new(g, 0, NULL);
     if (!y) return NULL;
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a->data[i] - (double)b->data[i];
-        s += d * d;
+    const ew_backend *be = ew_graph_backend(g);
+    if (be->mse) {
+        be->mse(be, n, a->data, b->data, y->data);
+    } else {
+        double s = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            double d = (double)a->data[i] - (double)b->data[i];
+            s += d * d;
+        }
+        y->data[0] = (float)(s / (double)n);
     }
-    y->data[0] = (float)(s / (double)n);
     if (ew_should_record(g, a, b)) {
         pair_ctx *u = record(g, y, mse_bwd, sizeof *u);
         if (!u) return NULL;

@@ -113,7 +113,9 @@ ew_tensor *ew_linear(ew_graph *g, ew_tensor *x, ew_tensor *w, ew_tensor *b) {
     if (!y) return NULL;
     const ew_backend *be = ew_graph_backend(g);
     be->gemm(be, 0, 1, m, out, in, 1.0f, x->data, in, w->data, in, 0.0f, y->data, out);
-    if (b)
+    if (b && be->add_channels)
+        be->add_channels(be, m, out, 1, b->data, y->data);
+    else if (b)
         for (int r = 0; r < m; r++) {
             float *yr = y->data + (size_t)r * out;
             for (int j = 0; j < out; j++) yr[j] += b->data[j];
@@ -251,7 +253,10 @@ static ew_tensor *conv_common(ew_graph *g, ew_tensor *x, ew_tensor *w, ew_tensor
         be->conv_fwd(be, &d, x->data, w->data, b ? b->data : NULL, y->data, 0, ws);
     } else {
         be->conv_bwd_data(be, &d, x->data, w->data, y->data, 0, ws);
-        if (b) add_channel_bias(y->data, b->data, shape[0], out_c, (size_t)oh * ow);
+        if (b && be->add_channels)
+            be->add_channels(be, shape[0], out_c, (size_t)oh * ow, b->data, y->data);
+        else if (b)
+            add_channel_bias(y->data, b->data, shape[0], out_c, (size_t)oh * ow);
     }
     if (ew_should_record(g, x, w) || (b && ew_should_record(g, b, NULL))) {
         conv_ctx *u = record(g, y, conv_bwd, sizeof *u);

@@ -11,7 +11,9 @@
  * EW_PARITY_SELFTEST=1 runs the same checks with the CPU backend (2 threads) behind a
  * forwarding "device" backend whose memory is malloc'd: it exercises this harness and the
  * device-memory paths of the graph and the model (separate data arena, copies on wrap,
- * parameters moved) without a GPU; it is not a CUDA result.
+ * parameters moved, ops.c's calls of the optional entries fill, add_channels, copy_rows,
+ * scale_groups, mse and mse_bwd, written here from their contract) without a GPU; it is not a
+ * CUDA result.
  */
 #include <math.h>
 #include <stdio.h>
@@ -71,6 +73,55 @@ static void f_axpy(const ew_backend *be, size_t n, float al, const float *x, flo
 static void f_sum(const ew_backend *be, int r, int ch, int in, const float *x, float *o, int acc) {
     IN(be)->sum_channels(IN(be), r, ch, in, x, o, acc);
 }
+/* The optional data-movement entries, written here from their contract in backend.h (the CPU
+ * backend has none): the self-test then runs ops.c's calls of them. */
+static void f_fill(const ew_backend *be, size_t n, float v, float *y) {
+    (void)be;
+    for (size_t i = 0; i < n; i++) y[i] = v;
+}
+static void f_addch(const ew_backend *be, int rows, int ch, size_t inner, const float *b, float *y) {
+    (void)be;
+    for (size_t t = 0; t < (size_t)rows * (size_t)ch * inner; t++) y[t] += b[(t / inner) % (size_t)ch];
+}
+static void f_copy(const ew_backend *be, size_t rows, size_t len, const float *src, size_t ss, float *dst, size_t ds,
+                   int acc) {
+    (void)be;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t i = 0; i < len; i++) dst[r * ds + i] = acc ? dst[r * ds + i] + src[r * ss + i] : src[r * ss + i];
+}
+static void f_scale(const ew_backend *be, size_t groups, size_t inner, const float *mask, const float *x, float *y,
+                    int mode) {
+    (void)be;
+    for (size_t t = 0; t < groups * inner; t++) {
+        float m = mask[t / inner];
+        if (mode == 0)
+            y[t] = m * x[t];
+        else if (mode == 1)
+            y[t] = m == 0.0f ? 0.0f : m * x[t];
+        else if (m != 0.0f)
+            y[t] += m * x[t];
+    }
+}
+static void f_mse(const ew_backend *be, size_t n, const float *a, const float *b, float *out) {
+    (void)be;
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    out[0] = (float)(s / (double)n);
+}
+static void f_mse_bwd(const ew_backend *be, size_t n, const float *a, const float *b, const float *dy, float *da,
+                      float *db, int fresh) {
+    (void)be;
+    float k = 2.0f * dy[0] / (float)n;
+    for (size_t i = 0; i < n; i++) {
+        float d = k * (a[i] - b[i]);
+        if (fresh) {
+            da[i] = d;
+        } else {
+            if (da) da[i] += d;
+            if (db) db[i] -= d;
+        }
+    }
+}
 static void *f_alloc(const ew_backend *be, size_t bytes) {
     (void)be;
     return malloc(bytes ? bytes : 1);
@@ -107,6 +158,12 @@ static ew_backend *selftest_backend(void) {
     be->binary_bwd = f_binb;
     be->axpy = f_axpy;
     be->sum_channels = f_sum;
+    be->fill = f_fill;
+    be->add_channels = f_addch;
+    be->copy_rows = f_copy;
+    be->scale_groups = f_scale;
+    be->mse = f_mse;
+    be->mse_bwd = f_mse_bwd;
     be->mem_alloc = f_alloc;
     be->mem_free = f_free;
     be->destroy = f_destroy;
@@ -387,6 +444,16 @@ static ew_tensor *o_reshape(ew_graph *g, ew_tensor **x, ew_rng *r) {
 }
 static ew_tensor *o_concat(ew_graph *g, ew_tensor **x, ew_rng *r) { (void)r; return ew_concat(g, x, 3, 1); }
 static ew_tensor *o_slice(ew_graph *g, ew_tensor **x, ew_rng *r) { (void)r; return ew_slice(g, x[0], 1, 1, 2); }
+/* inputs used twice: the second gradient adds into the first */
+static ew_tensor *o_concat_twice(ew_graph *g, ew_tensor **x, ew_rng *r) {
+    (void)r;
+    ew_tensor *xs[3] = {x[0], x[1], x[0]};
+    return ew_concat(g, xs, 3, 2);
+}
+static ew_tensor *o_slice_twice(ew_graph *g, ew_tensor **x, ew_rng *r) {
+    (void)r;
+    return ew_mul(g, ew_slice(g, x[0], 1, 1, 2), ew_slice(g, x[0], 1, 2, 2));
+}
 static ew_tensor *o_sum(ew_graph *g, ew_tensor **x, ew_rng *r) { (void)r; return ew_sum(g, x[0]); }
 static ew_tensor *o_mean(ew_graph *g, ew_tensor **x, ew_rng *r) { (void)r; return ew_mean(g, x[0]); }
 static ew_tensor *o_max(ew_graph *g, ew_tensor **x, ew_rng *r) { (void)r; return ew_max(g, x[0]); }
@@ -452,6 +519,8 @@ static const op_case OPS[] = {
     {"reshape", o_reshape, 1, {3}, {{4, 3, 5}}, {-2}, {2}, R_TRANS},
     {"concat", o_concat, 3, {3, 3, 3}, {{2, 3, 4}, {2, 1, 4}, {2, 2, 4}}, {-1, -1, -1}, {1, 1, 1}, R_EXACT},
     {"slice", o_slice, 1, {3}, {{3, 5, 4}}, {-1}, {1}, R_EXACT},
+    {"concat (an input twice)", o_concat_twice, 2, {3, 3}, {{2, 3, 4}, {2, 3, 1}}, {-1, -1}, {1, 1}, R_EXACT},
+    {"slice (overlapping twice)", o_slice_twice, 1, {3}, {{3, 5, 4}}, {-1}, {1}, R_EXACT},
     {"sum", o_sum, 1, {3}, {{3, 5, 4}}, {-1}, {1}, R_SUM},
     {"mean", o_mean, 1, {3}, {{3, 5, 4}}, {-1}, {1}, R_SUM},
     {"max", o_max, 1, {3}, {{3, 5, 4}}, {-1}, {1}, R_EXACT},
