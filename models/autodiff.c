@@ -56,6 +56,16 @@ static void be_free(void *ctx, void *p) {
     be->mem_free(be, p);
 }
 
+ew_allocator ew_backend_allocator(const ew_backend *be) {
+    ew_allocator al = {NULL, NULL, NULL};
+    if (ew_backend_is_device(be)) {
+        al.alloc = be_alloc;
+        al.free = be_free;
+        al.ctx = (void *)be;
+    }
+    return al;
+}
+
 /* Where tensor data and gradients live. */
 static ew_arena *data_arena(ew_graph *g) { return g->device ? &g->dev_arena : &g->arena; }
 

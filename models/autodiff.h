@@ -34,6 +34,9 @@ typedef void (*ew_backward_fn)(ew_graph *g, void *ctx);
 /* A graph on backend be (borrowed, must outlive the graph) with an initial arena of
  * arena_bytes. NULL when out of memory. */
 ew_graph *ew_graph_create(const ew_backend *be, size_t arena_bytes);
+/* An allocator over be's mem_alloc/mem_free (ctx = be; all zero for the CPU backend: malloc),
+ * for moving layers into a device backend's memory (layers.h ew_*_move). */
+ew_allocator ew_backend_allocator(const ew_backend *be);
 void ew_graph_destroy(ew_graph *g);
 /* Starts a new step: forgets all tensors and the tape. Returns 0 or -1 (see ew_arena_reset). */
 int ew_graph_reset(ew_graph *g);

@@ -74,6 +74,23 @@ fail:
     return -1;
 }
 
+int ew_tracker_move_to_backend(ew_tracker *t, const ew_backend *be, char *err, size_t errsz) {
+    if (!ew_backend_is_device(be)) return 0;
+    ew_allocator al = ew_backend_allocator(be);
+    int bad = 0;
+    for (int l = 0; l < t->cfg.layers && !bad; l++) bad = ew_conv_layer_move(&t->conv[l], &al);
+    if (!bad) bad = ew_conv_layer_move(&t->head, &al) || ew_mlp_move(&t->disc, &al);
+    t->params.n = 0;
+    for (int l = 0; l < t->cfg.layers && !bad; l++) bad = ew_conv_layer_params(&t->conv[l], &t->params);
+    if (!bad) bad = ew_conv_layer_params(&t->head, &t->params) || ew_mlp_params(&t->disc, &t->params);
+    if (bad) {
+        failf(err, errsz, "tracker: moving the parameters to the %s backend failed (%s)", be->name,
+              ew_backend_error(be) ? ew_backend_error(be) : "out of device memory");
+        return -1;
+    }
+    return 0;
+}
+
 void ew_tracker_free(ew_tracker *t) {
     for (int l = 0; l < EW_TRACK_MAX_LAYERS; l++) ew_conv_layer_free(&t->conv[l]);
     ew_conv_layer_free(&t->head);

@@ -67,6 +67,10 @@ typedef struct {
 
 int ew_tracker_init(ew_tracker *t, const ew_tracker_config *cfg, uint64_t seed, char *err, size_t errsz);
 void ew_tracker_free(ew_tracker *t);
+/* Moves the parameters into be's memory when be is a device backend (no-op on the CPU; see
+ * ew_fm_move_to_backend): collect parameter views again afterwards (t->params is rebuilt);
+ * free the tracker before the backend. 0, or -1 with a message. */
+int ew_tracker_move_to_backend(ew_tracker *t, const ew_backend *be, char *err, size_t errsz);
 
 /* x [n, 1, h, w] -> logits [n, 1, h, w]. */
 ew_tensor *ew_tracker_logits(ew_graph *g, const ew_tracker *t, ew_tensor *x);

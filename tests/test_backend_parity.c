@@ -23,6 +23,7 @@
 #include "models/backend_cuda.h"
 #include "models/fm.h"
 #include "models/ops.h"
+#include "models/track.h"
 #include "tests/check.h"
 #include "tests/test_fm_util.h"
 
@@ -764,6 +765,48 @@ static void t_fm_step(void) {
     fm_test_batch_free(&tb);
 }
 
+/* ---- the tracker's network, moved into device memory ---------------------------------- */
+static void t_tracker(void) {
+    ew_tracker_config tc;
+    ew_tracker_config_default(&tc);
+    ew_tracker t[2];
+    ew_backend *be[2] = {REF, DUT};
+    char err[256];
+    const int n = 2, h = 12, w = 20;
+    float *x = malloc(sizeof(float) * n * h * w), *seed = malloc(sizeof(float) * n * h * w);
+    fill(x, (size_t)n * h * w, 0, 1, 71), fill(seed, (size_t)n * h * w, -1, 1, 72);
+    float *out[2] = {NULL, NULL}, *gw[2] = {NULL, NULL};
+    size_t nw = 0;
+    for (int s = 0; s < 2; s++) {
+        CHECK(ew_tracker_init(&t[s], &tc, 5, err, sizeof err) == 0, "tracker init: %s", err);
+        CHECK(ew_tracker_move_to_backend(&t[s], be[s], err, sizeof err) == 0, "tracker move: %s", err);
+        ew_graph *g = ew_graph_create(be[s], 0);
+        int xs[4] = {n, 1, h, w};
+        ew_tensor *y = ew_tracker_logits(g, &t[s], ew_tensor_wrap(g, 4, xs, x));
+        int ok = y && ew_backward_seed(g, y, seed) == 0 && ew_backend_sync(be[s]) == 0;
+        CHECK(ok, "tracker on %s: %s", be[s]->name, ew_graph_error(g) ? ew_graph_error(g) : "?");
+        if (ok) {
+            out[s] = malloc(sizeof(float) * n * h * w);
+            memcpy(out[s], y->data, sizeof(float) * n * h * w);
+            nw = ew_param_numel(&t[s].params.items[0]);
+            gw[s] = malloc(sizeof(float) * nw);
+            memcpy(gw[s], t[s].params.items[0].grad, sizeof(float) * nw);
+        }
+        ew_graph_destroy(g);
+    }
+    if (out[0] && out[1]) {
+        near("tracker logits", out[0], out[1], (size_t)n * h * w, 1e-4);
+        near("tracker d/dconv0.weight", gw[0], gw[1], nw, 1e-3);
+    }
+    for (int s = 0; s < 2; s++) {
+        ew_tracker_free(&t[s]);
+        free(out[s]);
+        free(gw[s]);
+    }
+    free(x);
+    free(seed);
+}
+
 int main(void) {
     const char *st = getenv("EW_PARITY_SELFTEST");
     int selftest = st && st[0] == '1';
@@ -800,6 +843,7 @@ int main(void) {
     t_ops();
     t_cuda_graph();
     t_fm_step();
+    t_tracker();
     if (ew_backend_error(DUT)) CHECK(0, "device error at the end: %s", ew_backend_error(DUT));
     ew_backend_destroy(small[0]);
     ew_backend_destroy(small[1]);
