@@ -7,6 +7,9 @@
  * Modes used by tests/mpi.cmake:
  *   test_dist collectives          run under mpirun: sums, means, gather of variable sizes,
  *                                   broadcast, same_u64, any, on every rank ("collectives OK")
+ *   test_dist allreduce-bench N REPS  under mpirun: median wall time of the mean all-reduce
+ *                                   of N floats (the gradient reducer's payload) over REPS
+ *                                   calls after 3 warm-ups; rank 0 prints it (docs/BENCHMARKS.md)
  *   test_dist maxdiff A B [TOL]    over the tensors of two safetensors files whose names do
  *                                   not start with "optim.": prints the largest |a - b| and
  *                                   the fraction of elements with |a - b| > TOL (default
@@ -141,6 +144,45 @@ static int collectives(int *argc, char ***argv) {
     if (r == 0) printf("collectives %s: %d ranks (mpi %d)\n", bad ? "FAILED" : "OK", R, d.mpi);
     ew_dist_finalize();
     return bad ? 1 : 0;
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int allreduce_bench(int *argc, char ***argv, size_t n, int reps) {
+    char err[256];
+    if (ew_dist_init(argc, argv, err, sizeof err)) {
+        fprintf(stderr, "allreduce-bench: %s\n", err);
+        return 1;
+    }
+    ew_dist d;
+    ew_dist_world(&d);
+    float *buf = malloc(sizeof(float) * (n ? n : 1));
+    double *t = malloc(sizeof(double) * (size_t)(reps > 0 ? reps : 1));
+    if (!buf || !t || reps < 1) {
+        free(buf);
+        free(t);
+        ew_dist_finalize();
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++) buf[i] = (float)(i % 97) * 0.01f;
+    for (int k = 0; k < 3 + reps; k++) {
+        ew_dist_barrier(&d);
+        double c0 = d.comm_s;
+        ew_dist_allreduce_mean(&d, buf, n);
+        if (k >= 3) t[k - 3] = d.comm_s - c0;
+    }
+    qsort(t, (size_t)reps, sizeof *t, cmp_dbl);
+    if (d.rank == 0)
+        printf("allreduce %zu floats (%.3f MB) on %d ranks: median %.3f ms, min %.3f ms over %d calls; %.2f GB/s algorithm bandwidth\n",
+               n, 4e-6 * (double)n, d.size, 1e3 * t[reps / 2], 1e3 * t[0], reps,
+               t[reps / 2] > 0 ? 4e-9 * (double)n / t[reps / 2] : 0.0);
+    free(buf);
+    free(t);
+    ew_dist_finalize();
+    return 0;
 }
 
 /* ---- single-process unit tests -------------------------------------------------------- */
@@ -290,6 +332,8 @@ static void test_traj_export(void) {
 int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[1], "maxdiff")) return maxdiff(argv[2], argv[3], argc >= 5 ? atof(argv[4]) : 1e-5);
     if (argc >= 2 && !strcmp(argv[1], "collectives")) return collectives(&argc, &argv);
+    if (argc >= 4 && !strcmp(argv[1], "allreduce-bench"))
+        return allreduce_bench(&argc, &argv, (size_t)strtoull(argv[2], NULL, 10), atoi(argv[3]));
     test_single_rank();
     test_optim_reducer();
     test_eval_pack();
