@@ -155,6 +155,35 @@ static inline v4f trap_F4(const trap *T, v4f x) {
 
 static const v4f LANE = {0, 1, 2, 3};
 
+/* AVX2 (x86-64, chosen at run time with __builtin_cpu_supports): 8-lane versions of the loops
+ * with the same float operations lane by lane; the 4-lane loops stay as the reference and
+ * the path of other CPUs. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define EW_CULL_AVX2 1
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+__attribute__((target("avx2"))) static inline v8f vsel8(v8i m, v8f a, v8f b) {
+    return (v8f)((m & (v8i)a) | (~m & (v8i)b));
+}
+
+/* trap_F4 on 8 lanes (the same operations lane by lane) */
+__attribute__((target("avx2"))) static inline v8f trap_F8(const trap *T, v8f x) {
+    v8f h2 = {0}, z = {0};
+    h2 += T->h2;
+    v8f mh2 = -h2;
+    v8f xc = vsel8(x > mh2, x, mh2);
+    xc = vsel8(xc < h2, xc, h2);
+    v8i sign = (v8i)xc & (int32_t)0x80000000;
+    v8f ax = (v8f)((v8i)xc & 0x7fffffff);
+    v8f t = ax - T->h1;
+    t = vsel8(t > z, t, z);
+    v8f q = t * t * T->inv_2ab;
+    return 0.5f + xc * T->inv_a - (v8f)((v8i)q | sign);
+}
+
+#endif
+
 typedef uint8_t v16u __attribute__((vector_size(16)));
 
 /* 16 int32 lanes (values in [0, 255]) -> 16 bytes. */
@@ -239,6 +268,23 @@ static inline float overlap1(float lo, float hi, float c) {
     return b > a ? b - a : 0.0f;
 }
 
+/* overlap1 on 4 lanes (the same operations). */
+static inline v4f overlap4(v4f lo, v4f hi, v4f c) {
+    v4f c1 = c + 1.0f;
+    v4f a = vsel(lo > c, lo, c), b = vsel(hi < c1, hi, c1);
+    return vsel(b > a, b - a, splat(0.0f));
+}
+
+/* floor_clamp on 4 lanes (NaN -> lo; lanes out of range never use their conversion). */
+static inline v4i floor_clamp4(v4f x, int lo, int hi) {
+    v4i t = __builtin_convertvector(x, v4i);
+    v4i f = t + (v4i)(x < __builtin_convertvector(t, v4f)); /* true = -1 */
+    v4i L = {lo, lo, lo, lo}, Hh = {hi, hi, hi, hi};
+    v4i gt_lo = (v4i)(x > (float)lo), gt_hi = (v4i)(x > (float)hi);
+    f = (gt_hi & Hh) | (~gt_hi & f);
+    return (gt_lo & f) | (~gt_lo & L);
+}
+
 /* ---- oriented rectangle ----------------------------------------------------------------- */
 
 /* The axis-aligned rectangle [u0, u1] x [v0, v1] over rows r0..r1 of a plane of width W >= S
@@ -276,6 +322,62 @@ static inline void rect_aligned_w(uint8_t *img, int W, float u0, float u1, float
         store_n(row, vmax_u8(load_n(row, S), val), S);
     }
 }
+
+#ifdef EW_CULL_AVX2
+/* The rotated-rectangle rows of rect_draw, 8 columns at a time: the lane offsets du are built
+ * from the same two 4-column block starts as the 4-lane loop (cb and cb + 4), so every lane
+ * sees the same float operations; lanes past the last column c1 are masked to 0 (left as
+ * they are by the max). */
+__attribute__((target("avx2"))) static void rect_rows_avx2(uint8_t *img, int H, int W, float uc, float vc, float au,
+                                                           float av, float hl, float hw, const trap *T) {
+    float e = T->h2;
+    int wide = hl >= e && hw >= e;
+    float A = hl + e, B = hw + e;
+    float ext = A * fabsf(av) + B * fabsf(au);
+    int r0 = ceil_clamp(vc - ext - 0.5f, 0, H), r1 = floor_clamp(vc + ext - 0.5f, -1, H - 1);
+    float iau = 1.0f / au, iav = 1.0f / av;
+    const v8f L2 = {0, 1, 2, 3, 0, 1, 2, 3};
+    const v16u IDX = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    v8f z = {0}, c255 = z + 255.0f;
+    for (int r = r0; r <= r1; r++) {
+        float dv = (float)r + 0.5f - vc;
+        float l1 = (-A - dv * av) * iau, h1 = (A - dv * av) * iau;
+        if (l1 > h1) { float s = l1; l1 = h1; h1 = s; }
+        float l2 = (dv * au - B) * iav, h2 = (dv * au + B) * iav;
+        if (l2 > h2) { float s = l2; l2 = h2; h2 = s; }
+        float lo = l1 > l2 ? l1 : l2, hi = h1 < h2 ? h1 : h2;
+        if (!(hi > lo)) continue;
+        int c0 = ceil_clamp(uc + lo - 0.5f, 0, W), c1 = floor_clamp(uc + hi - 0.5f, -1, W - 1);
+        uint8_t *row = img + (size_t)r * (size_t)W;
+        for (int cb = c0; cb <= c1; cb += 8) {
+            float sa = (float)cb + 0.5f - uc, sb = (float)(cb + 4) + 0.5f - uc;
+            v8f off = {sa, sa, sa, sa, sb, sb, sb, sb};
+            v8f du = L2 + off;
+            v8f sv = du * au + dv * av, tv = dv * au - du * av;
+            v8f cov;
+            if (wide) {
+                v8f as = (v8f)((v8i)sv & 0x7fffffff), at = (v8f)((v8i)tv & 0x7fffffff);
+                cov = trap_F8(T, hl - as) * trap_F8(T, hw - at);
+            } else {
+                cov = (trap_F8(T, hl - sv) - trap_F8(T, -hl - sv)) * (trap_F8(T, hw - tv) - trap_F8(T, -hw - tv));
+            }
+            /* vmin(vmax(x, 0), 255) as in the 4-lane loop */
+            v8f val = cov * 255.0f + 0.5f;
+            val = vsel8(val > z, val, z);
+            val = vsel8(val < c255, val, c255);
+            v8i iv = __builtin_convertvector(val, v8i);
+            v4i ia = __builtin_shufflevector(iv, iv, 0, 1, 2, 3), ib = __builtin_shufflevector(iv, iv, 4, 5, 6, 7);
+            int n = c1 - cb + 1 < 8 ? c1 - cb + 1 : 8;
+            v16u b = pack16(ia, ib, ia, ib) & (v16u)(IDX < (uint8_t)n);
+            if (cb + 8 <= W) {
+                store_n(row + cb, vmax_u8(load_n(row + cb, 8), b), 8);
+            } else {
+                for (int j = 0; j < n; j++) row[cb + j] = b[j] > row[cb + j] ? b[j] : row[cb + j];
+            }
+        }
+    }
+}
+#endif
 
 /* Centre (uc, vc), unit axis (au, av) along the length, half extents hl, hw (pixels). */
 static void rect_draw(uint8_t *img, int H, int W, float uc, float vc, float au, float av, float hl, float hw) {
@@ -318,6 +420,12 @@ static void rect_draw(uint8_t *img, int H, int W, float uc, float vc, float au, 
         return;
     }
     trap T = trap_make(au, av);
+#ifdef EW_CULL_AVX2
+    if (__builtin_cpu_supports("avx2")) {
+        rect_rows_avx2(img, H, W, uc, vc, au, av, hl, hw, &T);
+        return;
+    }
+#endif
     float e = T.h2;
     int wide = hl >= e && hw >= e;
     float A = hl + e, B = hw + e;
@@ -426,7 +534,41 @@ static int band_major(uint8_t *img, int n_maj, int n_min, size_t s_maj, size_t s
         rows_max(img, (int)s_maj, i0 + 1, i1 - 1, fj0, fj1 - fj0 + 1, fv);
         return 0;
     }
+    /* Interior lines of a band along the rows (minor stride 1), 4 at a time: a = i, b = i + 1,
+     * len = 1 on them (i0 < i < i1), so the loop below computes qc, lo, hi, j0, j1 and the
+     * values of the first two columns with the same float operations lane by lane; a line
+     * that spans more than two columns finishes its other columns in scalar form. */
+    int vlo = i0 + 1, vhi = i0; /* lines done here: vlo..vhi (none yet) */
+    if (!have_full && s_min == 1) {
+        for (int i = i0 + 1; i + 3 <= i1 - 1; i += 4) {
+            v4f a = LANE + (float)i, b = a + 1.0f;
+            v4f qc = q0 + (0.5f * (a + b) - p0) * k;
+            v4f lo = qc - hh, hi = qc + hh;
+            v4i j0 = floor_clamp4(lo, 0, n_min), j1 = floor_clamp4(hi, -1, n_min - 1);
+            v4f c0 = __builtin_convertvector(j0, v4f), c1 = c0 + 1.0f;
+            v4f ca = overlap4(lo, hi, c0) * 255.0f, cb = overlap4(lo, hi, c1) * 255.0f; /* l255 = 1 * 255 */
+            v4i va = __builtin_convertvector(vsel(ca < 255.0f, ca, splat(255.0f)) + 0.5f, v4i);
+            v4i vb = __builtin_convertvector(vsel(cb < 255.0f, cb, splat(255.0f)) + 0.5f, v4i);
+            for (int l = 0; l < 4; l++) {
+                uint8_t *line = img + (size_t)(i + l) * s_maj;
+                int ja = j0[l], jb = j1[l];
+                if (ja > jb) continue;
+                put_max(&line[ja], (uint8_t)va[l]);
+                if (ja + 1 > jb) continue;
+                put_max(&line[ja + 1], (uint8_t)vb[l]);
+                for (int j = ja + 2; j <= jb; j++) {
+                    float c = overlap1(lo[l], hi[l], (float)j) * 255.0f;
+                    put_max(&line[j], (uint8_t)((c < 255.0f ? c : 255.0f) + 0.5f));
+                }
+            }
+            vhi = i + 3;
+        }
+    }
     for (int i = i0; i <= i1; i++) {
+        if (i == vlo && vhi >= vlo) { /* done by the 4-line loop */
+            i = vhi;
+            continue;
+        }
         if (have_full && i > i0 && i < i1) {
             /* lines strictly between the first and the last: a = i, b = i + 1, len = 1 */
             int ie = i1 - 1;
@@ -790,10 +932,7 @@ static void draw_box(const xform *t, uint8_t *img, float x, float y, float hx, f
     rect_draw(img, t->rows, t->cols, uc, vc, au, av, hl, hw);
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define EW_CULL_AVX2 1
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
+#ifdef EW_CULL_AVX2
 
 /* The pre-cull of draw_boxes for boxes i .. i+31 with AVX2 (8 lanes): bit j set when box i + j
  * passes. The same float operations as the 4-lane and scalar loops, lane by lane. */
@@ -919,6 +1058,47 @@ static int straight_window(const ew_road *r, float x0, float x1) {
 /* Strips constant along x: per row, exact half-plane coverages at the strip edges, spans of
  * 0 and 255 elsewhere. Everything in pixel units: the world y at pixel centre (c, r) is
  * (Y0 + c gc + r gr) * m. */
+
+#ifdef EW_CULL_AVX2
+/* Every pixel of the off-road plane of offroad_strips (not flat) from the coverage formula, 8
+ * columns at a time: the value the window loops compute where they compute it, and where
+ * they write 0 or 255 the formula gives exactly C1 - C0 (all clamped terms; the caller checks
+ * that it rounds to 255) or 0. */
+__attribute__((target("avx2"))) static void offroad_rows_avx2(uint8_t *img, int H, int W, const trap *T, float gc,
+                                                              float gr, float Y0, const float *lo, const float *hi,
+                                                              int ns) {
+    const v8f L8 = {0, 1, 2, 3, 4, 5, 6, 7};
+    v8f z = {0}, c255 = z + 255.0f, h2 = z + T->h2, mh2 = -h2;
+    /* a term whose 8 arguments are all clamped (beyond +-h2) is the constant F(+-h2): taken
+     * without evaluating it (trap_F8 clamps to exactly +-h2 there, so the values are equal) */
+    v8f C1 = trap_F8(T, h2), C0 = trap_F8(T, mh2);
+#define EW_TERM8(x) (__builtin_ia32_movmskps256((v8f)((x) >= h2)) == 0xff   ? C1 \
+                     : __builtin_ia32_movmskps256((v8f)((x) <= mh2)) == 0xff ? C0 \
+                                                                            : trap_F8(T, (x)))
+    for (int r = 0; r < H; r++) {
+        uint8_t *row = img + (size_t)r * (size_t)W;
+        float Yr = Y0 + (float)r * gr;
+        for (int cs = 0; cs < W; cs += 8) {
+            v8f yc = (L8 + (float)cs) * gc + Yr, cov = z;
+            for (int j = 0; j < ns; j++) {
+                v8f xh = hi[j] - yc, xl = lo[j] - yc;
+                cov += EW_TERM8(xh) - EW_TERM8(xl);
+            }
+            v8f val = cov * 255.0f + 0.5f;
+            val = vsel8(val > z, val, z);
+            val = vsel8(val < c255, val, c255);
+            v8i iv = 255 - __builtin_convertvector(val, v8i);
+            v4i ia = __builtin_shufflevector(iv, iv, 0, 1, 2, 3), ib = __builtin_shufflevector(iv, iv, 4, 5, 6, 7);
+            v16u b = pack16(ia, ib, ia, ib);
+            int n = W - cs < 8 ? W - cs : 8;
+            if (n == 8) store_n(row + cs, b, 8);
+            else memcpy(row + cs, &b, (size_t)n);
+        }
+    }
+#undef EW_TERM8
+}
+#endif
+
 static void offroad_strips(const xform *t, const ival *st, int ns, uint8_t *img) {
     int H = t->rows, W = t->cols;
     float im = t->inv_m;
@@ -933,6 +1113,18 @@ static void offroad_strips(const xform *t, const ival *st, int ns, uint8_t *img)
     }
     int flat = fabsf(gc) < 1e-6f;
     float igc = flat ? 0.0f : 1.0f / gc;
+#ifdef EW_CULL_AVX2
+    if (!flat && gr != 0.0f && __builtin_cpu_supports("avx2")) {
+        /* a fully covered pixel (all terms clamped) must round to 255 as the loops below
+         * write it; C1 - C0 is within a few ulp of 1, so this holds for any trap */
+        float c1 = trap_F(&T, T.h2), c0 = trap_F(&T, -T.h2);
+        float v = (c1 - c0) * 255.0f + 0.5f;
+        if (v >= 255.0f && 0.0f * 255.0f + 0.5f < 1.0f) {
+            offroad_rows_avx2(img, H, W, &T, gc, gr, Y0, lo, hi, ns);
+            return;
+        }
+    }
+#endif
     for (int r = 0; r < H; r++) {
         uint8_t *row = img + (size_t)r * (size_t)W;
         if (r > 0 && gr == 0.0f) { /* rows aligned with y = const: all identical to row 0 */
