@@ -669,8 +669,9 @@ static void help_eval_pred(void) {
            "  --degrade NAME    clean | degraded (default clean)\n"
            "  --flow X          vehicles per hour per lane (default 1400)\n"
            "  --seed S          traffic seed (default 99)\n"
-           "  --cal-seed S      validation video for the calibration, or none (default 50)\n"
-           "  --cal-frames N    its frames (default 3000)\n"
+           "  --cal-seed S      first validation video's seed for the calibration, or none (default 50)\n"
+           "  --cal-videos K    validation videos, seeds S .. S+K-1 (default 3)\n"
+           "  --cal-frames N    frames of each (default 1500)\n"
            "  --meas-noise X    with --cal-seed none: tracked-position noise in m, or auto (default auto)\n"
            "  --threads N       threads (default 1)\n"
            "  --json            print a JSON summary\n");
@@ -678,7 +679,7 @@ static void help_eval_pred(void) {
 
 int cmd_eval_predictor(int argc, char **argv) {
     const char *cmd = "eval-predictor", *model = NULL, *gtm = NULL, *trk = NULL, *deg = "clean";
-    long frames = 1500, stride = 5, threads = 1, cal_frames = 3000;
+    long frames = 1500, stride = 5, threads = 1, cal_frames = 1500, cal_videos = 3;
     double flow = 1400, meas = -1;
     uint64_t seed = 99, cal_seed = 50;
     int json = 0, cal = 1;
@@ -707,6 +708,7 @@ int cmd_eval_predictor(int argc, char **argv) {
         }
         FLAG_INT("--frames", 40, 1000000, frames)
         FLAG_INT("--cal-frames", 40, 1000000, cal_frames)
+        FLAG_INT("--cal-videos", 1, 100, cal_videos)
         FLAG_INT("--stride", 1, 1000, stride)
         FLAG_INT("--threads", 1, 1024, threads)
         FLAG_F("--flow", 0, 5000, flow)
@@ -722,8 +724,8 @@ int cmd_eval_predictor(int argc, char **argv) {
                 !model ? "--model FILE" : (!gtm ? "--gt-model FILE" : "--tracker FILE"));
         return 2;
     }
-    if (cal && cal_seed == seed) {
-        fprintf(stderr, "egoworld %s: --cal-seed: must differ from the test --seed\n", cmd);
+    if (cal && seed >= cal_seed && seed - cal_seed < (uint64_t)cal_videos) {
+        fprintf(stderr, "egoworld %s: --cal-seed: the validation seeds must not include the test --seed\n", cmd);
         return 2;
     }
     ew_video_stream_cfg sc;
@@ -767,12 +769,24 @@ int cmd_eval_predictor(int argc, char **argv) {
     /* calibration of the tracked-trained model on a validation video (never the test one) */
     ew_motion_cal_none(&mt.cal);
     if (cal) {
-        fprintf(stderr, "eval-predictor: calibration video (seed %llu, %ld frames)...\n", (unsigned long long)cal_seed,
-                cal_frames);
-        if (ew_motion_collect(&t, g, &sc, cal_seed, (int)cal_frames, (int)stride, NULL, NULL, &vt, &vg, err,
-                              sizeof err)) {
-            fail(cmd, err);
-            goto done;
+        for (long v = 0; v < cal_videos; v++) {
+            uint64_t cs = cal_seed + (uint64_t)v;
+            if (cs == seed) {
+                fail(cmd, "a calibration video's seed (--cal-seed .. + --cal-videos - 1) is the test --seed");
+                goto done;
+            }
+            fprintf(stderr, "eval-predictor: calibration video %ld/%ld (seed %llu, %ld frames)...\n", v + 1, cal_videos,
+                    (unsigned long long)cs, cal_frames);
+            ew_motion_set a = {0}, b = {0};
+            int bad = ew_motion_collect(&t, g, &sc, cs, (int)cal_frames, (int)stride, NULL, NULL, &a, &b, err, sizeof err);
+            if (!bad && (ew_motion_set_append(&vt, &a) || ew_motion_set_append(&vg, &b)))
+                bad = 1, snprintf(err, sizeof err, "out of memory");
+            ew_motion_set_free(&a);
+            ew_motion_set_free(&b);
+            if (bad) {
+                fail(cmd, err);
+                goto done;
+            }
         }
         ncal = vt.n;
         ov = malloc(sizeof(float) * ((size_t)vt.n + 1) * EW_MOTION_FUT * 5);
@@ -882,8 +896,9 @@ int cmd_eval_predictor(int argc, char **argv) {
         print_num("coverage_1sigma_raw", (double)raw1 / tot, 0);
         print_num("coverage_2sigma_raw", (double)raw2 / tot, 0);
         print_num("meas_noise_m", meas, 0);
-        printf("\"meas_noise_pairs\": %ld, \"calibrated\": %s, \"cal_seed\": %llu, \"cal_windows\": %d, ", npairs,
-               cal ? "true" : "false", (unsigned long long)(cal ? cal_seed : 0), ncal);
+        printf("\"meas_noise_pairs\": %ld, \"calibrated\": %s, \"cal_seed\": %llu, \"cal_videos\": %ld, "
+               "\"cal_windows\": %d, ",
+               npairs, cal ? "true" : "false", (unsigned long long)(cal ? cal_seed : 0), cal ? cal_videos : 0, ncal);
         printf("\"cal\": {\"t\": [%.4f, %.4f, %.4f], \"c\": %.4f, \"ax_m\": %.4f, \"ay_m\": %.4f}, ", used.t[0],
                used.t[1], used.t[2], used.c, used.ax, used.ay);
         print_num("history_rmse_m", hse, 0);

@@ -251,20 +251,27 @@ void ew_motion_calibrate(ew_motion *m, const ew_motion_sample *s, int n, const f
     ew_motion_cal best;
     ew_motion_cal_none(&best);
     double bn = cal_loss(s, n, pred, &best);
-    /* coordinate search on grids, four sweeps; parameters 0-2 t, 3 c, 4 ax, 5 ay */
-    for (int sweep = 0; sweep < 4; sweep++)
-        for (int p = 0; p < 6; p++)
-            for (int j = 0; j <= 48; j++) {
-                ew_motion_cal c = best;
-                float v = p < 3 ? 0.5f * powf(16.0f, (float)j / 48.0f)
-                                : (p == 3 ? (float)j / 48.0f : (j == 0 ? 0.0f : 0.005f * powf(200.0f, (float)(j - 1) / 47.0f)));
-                if (p < 3) c.t[p] = v;
-                else if (p == 3) c.c = v;
-                else if (p == 4) c.ax = v;
-                else c.ay = v;
-                double l = cal_loss(s, n, pred, &c);
-                if (l < bn) bn = l, best = c;
-            }
+    /* for each correlation shrink c in {1, 0.9, ..., 0}: coordinate search over the others
+     * (three sweeps over grids of 33 points) from the identity; the best overall */
+    for (int ci = 0; ci <= 10; ci++) {
+        ew_motion_cal cur;
+        ew_motion_cal_none(&cur);
+        cur.c = 1.0f - 0.1f * (float)ci;
+        double cn = cal_loss(s, n, pred, &cur);
+        for (int sweep = 0; sweep < 3; sweep++)
+            for (int p = 0; p < 5; p++) /* 0-2 t, 3 ax, 4 ay */
+                for (int j = 0; j <= 32; j++) {
+                    ew_motion_cal c = cur;
+                    float v = p < 3 ? 0.5f * powf(16.0f, (float)j / 32.0f)
+                                    : (j == 0 ? 0.0f : 0.005f * powf(200.0f, (float)(j - 1) / 31.0f));
+                    if (p < 3) c.t[p] = v;
+                    else if (p == 3) c.ax = v;
+                    else c.ay = v;
+                    double l = cal_loss(s, n, pred, &c);
+                    if (l < cn) cn = l, cur = c;
+                }
+        if (cn < bn) bn = cn, best = cur;
+    }
     m->cal = best;
 }
 

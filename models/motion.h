@@ -114,8 +114,8 @@ void ew_motion_apply_cal(const ew_motion_cal *c, int k, float *pred);
 /* Fits the calibration on n validation samples given the uncalibrated predictions pred
  * [n][EW_MOTION_FUT][5] and targets (s[i].fut): minimises the squared misses of the 1 and 2
  * sigma coverage (39.3 %, 86.5 %) over all horizons and over each second of them, by
- * coordinate search over grids (t in [0.5, 8], c in [0, 1], ax, ay in {0} U [0.005, 1] m);
- * sets m->cal. */
+ * a scan of c over {1, 0.9, ..., 0}, each with a coordinate search over grids of t in
+ * [0.5, 8] and ax, ay in {0} U [0.005, 1] m; sets m->cal. */
 void ew_motion_calibrate(ew_motion *m, const ew_motion_sample *s, int n, const float *pred);
 
 /* Constant-velocity baseline from the same history: out[EW_MOTION_FUT][2]. */

@@ -25,6 +25,24 @@ void ew_motion_set_free(ew_motion_set *s) {
     memset(s, 0, sizeof *s);
 }
 
+int ew_motion_set_append(ew_motion_set *dst, const ew_motion_set *src) {
+    if (src->n == 0) return 0;
+    int need = dst->n + src->n;
+    if (need > dst->cap) {
+        ew_motion_sample *p = realloc(dst->s, sizeof *p * (size_t)need);
+        if (!p) return -1;
+        dst->s = p;
+        int *f = realloc(dst->flags, sizeof *f * (size_t)need);
+        if (!f) return -1;
+        dst->flags = f;
+        dst->cap = need;
+    }
+    memcpy(dst->s + dst->n, src->s, sizeof *src->s * (size_t)src->n);
+    memcpy(dst->flags + dst->n, src->flags, sizeof *src->flags * (size_t)src->n);
+    dst->n = need;
+    return 0;
+}
+
 static ew_motion_sample *set_push(ew_motion_set *s, int flags) {
     if (s->n == s->cap) {
         int nc = s->cap ? 2 * s->cap : 256;

@@ -43,6 +43,8 @@ typedef struct {
 } ew_motion_set;
 
 void ew_motion_set_free(ew_motion_set *s);
+/* Appends src's samples and flags to dst. 0, or -1 on out of memory (dst unchanged). */
+int ew_motion_set_append(ew_motion_set *dst, const ew_motion_set *src);
 
 int ew_motion_collect(const ew_tracker *t, ew_graph *g, const ew_video_stream_cfg *sc, uint64_t seed, int frames,
                       int stride, ew_motion_set *trk, ew_motion_set *gt, ew_motion_set *pair_trk,

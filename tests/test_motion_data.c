@@ -44,6 +44,14 @@ int main(void) {
     CHECK(none == 0, "%d windows without neighbour lanes on a 3-lane road", none);
     CHECK(lead > 0.3 * gt.n, "leaders %d of %d", lead, gt.n);
     CHECK(speed_ok >= 0.95 * gt.n, "fitted speed %d of %d", speed_ok, gt.n);
+    /* append: twice the windows, the second copy identical */
+    ew_motion_set two = {0};
+    CHECK(ew_motion_set_append(&two, &gt) == 0 && ew_motion_set_append(&two, &gt) == 0, "append");
+    CHECK(two.n == 2 * gt.n, "appended %d of %d", two.n, 2 * gt.n);
+    CHECK(memcmp(two.s + gt.n, gt.s, sizeof *gt.s * (size_t)gt.n) == 0 &&
+              memcmp(two.flags + gt.n, gt.flags, sizeof *gt.flags * (size_t)gt.n) == 0,
+          "appended copy differs");
+    ew_motion_set_free(&two);
     ew_motion_set_free(&gt);
     return check_done();
 }
