@@ -99,6 +99,13 @@ struct ew_backend {
     void (*mse)(const ew_backend *be, size_t n, const float *a, const float *b, float *out);
     void (*mse_bwd)(const ew_backend *be, size_t n, const float *a, const float *b, const float *dy, float *da,
                     float *db, int fresh);
+    /* Optimizer entries (optim.h ew_optim_use_backend; NULL: the optimizer's host loops).
+     * adam: for i < n, exactly optim.c's adam_run: pi = p decay_mul; gi = g + l2 p;
+     *   m = b1 m + (1 - b1) gi; v = b2 v + (1 - b2) gi^2; p = pi - step_size m / (sqrt(v) / sqrt_bc2 + eps).
+     * sumsq: returns sum of x[i]^2 (double accumulation, fixed order), waiting for it. */
+    void (*adam)(const ew_backend *be, size_t n, float *p, const float *g, float *m, float *v, float b1, float b2,
+                 float step_size, float sqrt_bc2, float eps, float l2, float decay_mul);
+    double (*sumsq)(const ew_backend *be, size_t n, const float *x);
 
     /* Device backends only (all NULL on the CPU backend, which means: host malloc/free,
      * nothing to wait for, no device errors, ew_backend_destroy frees a CPU backend).

@@ -293,6 +293,36 @@ __global__ void k_mean_of_partials(unsigned nparts, const double *part, size_t n
     if (threadIdx.x == 0) out[0] = (float)(sh[0] / (double)n);
 }
 
+__global__ void k_sumsq_partial(size_t n, const float *x, double *part) {
+    __shared__ double sh[kThreads];
+    double s = 0.0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        s += (double)x[i] * (double)x[i];
+    sh[threadIdx.x] = s;
+    __syncthreads();
+    for (unsigned w = blockDim.x / 2; w > 0; w >>= 1) {
+        if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) part[blockIdx.x] = sh[0];
+}
+
+/* optim.c's adam_run, element by element */
+__global__ void k_adam(size_t n, float *p, const float *g, float *m, float *v, float b1, float b2, float step_size,
+                       float sqrt_bc2, float eps, float l2, float decay_mul) {
+    const float omb1 = 1.0f - b1, omb2 = 1.0f - b2;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float pv = p[i];
+        float pi = pv * decay_mul;
+        float gi = g[i] + l2 * pv;
+        float mi = b1 * m[i] + omb1 * gi;
+        float vi = b2 * v[i] + omb2 * (gi * gi);
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi - step_size * (mi / (sqrtf(vi) / sqrt_bc2 + eps));
+    }
+}
+
 __global__ void k_mse_bwd(size_t n, const float *a, const float *b, const float *dy, float *da, float *db, int fresh) {
     const float k = 2.0f * dy[0] / (float)n;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
@@ -582,6 +612,30 @@ void cu_mse_bwd(const ew_backend *be, size_t n, const float *a, const float *b, 
     LAUNCHED(cb, "k_mse_bwd");
 }
 
+void cu_adam(const ew_backend *be, size_t n, float *p, const float *g, float *m, float *v, float b1, float b2,
+             float step_size, float sqrt_bc2, float eps, float l2, float decay_mul) {
+    cuda_backend *cb = cbe(be);
+    if (cb->failed || n == 0) return;
+    k_adam<<<grid(n), kThreads, 0, cb->stream>>>(n, p, g, m, v, b1, b2, step_size, sqrt_bc2, eps, l2, decay_mul);
+    LAUNCHED(cb, "k_adam");
+}
+
+/* Waits for the result (not capturable): partial sums per block, added on the host in order. */
+double cu_sumsq(const ew_backend *be, size_t n, const float *x) {
+    cuda_backend *cb = cbe(be);
+    if (cb->failed || n == 0 || cb->capturing) return 0.0;
+    unsigned blocks = ew_cuda_grid(n, kThreads, kReduceBlocks);
+    k_sumsq_partial<<<blocks, kThreads, 0, cb->stream>>>(n, x, cb->partials);
+    if (LAUNCHED(cb, "k_sumsq_partial")) return 0.0;
+    double host[kReduceBlocks];
+    if (CK(cb, cudaMemcpyAsync(host, cb->partials, sizeof(double) * blocks, cudaMemcpyDeviceToHost, cb->stream)) ||
+        CK(cb, cudaStreamSynchronize(cb->stream)))
+        return 0.0;
+    double s = 0.0;
+    for (unsigned i = 0; i < blocks; i++) s += host[i];
+    return s;
+}
+
 void *cu_mem_alloc(const ew_backend *be, size_t bytes) {
     cuda_backend *cb = cbe(be);
     if (cb->failed) return NULL;
@@ -698,6 +752,8 @@ ew_backend *ew_backend_cuda_create(const ew_cuda_options *o, char *err, size_t e
     be->scale_groups = cu_scale_groups;
     be->mse = cu_mse;
     be->mse_bwd = cu_mse_bwd;
+    be->adam = cu_adam;
+    be->sumsq = cu_sumsq;
     be->mem_alloc = cu_mem_alloc;
     be->mem_free = cu_mem_free;
     be->sync = cu_sync;

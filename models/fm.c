@@ -523,7 +523,8 @@ int ew_fm_trainer_create(ew_fm *m, const ew_backend *be, const ew_fm_train_confi
     oc.lr = tc->lr;
     int n;
     ew_param *p = ew_fm_params(m, &n);
-    if (ew_optim_create(p, n, &oc, &t->opt, err, errsz)) {
+    if (ew_optim_create(p, n, &oc, &t->opt, err, errsz) || ew_optim_use_backend(t->opt, be, err, errsz)) {
+        ew_optim_free(t->opt);
         ew_graph_destroy(t->g);
         free(t);
         return -1;

@@ -240,8 +240,11 @@ int ew_bench_nn_run(const ew_bench_nn_config *c, FILE *out) {
     }
     ew_optim_config oc = ew_optim_defaults(EW_OPTIM_ADAM);
     oc.lr = 1e-4f;
-    if (ew_optim_create(m.params.items, m.params.n, &oc, &opt, err, sizeof err)) {
+    if (ew_optim_create(m.params.items, m.params.n, &oc, &opt, err, sizeof err) ||
+        ew_optim_use_backend(opt, be, err, sizeof err)) {
         fprintf(stderr, "bench nn: optimizer: %s\n", err);
+        ew_optim_free(opt);
+        opt = NULL;
         model_free(&m);
         goto done;
     }

@@ -31,6 +31,7 @@ struct ew_optim {
     float *pack;        /* every grad, packed, for the reducer */
     size_t pack_n;
     int reduced;        /* the grads were reduced since the last zero_grad / step */
+    const ew_backend *be; /* device backend running the update (ew_optim_use_backend), or NULL */
 };
 
 ew_optim_config ew_optim_defaults(ew_optim_kind kind) {
@@ -55,6 +56,11 @@ static int uses_adam(ew_optim_kind k) { return k == EW_OPTIM_ADAM || k == EW_OPT
 void ew_optim_free(ew_optim *o) {
     if (!o) return;
     for (int i = 0; i < o->n; i++) {
+        if (o->be) { /* moments in device memory */
+            if (o->m && o->m[i]) o->be->mem_free(o->be, o->m[i]);
+            if (o->v && o->v[i]) o->be->mem_free(o->be, o->v[i]);
+            continue;
+        }
         if (o->m) free(o->m[i]);
         if (o->v) free(o->v[i]);
     }
@@ -310,6 +316,7 @@ size_t ew_optim_grad_numel(const ew_optim *o) {
 
 void ew_optim_reduce_grads(ew_optim *o) {
     if (!o->reduce || o->reduced) return;
+    if (o->be) ew_backend_sync(o->be); /* the host packs the grads */
     size_t off = 0;
     for (int i = 0; i < o->n; i++) {
         const ew_param *p = &o->params[i];
@@ -332,15 +339,79 @@ void ew_optim_reduce_grads(ew_optim *o) {
 
 float ew_optim_clip_grad_norm(ew_optim *o, float max_norm) {
     ew_optim_reduce_grads(o);
-    return ew_clip_grad_norm(o->params, o->n, max_norm);
+    if (!o->be) return ew_clip_grad_norm(o->params, o->n, max_norm);
+    double s = 0.0;
+    for (int i = 0; i < o->n; i++)
+        if (o->params[i].grad) s += o->be->sumsq(o->be, ew_param_numel(&o->params[i]), o->params[i].grad);
+    float norm = (float)sqrt(s);
+    if (max_norm > 0.0f && isfinite(norm) && norm > max_norm) {
+        float scale = (float)((double)max_norm / ((double)norm + 1e-6));
+        for (int i = 0; i < o->n; i++)
+            if (o->params[i].grad)
+                o->be->unary(o->be, EW_UNARY_SCALE, scale, ew_param_numel(&o->params[i]), o->params[i].grad,
+                             o->params[i].grad);
+    }
+    return norm;
 }
 void ew_optim_clip_grad_value(ew_optim *o, float clip) {
     ew_optim_reduce_grads(o);
     ew_clip_grad_value(o->params, o->n, clip);
 }
 void ew_optim_zero_grad(ew_optim *o) {
-    ew_zero_grad(o->params, o->n);
+    if (o->be) {
+        for (int i = 0; i < o->n; i++)
+            if (o->params[i].grad) o->be->fill(o->be, ew_param_numel(&o->params[i]), 0.0f, o->params[i].grad);
+    } else {
+        ew_zero_grad(o->params, o->n);
+    }
     o->reduced = 0;
+}
+
+int ew_optim_use_backend(ew_optim *o, const ew_backend *be, char *err, size_t errsz) {
+    if (o->be || !ew_backend_is_device(be) || !be->adam || !be->fill || !be->sumsq || !be->unary ||
+        (o->cfg.kind != EW_OPTIM_ADAM && o->cfg.kind != EW_OPTIM_ADAMW))
+        return 0;
+    float **nm = calloc((size_t)o->n + 1, sizeof *nm), **nv = calloc((size_t)o->n + 1, sizeof *nv);
+    int bad = !nm || !nv;
+    for (int i = 0; i < o->n && !bad; i++) {
+        if (!o->m[i]) continue;
+        size_t bytes = ew_param_numel(&o->params[i]) * sizeof(float);
+        nm[i] = be->mem_alloc(be, bytes);
+        nv[i] = be->mem_alloc(be, bytes);
+        if (!nm[i] || !nv[i]) {
+            bad = 1;
+            break;
+        }
+        memcpy(nm[i], o->m[i], bytes);
+        memcpy(nv[i], o->v[i], bytes);
+    }
+    if (bad) {
+        for (int i = 0; nm && nv && i < o->n; i++) {
+            if (nm[i]) be->mem_free(be, nm[i]);
+            if (nv[i]) be->mem_free(be, nv[i]);
+        }
+        free(nm);
+        free(nv);
+        if (err && errsz)
+            snprintf(err, errsz, "optimizer: out of %s memory for the moments (%s)", be->name,
+                     ew_backend_error(be) ? ew_backend_error(be) : "allocation failed");
+        return -1;
+    }
+    for (int i = 0; i < o->n; i++) {
+        if (!o->m[i]) continue;
+        for (int k = 0; k < o->nstate; k++) { /* the checkpoint views follow the moments */
+            if (o->state[k].data == o->m[i]) o->state[k].data = nm[i];
+            if (o->state[k].data == o->v[i]) o->state[k].data = nv[i];
+        }
+        free(o->m[i]);
+        free(o->v[i]);
+        o->m[i] = nm[i];
+        o->v[i] = nv[i];
+    }
+    free(nm);
+    free(nv);
+    o->be = be;
+    return 0;
 }
 void ew_optim_set_lr(ew_optim *o, float lr) { o->cfg.lr = lr; }
 float ew_optim_lr(const ew_optim *o) { return o->cfg.lr; }
@@ -510,6 +581,11 @@ void ew_optim_step(ew_optim *o) {
         }
         float l2 = c->kind == EW_OPTIM_ADAM ? wd : 0.0f;
         float decay_mul = c->kind == EW_OPTIM_ADAM ? 1.0f : 1.0f - c->lr * wd;
+        if (o->be) { /* Adam / AdamW only (ew_optim_use_backend) */
+            o->be->adam(o->be, (size_t)n, p->data, g, o->m[i], o->v[i], c->beta1, c->beta2, (float)(c->lr / bc1),
+                        (float)sqrt(bc2), c->eps, l2, decay_mul);
+            continue;
+        }
         adam_kernel(o->simd, p->data, g, o->m[i], o->v[i], n, c->beta1, c->beta2, (float)(c->lr / bc1),
                     (float)sqrt(bc2), c->eps, l2, decay_mul);
     }

@@ -41,6 +41,7 @@
 
 #include <stddef.h>
 
+#include "models/backend.h"
 #include "models/param.h"
 
 #define EW_OPTIM_STATE_PREFIX "optim."
@@ -89,6 +90,15 @@ int ew_optim_set_grad_reduce(ew_optim *opt, ew_optim_reduce_fn fn, void *ctx, ch
 void ew_optim_reduce_grads(ew_optim *opt);
 /* Number of gradient floats (the reducer's payload per step). */
 size_t ew_optim_grad_numel(const ew_optim *opt);
+
+/* Device backends: runs the update (Adam and AdamW), ew_optim_zero_grad and the gradient-norm
+ * clip with be's kernels (its adam, fill, sumsq and unary entries) on parameters that already
+ * live in its memory, and moves the moments there (the state views follow). Other kinds, or a
+ * backend without those entries, keep the host loops (which also work on a device backend's
+ * managed memory, slowly). Results match the host loops up to rounding (FMA). Free the
+ * optimizer before the backend. 0 (also when nothing changes), or -1 when out of device
+ * memory (the optimizer is unchanged). */
+int ew_optim_use_backend(ew_optim *opt, const ew_backend *be, char *err, size_t errsz);
 
 /* State views (owned by opt, valid until ew_optim_free); *count = 0 for plain SGD. */
 const ew_param *ew_optim_state(ew_optim *opt, int *count);

@@ -12,7 +12,8 @@
  * forwarding "device" backend whose memory is malloc'd: it exercises this harness and the
  * device-memory paths of the graph and the model (separate data arena, copies on wrap,
  * parameters moved, ops.c's calls of the optional entries fill, add_channels, copy_rows,
- * scale_groups, mse and mse_bwd, written here from their contract) without a GPU; it is not a
+ * scale_groups, mse, mse_bwd, adam and sumsq, written here from their contract, the optimizer
+ * on the device path) without a GPU; it is not a
  * CUDA result.
  */
 #include <math.h>
@@ -123,6 +124,23 @@ static void f_mse_bwd(const ew_backend *be, size_t n, const float *a, const floa
         }
     }
 }
+static void f_adam(const ew_backend *be, size_t n, float *p, const float *g, float *m, float *v, float b1, float b2,
+                   float step, float sbc2, float eps, float l2, float dec) {
+    (void)be;
+    for (size_t i = 0; i < n; i++) {
+        float pi = p[i] * dec, gi = g[i] + l2 * p[i];
+        float mi = b1 * m[i] + (1.0f - b1) * gi, vi = b2 * v[i] + (1.0f - b2) * (gi * gi);
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi - step * (mi / (sqrtf(vi) / sbc2 + eps));
+    }
+}
+static double f_sumsq(const ew_backend *be, size_t n, const float *x) {
+    (void)be;
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
 static void *f_alloc(const ew_backend *be, size_t bytes) {
     (void)be;
     return malloc(bytes ? bytes : 1);
@@ -165,6 +183,8 @@ static ew_backend *selftest_backend(void) {
     be->scale_groups = f_scale;
     be->mse = f_mse;
     be->mse_bwd = f_mse_bwd;
+    be->adam = f_adam;
+    be->sumsq = f_sumsq;
     be->mem_alloc = f_alloc;
     be->mem_free = f_free;
     be->destroy = f_destroy;
