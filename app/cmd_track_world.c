@@ -13,7 +13,10 @@
  * one for real frames) and matched (greedy, closest first, within --gate m) to the
  * simulator's true vehicle centres of that step. Scored vehicles: the whole box inside the
  * view; detections matched to vehicles partly outside the view are ignored. The same is done
- * with the connected-components centroids of the vehicle channel (>= 0.5) for reference.
+ * with the connected-components centroids of the vehicle channel (>= 0.5) for reference, and
+ * the tracker on the last observed frame taken as the frame of the step (copy-last-frame, as
+ * eval-world: every vehicle keeps its place relative to the ego; detections through the true
+ * ego pose of the step).
  * No truth is given to the tracker or the world model.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -31,10 +34,10 @@
 
 int cmd_eval_tracker_imagined(int argc, char **argv);
 
-enum { NH = 4, NSRC = 4, MAXD = 256 }; /* sources: tracker imagined, tracker real, blobs imagined, blobs real */
+enum { NH = 4, NSRC = 5, MAXD = 256 }; /* sources: tracker on imagined, real, copy-last frames; blobs imagined, real */
 static const double horizons[NH] = {0.5, 1.0, 2.0, 3.0};
 static const char *hkey[NH] = {"0_5s", "1s", "2s", "3s"};
-static const char *skey[NSRC] = {"", "real_", "blob_", "blob_real_"};
+static const char *skey[NSRC] = {"", "real_", "copy_", "blob_", "blob_real_"};
 #define TPX 0.5f /* tracker frame scale (m/px) */
 
 static void help(void) {
@@ -47,10 +50,11 @@ static void help(void) {
            "right); detections go to world coordinates through the frame's own ego pose (predicted\n"
            "for imagined frames) and are matched to the true centres within --gate m. Scored\n"
            "vehicles: whole box in view. Also: connected components of the vehicle channel (>= 0.5)\n"
-           "on the same frames.\n"
+           "on the same frames, and the tracker on the last observed frame (copy-last baseline).\n"
            "Keys (H = 0_5s, 1s, 2s, 3s): error_H_m (mean), median_error_H_m, recall_H, precision_H\n"
-           "(tracker, imagined frames); the same prefixed real_ (tracker, real frames), blob_ and\n"
-           "blob_real_ (components); samples, episodes, scored_H.\n\n"
+           "(tracker, imagined frames); the same prefixed real_ (tracker, real frames), copy_\n"
+           "(tracker, last observed frame), blob_ and blob_real_ (components); samples, episodes,\n"
+           "scored_H.\n\n"
            "  --world FILE      world model checkpoint (train-world output)\n"
            "  --data DIR        trajectory dataset folder(s); test episodes are pooled\n"
            "  --model FILE      tracker checkpoint (train-tracker output)\n"
@@ -326,11 +330,13 @@ int cmd_eval_tracker_imagined(int argc, char **argv) {
                     scd[nt] = fabsf(f) + 0.5f * fr->len[j] <= half_f && fabsf(l) + 0.5f * fr->wid[j] <= half_l;
                     nt++;
                 }
-                for (int real = 0; real < 2; real++) {
-                    const float *im = real ? b.target_frames + ((size_t)r * T + (size_t)(hs - 1)) * img
-                                           : images + ((size_t)r * T + (size_t)(hs - 1)) * img;
-                    const float *pose = real ? b.target_states + ((size_t)r * T + (size_t)(hs - 1)) * 5
-                                             : pstates + ((size_t)r * T + (size_t)(hs - 1)) * 5;
+                const float *last = b.frames + ((size_t)r * c->n_cond + (size_t)(c->n_cond - 1)) * img;
+                for (int real = 0; real < 3; real++) { /* 0 imagined, 1 real, 2 copy-last */
+                    const float *im = real == 1   ? b.target_frames + ((size_t)r * T + (size_t)(hs - 1)) * img
+                                      : real == 2 ? last
+                                                  : images + ((size_t)r * T + (size_t)(hs - 1)) * img;
+                    const float *pose = real >= 1 ? b.target_states + ((size_t)r * T + (size_t)(hs - 1)) * 5
+                                                  : pstates + ((size_t)r * T + (size_t)(hs - 1)) * 5;
                     float dx[MAXD], dy[MAXD];
                     to_tracker_frame(im, H, W, mpp, vonly, trows, tcols, tf);
                     int nd = ew_tracker_detect(&t, g, tf, trows, tcols, dets, MAXD, err, sizeof err);
@@ -339,10 +345,11 @@ int cmd_eval_tracker_imagined(int argc, char **argv) {
                         to_world(pose, dets[k].u * TPX - 0.5f * tcols * TPX, 0.5f * trows * TPX - dets[k].v * TPX,
                                  &dx[k], &dy[k]);
                     if (score(dx, dy, nd, tx, ty, scd, nt, gate, &acc[real][h])) goto oom;
+                    if (real == 2) continue;
                     ew_blob bl[MAXD];
                     int nb = ew_find_blobs(im + plane, H, W, 0.5f, 1, mpp, labels, bl, MAXD);
                     for (int k = 0; k < nb; k++) to_world(pose, bl[k].f, bl[k].l, &dx[k], &dy[k]);
-                    if (score(dx, dy, nb, tx, ty, scd, nt, gate, &acc[2 + real][h])) goto oom;
+                    if (score(dx, dy, nb, tx, ty, scd, nt, gate, &acc[3 + real][h])) goto oom;
                 }
             }
         }
@@ -383,7 +390,8 @@ int cmd_eval_tracker_imagined(int argc, char **argv) {
         printf("eval-tracker --imagined: %s judged by %s (%s) on %s: %ld test episodes, %zu samples\n", world, trk,
                layers, data_arg, n_ep, nsel);
         printf("%-26s %18s %18s %18s %18s\n", "mean error m (recall/prec)", "0.5 s", "1 s", "2 s", "3 s");
-        const char *sname[NSRC] = {"tracker, imagined", "tracker, real", "components, imagined", "components, real"};
+        const char *sname[NSRC] = {"tracker, imagined", "tracker, real", "tracker, copy-last", "components, imagined",
+                                   "components, real"};
         for (int s2 = 0; s2 < NSRC; s2++) {
             printf("%-26s", sname[s2]);
             for (int h = 0; h < NH; h++) printf("  %5.2f (%3.0f/%3.0f%%)", mean[s2][h], 100 * rec[s2][h], 100 * prec[s2][h]);
