@@ -15,12 +15,6 @@
 #include <mpi.h>
 #endif
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int fail(char *err, size_t errsz, const char *msg) {
     if (err && errsz) snprintf(err, errsz, "%s", msg);
     return -1;
@@ -65,6 +59,12 @@ void ew_dist_allreduce_mean(ew_dist *d, float *buf, size_t n) {
 }
 
 #ifdef EGOWORLD_HAVE_MPI
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 /* the largest element count one MPI call takes (int counts) */
 #define CHUNK ((size_t)1 << 30)
