@@ -205,14 +205,19 @@ void *ew_graph_data_alloc(ew_graph *g, size_t bytes) {
 
 ew_tensor *ew_tensor_from(ew_graph *g, int ndim, const int *shape, const float *data) {
     ew_tensor *t = ew_tensor_new(g, ndim, shape);
-    if (t) memcpy(t->data, data, ew_numel(t) * sizeof(float));
+    if (!t) return t;
+    if (g->device && g->be->upload)
+        g->be->upload(g->be, t->data, data, ew_numel(t) * sizeof(float));
+    else
+        memcpy(t->data, data, ew_numel(t) * sizeof(float));
     return t;
 }
 
 ew_tensor *ew_tensor_wrap(ew_graph *g, int ndim, const int *shape, float *data) {
     if (g->failed) return NULL;
     if (!data) return ew_graph_fail(g, "tensor_wrap: NULL data");
-    if (g->device) return ew_tensor_from(g, ndim, shape, data); /* host memory: copied in */
+    if (g->device && !(g->be->owns && g->be->owns(g->be, data)))
+        return ew_tensor_from(g, ndim, shape, data); /* host memory: copied in */
     ew_tensor *t = tensor_header(g, ndim, shape);
     if (t) t->data = data;
     return t;

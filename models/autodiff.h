@@ -59,7 +59,8 @@ ew_tensor *ew_tensor_new(ew_graph *g, int ndim, const int *shape);
 ew_tensor *ew_tensor_zeros(ew_graph *g, int ndim, const int *shape);
 ew_tensor *ew_tensor_from(ew_graph *g, int ndim, const int *shape, const float *data);
 /* A tensor over caller-owned memory (not copied; must stay valid for the step). On a device
- * backend the data is copied into the graph's device arena instead. */
+ * backend the data is copied into the graph's device arena instead, unless it is already in
+ * the backend's memory (be->owns). */
 ew_tensor *ew_tensor_wrap(ew_graph *g, int ndim, const int *shape, float *data);
 /* A tensor over a parameter: data is p->data, gradients accumulate into p->grad (a
  * parameter without grad storage is a constant). */

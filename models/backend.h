@@ -115,12 +115,17 @@ struct ew_backend {
      * are moved into it, see ew_fm_move_to_backend). NULL when out of memory.
      * sync: waits until every enqueued kernel has finished; 0, or -1 on a device error.
      * error: the first device error (sticky, one line), or NULL. After an error the entries
-     * do nothing. destroy: frees the backend (ew_backend_destroy calls it). */
+     * do nothing. destroy: frees the backend (ew_backend_destroy calls it).
+     * upload (optional): copies bytes of host memory into the backend's memory (a DMA copy
+     * instead of host stores into migrating pages). owns (optional): 1 when p points into the
+     * backend's memory (ew_tensor_wrap then does not copy). */
     void *(*mem_alloc)(const ew_backend *be, size_t bytes);
     void (*mem_free)(const ew_backend *be, void *p);
     int (*sync)(const ew_backend *be);
     const char *(*error)(const ew_backend *be);
     void (*destroy)(ew_backend *be);
+    void (*upload)(const ew_backend *be, void *dst, const void *src, size_t bytes);
+    int (*owns)(const ew_backend *be, const void *p);
 };
 
 /* 1 when be computes on a device (it has mem_alloc): tensors must live in its memory. */

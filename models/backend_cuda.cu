@@ -653,6 +653,24 @@ void cu_mem_free(const ew_backend *be, void *p) {
     if (!cb->failed) ck(cb, e, "cudaFree", __LINE__);
 }
 
+void cu_upload(const ew_backend *be, void *dst, const void *src, size_t bytes) {
+    cuda_backend *cb = cbe(be);
+    if (cb->failed || bytes == 0) return;
+    if (CK(cb, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, cb->stream))) return;
+    /* src is the caller's host memory, which may change once we return: always wait */
+    if (!cb->capturing) CK(cb, cudaStreamSynchronize(cb->stream));
+}
+
+int cu_owns(const ew_backend *be, const void *p) {
+    (void)be;
+    cudaPointerAttributes a;
+    if (!p || cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+        cudaGetLastError(); /* plain host memory on older runtimes: not an error worth keeping */
+        return 0;
+    }
+    return a.type == cudaMemoryTypeManaged || a.type == cudaMemoryTypeDevice;
+}
+
 int cu_sync(const ew_backend *be) {
     cuda_backend *cb = cbe(be);
     if (cb->failed) return -1;
@@ -759,6 +777,8 @@ ew_backend *ew_backend_cuda_create(const ew_cuda_options *o, char *err, size_t e
     be->sync = cu_sync;
     be->error = cu_error;
     be->destroy = cu_destroy;
+    be->upload = cu_upload;
+    be->owns = cu_owns;
     cudaDeviceProp prop;
     int bad = CK(cb, cudaSetDevice(opt.device)) || CK(cb, cudaGetDeviceProperties(&prop, opt.device)) ||
               CK(cb, cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking)) ||

@@ -123,6 +123,18 @@ typedef struct {
     float *frames, *states, *action, *timg, *tstate;
 } fm_batch;
 
+static float *balloc(const ew_backend *be, size_t n) {
+    return ew_backend_is_device(be) ? be->mem_alloc(be, n * sizeof(float)) : malloc(n * sizeof(float));
+}
+
+static void bfree(const ew_backend *be, float *p) {
+    if (!p) return;
+    if (ew_backend_is_device(be))
+        be->mem_free(be, p);
+    else
+        free(p);
+}
+
 /* One training step; fwd[] gets forward seconds per tag. Returns the loss or -1. */
 static float train_step(ew_graph *g, fm_model *m, const ew_bench_nn_config *c, const fm_batch *b, int hh,
                         int hw, ew_optim *opt, ew_rng *rng, double *fwd, double *adam_s) {
@@ -249,11 +261,12 @@ int ew_bench_nn_run(const ew_bench_nn_config *c, FILE *out) {
         goto done;
     }
     size_t B = (size_t)c->batch, img = (size_t)c->height * c->width;
-    b.frames = malloc(sizeof(float) * B * 3 * c->ncond * img);
-    b.states = malloc(sizeof(float) * B * 5 * c->ncond);
-    b.action = malloc(sizeof(float) * B * 2);
-    b.timg = malloc(sizeof(float) * B * 3 * img);
-    b.tstate = malloc(sizeof(float) * B * 5);
+    /* on a device backend the batch lives in its memory, as PyTorch's does on the GPU */
+    b.frames = balloc(be, B * 3 * c->ncond * img);
+    b.states = balloc(be, B * 5 * c->ncond);
+    b.action = balloc(be, B * 2);
+    b.timg = balloc(be, B * 3 * img);
+    b.tstate = balloc(be, B * 5);
     /* per step: T_COUNT forward, T_COUNT backward, adam, total */
     samples = calloc((size_t)c->steps * (2 * T_COUNT + 2), sizeof(double));
     if (!b.frames || !b.states || !b.action || !b.timg || !b.tstate || !samples) {
@@ -320,11 +333,11 @@ free_model:
     model_free(&m);
 done:
     free(samples);
-    free(b.frames);
-    free(b.states);
-    free(b.action);
-    free(b.timg);
-    free(b.tstate);
+    bfree(be, b.frames);
+    bfree(be, b.states);
+    bfree(be, b.action);
+    bfree(be, b.timg);
+    bfree(be, b.tstate);
     ew_graph_destroy(g);
     if (be) ew_backend_destroy(be);
     omp_set_num_threads(old_threads);

@@ -141,6 +141,10 @@ static double f_sumsq(const ew_backend *be, size_t n, const float *x) {
     for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
     return s;
 }
+static void f_upload(const ew_backend *be, void *dst, const void *src, size_t bytes) {
+    (void)be;
+    memcpy(dst, src, bytes);
+}
 static void *f_alloc(const ew_backend *be, size_t bytes) {
     (void)be;
     return malloc(bytes ? bytes : 1);
@@ -185,6 +189,7 @@ static ew_backend *selftest_backend(void) {
     be->mse_bwd = f_mse_bwd;
     be->adam = f_adam;
     be->sumsq = f_sumsq;
+    be->upload = f_upload;
     be->mem_alloc = f_alloc;
     be->mem_free = f_free;
     be->destroy = f_destroy;
