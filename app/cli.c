@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "models/backend_cuda.h"
 #include "sim/rng.h"
 
 int cli_int(const char *cmd, const char *flag, const char *s, long lo, long hi, long *out) {
@@ -57,6 +58,30 @@ const char *cli_value(const char *cmd, int argc, char **argv, int *i) {
 int cli_unknown(const char *cmd, const char *opt) {
     fprintf(stderr, "egoworld %s: unknown option '%s' (see egoworld %s --help)\n", cmd, opt, cmd);
     return 2;
+}
+
+int cli_device(const char *cmd, int argc, char **argv, int *i, int *cuda) {
+    const char *flag = argv[*i];
+    const char *v = cli_value(cmd, argc, argv, i);
+    if (!v) return -1;
+    if (!strcmp(v, "cpu") || !strcmp(v, "cuda")) {
+        *cuda = !strcmp(v, "cuda");
+        return 0;
+    }
+    fprintf(stderr, "egoworld %s: %s: expected cpu or cuda, got '%s'\n", cmd, flag, v);
+    return -1;
+}
+
+ew_backend *cli_backend(const char *cmd, int cuda, int threads) {
+    if (!cuda) {
+        ew_backend *be = ew_backend_cpu_create(threads);
+        if (!be) fprintf(stderr, "egoworld %s: out of memory\n", cmd);
+        return be;
+    }
+    char why[256] = "";
+    ew_backend *be = ew_backend_cuda_create(NULL, why, sizeof why);
+    if (!be) fprintf(stderr, "egoworld %s: --device cuda: %s\n", cmd, why);
+    return be;
 }
 
 double cli_now(void) {

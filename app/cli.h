@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "models/backend.h"
+
 typedef struct {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -26,6 +28,15 @@ int cli_float(const char *cmd, const char *flag, const char *s, double lo, doubl
 const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 /* Prints "egoworld CMD: unknown option 'X' (see egoworld CMD --help)"; returns 2. */
 int cli_unknown(const char *cmd, const char *opt);
+/* --device cpu|cuda (trainers and planners). cli_device parses the value after the flag at
+ * argv[*i] (advances *i) into *cuda (0 cpu, 1 cuda): 0, or a usage message naming the flag and
+ * -1 (exit 2). cli_backend makes the backend: the CPU backend on `threads` threads, or the CUDA
+ * backend (models/backend_cuda.h, defaults); NULL after printing one line "egoworld CMD:
+ * --device cuda: <reason>" (no device, not built with CUDA) or "egoworld CMD: out of memory"
+ * (exit 1). CLI_DEVICE_HELP is the --help line. */
+#define CLI_DEVICE_HELP "  --device cpu|cuda   where the networks run (default cpu; cuda: the CUDA backend)\n"
+int cli_device(const char *cmd, int argc, char **argv, int *i, int *cuda);
+ew_backend *cli_backend(const char *cmd, int cuda, int threads);
 /* Monotonic wall clock in seconds. */
 double cli_now(void);
 /* A progress line on stderr ("\r" updates on a terminal, one line per 10 % otherwise). */
