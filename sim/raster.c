@@ -157,8 +157,8 @@ static const v4f LANE = {0, 1, 2, 3};
 
 /* AVX2 (x86-64, chosen at run time with __builtin_cpu_supports): 8-lane versions of the loops
  * with the same float operations lane by lane; the 4-lane loops stay as the reference and
- * the path of other CPUs. */
-#if defined(__x86_64__) && defined(__GNUC__)
+ * the path of other CPUs (build with -DEW_RASTER_NO_AVX2 to use them everywhere). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(EW_RASTER_NO_AVX2)
 #define EW_CULL_AVX2 1
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
