@@ -403,6 +403,16 @@ __global__ void k_from_wide(int g, int C, size_t P, const float *wide, const flo
     }
 }
 
+/* c[i * ldc + j] = beta c (0 when beta == 0, like BLAS) for i < m, j < n */
+__global__ void k_scale_rows(int m, int n, float beta, float *c, int ldc) {
+    const size_t total = (size_t)m * n;
+    for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total; t += (size_t)gridDim.x * blockDim.x) {
+        size_t i = t / (size_t)n, j = t % (size_t)n;
+        float *p = c + i * (size_t)ldc + j;
+        *p = beta == 0.0f ? 0.0f : beta * *p;
+    }
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Table entries */
 
@@ -410,11 +420,12 @@ __global__ void k_from_wide(int g, int C, size_t P, const float *wide, const flo
 void gemm_rm(cuda_backend *cb, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
              const float *b, int ldb, float beta, float *c, int ldc) {
     if (cb->failed || m <= 0 || n <= 0) return;
-    if (k <= 0) { /* C = beta C, as BLAS does with k = 0 */
-        if (CKB(cb, cublasSgemm(cb->blas, CUBLAS_OP_N, CUBLAS_OP_N, n, m, 0, &alpha, b, ldb > 0 ? ldb : 1, a,
-                                lda > 0 ? lda : 1, &beta, c, ldc)))
-            return;
-    } else if (CKB(cb, cublasSgemm(cb->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k,
+    if (k <= 0) { /* C = beta C, as BLAS does with k = 0 (cuBLAS would check the unused lda/ldb) */
+        k_scale_rows<<<grid((size_t)m * n), kThreads, 0, cb->stream>>>(m, n, beta, c, ldc);
+        LAUNCHED(cb, "k_scale_rows");
+        return;
+    }
+    if (CKB(cb, cublasSgemm(cb->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k,
                                    &alpha, b, ldb, a, lda, &beta, c, ldc))) {
         return;
     }

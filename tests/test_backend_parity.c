@@ -248,7 +248,9 @@ static const double RT[3] = {1e-6, 4e-6, 2e-5};
 
 /* ---- table entries -------------------------------------------------------------------- */
 static void t_gemm(void) {
-    const int m = 37, n = 53, k = 71;
+    static const int shapes[][3] = {{37, 53, 71}, {1, 300, 64}, {64, 5, 256}, {5, 3, 0}};
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+    const int m = shapes[sh][0], n = shapes[sh][1], k = shapes[sh][2];
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
             int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 1;
@@ -265,7 +267,7 @@ static void t_gemm(void) {
                 be[s]->gemm(be[s], ta, tb, m, n, k, 0.7f, a[s], lda, b[s], ldb, 0.3f, c[s], ldc);
             }
             char what[64];
-            snprintf(what, sizeof what, "gemm ta=%d tb=%d", ta, tb);
+            snprintf(what, sizeof what, "gemm %dx%dx%d ta=%d tb=%d", m, n, k, ta, tb);
             if (dut_ok(what)) near(what, c[0], c[1], nc, RT[R_SUM]);
             for (int s = 0; s < 2; s++) {
                 dfree(be[s], a[s]);
@@ -273,6 +275,7 @@ static void t_gemm(void) {
                 dfree(be[s], c[s]);
             }
         }
+    }
 }
 
 static void t_elementwise(void) {
