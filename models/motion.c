@@ -53,6 +53,21 @@ fail:
     return -1;
 }
 
+int ew_motion_move_to_backend(ew_motion *m, const ew_backend *be, char *err, size_t errsz) {
+    if (!ew_backend_is_device(be)) return 0;
+    ew_allocator al = ew_backend_allocator(be);
+    int bad = ew_linear_layer_move(&m->gx, &al) || ew_linear_layer_move(&m->gh, &al) ||
+              ew_linear_layer_move(&m->crop, &al) || ew_mlp_move(&m->head, &al);
+    m->params.n = 0;
+    if (!bad)
+        bad = ew_linear_layer_params(&m->gx, &m->params) || ew_linear_layer_params(&m->gh, &m->params) ||
+              ew_linear_layer_params(&m->crop, &m->params) || ew_mlp_params(&m->head, &m->params);
+    if (bad)
+        return failf(err, errsz, "motion: moving the parameters to the %s backend failed (%s)", be->name,
+                     ew_backend_error(be) ? ew_backend_error(be) : "out of device memory");
+    return 0;
+}
+
 void ew_motion_free(ew_motion *m) {
     ew_linear_layer_free(&m->gx);
     ew_linear_layer_free(&m->gh);

@@ -87,6 +87,10 @@ typedef struct {
 void ew_motion_config_default(ew_motion_config *c);
 int ew_motion_init(ew_motion *m, const ew_motion_config *cfg, uint64_t seed, char *err, size_t errsz);
 void ew_motion_free(ew_motion *m);
+/* Moves the parameters into be's memory when be is a device backend (no-op on the CPU; see
+ * ew_fm_move_to_backend): m->params is rebuilt; free the model before the backend. 0, or -1
+ * with a message. */
+int ew_motion_move_to_backend(ew_motion *m, const ew_backend *be, char *err, size_t errsz);
 
 /* Predicted Gaussians, each [n, EW_MOTION_FUT]. */
 typedef struct {
