@@ -672,13 +672,15 @@ static void help_eval_pred(void) {
            "  --cal-seed S      first validation video's seed for the calibration, or none (default 50)\n"
            "  --cal-videos K    validation videos, seeds S .. S+K-1 (default 3)\n"
            "  --cal-frames N    frames of each (default 1500)\n"
+           "  --cal-out FILE    also write the tracked-trained model with its calibration (for\n"
+           "                    the planner and the viewer; no optimizer state)\n"
            "  --meas-noise X    with --cal-seed none: tracked-position noise in m, or auto (default auto)\n"
            "  --threads N       threads (default 1)\n"
            "  --json            print a JSON summary\n");
 }
 
 int cmd_eval_predictor(int argc, char **argv) {
-    const char *cmd = "eval-predictor", *model = NULL, *gtm = NULL, *trk = NULL, *deg = "clean";
+    const char *cmd = "eval-predictor", *model = NULL, *gtm = NULL, *trk = NULL, *deg = "clean", *cal_out = NULL;
     long frames = 1500, stride = 5, threads = 1, cal_frames = 1500, cal_videos = 3;
     double flow = 1400, meas = -1;
     uint64_t seed = 99, cal_seed = 50;
@@ -699,6 +701,9 @@ int cmd_eval_predictor(int argc, char **argv) {
             if (!(deg = cli_value(cmd, argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--seed")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_u64(cmd, a, v, &seed)) return 2;
+        }
+        else if (!strcmp(a, "--cal-out")) {
+            if (!(cal_out = cli_value(cmd, argc, argv, &i))) return 2;
         }
         else if (!strcmp(a, "--cal-seed")) {
             if (!(v = cli_value(cmd, argc, argv, &i))) return 2;
@@ -749,7 +754,8 @@ int cmd_eval_predictor(int argc, char **argv) {
     ew_motion_set pt = {0}, pg = {0};
     float *ot = NULL, *og = NULL, *oraw = NULL;
     int rc = 1;
-    if (ew_motion_load(&mt, model, NULL, err, sizeof err) || ew_motion_load(&mg, gtm, NULL, err, sizeof err)) {
+    long mstep = 0;
+    if (ew_motion_load(&mt, model, &mstep, err, sizeof err) || ew_motion_load(&mg, gtm, NULL, err, sizeof err)) {
         fail(cmd, err);
         goto done;
     }
@@ -797,6 +803,10 @@ int cmd_eval_predictor(int argc, char **argv) {
         for (int i = 0; i < vt.n; i++) memcpy(vt.s[i].fut, vg.s[i].fut, sizeof vt.s[i].fut); /* true futures */
         ew_motion_calibrate(&mt, vt.s, vt.n, ov);
         meas = 0.0;
+        if (cal_out && ew_motion_save(&mt, NULL, mstep, cal_out, err, sizeof err)) {
+            fail(cmd, err);
+            goto done;
+        }
     }
     /* measurement noise of the tracked positions the model was trained on, without labels */
     long npairs = 0;
