@@ -31,11 +31,16 @@ int ew_controller_create(const char *spec, const ew_controller_opts *o, ew_contr
         return -1;
     }
     if (!strcmp(spec, "none") || !strcmp(spec, "idm")) return ew_controller_builtin(spec, out, err, errlen);
+    if (o->cuda && strcmp(spec, "mpc-km") && strcmp(spec, "mpc-fm") && strcmp(spec, "cem")) {
+        snprintf(err, (size_t)errlen, "--device cuda: only mpc-km, mpc-fm and cem plan on the GPU, not %s", spec);
+        return -1;
+    }
     if (!strcmp(spec, "mpc-km") || !strcmp(spec, "mpc-fm") || !strcmp(spec, "cem")) {
         ew_mpc_config c;
         ew_mpc_config_default(&c);
         c.world_model = o->world_model ? o->world_model : EW_DEFAULT_WORLD_MODEL;
         if (o->threads > 0) c.threads = o->threads;
+        c.cuda = o->cuda;
         c.seed = o->seed;
         if (o->horizon > 0) c.horizon = o->horizon;
         if (o->iters > 0) {

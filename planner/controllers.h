@@ -24,6 +24,7 @@
 typedef struct {
     const char *world_model; /* checkpoint for mpc-km, mpc-fm, cem (NULL: EW_DEFAULT_WORLD_MODEL) */
     int threads;             /* threads inside one controller (1) */
+    int cuda;                /* 1: mpc-km, mpc-fm and cem run their world model on the CUDA backend */
     uint64_t seed;           /* latent samples, CEM samples */
     int horizon;             /* 0: the planner's default (30) */
     int iters;               /* 0: the planner's default (10 Adam iterations / CEM rounds) */

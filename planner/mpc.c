@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "models/backend_cuda.h"
 #include "models/fm.h"
 #include "models/ops.h"
 #include "planner/controllers.h"
@@ -109,8 +110,8 @@ static int act_fn(void *ctx, const ew_world *w, ew_action *out, char *err, int e
 static void ctx_free(mpc_ctx *m) {
     if (!m) return;
     if (m->g) ew_graph_destroy(m->g);
+    if (m->model_ok) ew_fm_free(&m->model); /* before the backend: a moved model frees into it */
     if (m->be) ew_backend_destroy(m->be);
-    if (m->model_ok) ew_fm_free(&m->model);
     void *bufs[] = {m->ring_f, m->ring_s, m->ras, m->plan, m->nominal, m->work, m->best, m->ref_img, m->ref_t, m->ref_pose,
                     m->hist_f, m->hist_s, m->win_f, m->win_s, m->act_buf, m->pred_f, m->pred_s, m->grad,
                     m->adam_m, m->adam_v, m->xs, m->cem_mean, m->cem_std, m->cem_x, m->cem_cost, m->cem_idx, m->z, m->colmean};
@@ -795,7 +796,16 @@ int ew_mpc_controller_create(const char *kind, const ew_mpc_config *c, ew_contro
         ctx_free(m);
         return -1;
     }
-    m->be = ew_backend_cpu_create(c->threads > 0 ? c->threads : 1);
+    if (c->cuda) {
+        m->be = ew_backend_cuda_create(NULL, e2, sizeof e2);
+        if (!m->be || ew_fm_move_to_backend(&m->model, m->be, e2, sizeof e2)) {
+            snprintf(err, (size_t)errlen, "%s: --device cuda: %s", kind, e2);
+            ctx_free(m);
+            return -1;
+        }
+    } else {
+        m->be = ew_backend_cpu_create(c->threads > 0 ? c->threads : 1);
+    }
     if (!m->be || !(m->g = ew_graph_create(m->be, 0))) goto oom;
     if (c->cost) m->cc = *c->cost;
     else ew_mpc_driving_cost(&m->cc); /* driving weights of the MPC (planner/mpc.h) */

@@ -61,6 +61,8 @@ typedef struct {
     int iters;               /* 10 Adam iterations (mpc-km, mpc-fm) */
     int samples;             /* 2 latent samples of the world model per control step */
     int threads;             /* 1 */
+    int cuda;                /* 0: CPU backend on `threads`; 1: the CUDA backend (models/backend_cuda.h),
+                              * the world model moved into its memory */
     uint64_t seed;           /* latent samples, CEM samples */
     float lr;                /* 0.1 Adam learning rate */
     float clip;              /* 1.0 gradient-norm clip */
