@@ -662,6 +662,71 @@ static void test_aligned_fast_path(void) {
     CHECK(worst <= 1, "aligned fast path vs general path: max diff %d", worst);
 }
 
+/* ---- byte regression ---------------------------------------------------------------------------- */
+
+/* FNV-1a (64 bit) of every byte of about 4,400 rasters: 4 roads (3 lanes, an on-ramp with
+ * its taper, 1 lane with solid paint, a closure and an off-ramp), the ego swept along each at
+ * 8 headings (aligned, mirrored, perpendicular, rotated by 0.012 rad and 45 degrees; literal
+ * unit vectors, no libm) with 12 vehicles around it (aligned and rotated), 3 sizes, and the
+ * fixed camera. The constant is the hash of the renderer before its fast paths (commit
+ * fe9f01d): any change of any byte on any path (aligned markings, grouped dashes, AVX2 or
+ * 4-lane loops) fails here. A deliberate change of the anti-aliasing must update it, after
+ * checking the goldens by eye. */
+#define RASTER_HASH_REF 0x4089ba5b01ac66c7ull
+static void test_hash_regression(void) {
+    static const float hd[8][2] = {{1.0f, 0.0f},         {-1.0f, 0.0f},       {0.0f, 1.0f},
+                                   {0.0f, -1.0f},        {0.99992800f, 0.011999712f}, {0.70710677f, 0.70710677f},
+                                   {0.99992800f, -0.011999712f}, {-0.99992800f, 0.011999712f}};
+    static const int sz[3][2] = {{117, 24}, {64, 64}, {33, 17}};
+    static uint8_t buf[NCH * 64 * 64 > NCH * 117 * 24 ? NCH * 64 * 64 : NCH * 117 * 24];
+    static uint8_t fbuf[NCH * 40 * 200];
+    char err[256];
+    ew_road roads[4];
+    roads[0] = road3();
+    roads[1] = road_ramp();
+    CHECK(ew_road_init_highway(&roads[2], 1, 3.5f, 1000.0f, 30.0f, err, (int)sizeof err) == 0, "%s", err);
+    roads[2].dash_gap = 0.0f;
+    CHECK(ew_road_init_highway(&roads[3], 4, 3.6f, 1000.0f, 30.0f, err, (int)sizeof err) == 0, "%s", err);
+    CHECK(ew_road_close_lane(&roads[3], 3, 600.0f, 60.0f, err, (int)sizeof err) == 0, "%s", err);
+    CHECK(ew_road_add_offramp(&roads[3], 300.0f, 500.0f, 50.0f, 20.0f, err, (int)sizeof err) == 0, "%s", err);
+    static const float bh[4][2] = {{1.0f, 0.0f}, {0.99500417f, 0.099833414f}, {1.0f, 0.0f}, {0.98006660f, -0.19866933f}};
+    uint64_t h = 1469598103934665603ull;
+    long n = 0;
+    for (int ri = 0; ri < 4; ri++)
+        for (int k = 0; k < 140; k++) {
+            float ex = -20.0f + 7.43f * (float)k, ey = 1.85f + 0.037f * (float)(k % 50);
+            boxset bs = {0};
+            for (int j = 0; j < 12; j++) {
+                int i = bs.n++;
+                bs.x[i] = ex - 30.0f + 5.3f * (float)j + 0.011f * (float)k;
+                bs.y[i] = 1.85f + 3.7f * (float)(j % 3) + 0.09f * (float)(j % 2);
+                bs.hx[i] = bh[(j + k) % 4][0];
+                bs.hy[i] = bh[(j + k) % 4][1];
+                bs.len[i] = j % 5 == 0 ? 12.0f : 4.5f + 0.05f * (float)j;
+                bs.wid[i] = j % 5 == 0 ? 2.5f : 1.8f;
+            }
+            ew_boxes b = view(&bs);
+            for (int a = 0; a < 8; a++) {
+                ew_kin_state e = {ex, ey, hd[a][0], hd[a][1], 20.0f};
+                int si = (k + a) % 3;
+                ew_raster_cfg c = {sz[si][0], sz[si][1], si == 0 ? 0.617f : 0.5f};
+                CHECK(ew_raster_ego(&c, &roads[ri], &e, 4.5f, 1.8f, &b, buf) == 0, "render");
+                size_t nb = (size_t)NCH * (size_t)c.rows * (size_t)c.cols;
+                for (size_t i = 0; i < nb; i++) h = (h ^ buf[i]) * 1099511628211ull;
+                n++;
+            }
+            if (k % 10 == 0) {
+                ew_kin_state e = {ex, ey, 1.0f, 0.0f, 20.0f};
+                ew_fixed_cfg f = {ex - 60.0f, ey + 10.0f, 40, 200, 0.5f};
+                CHECK(ew_raster_fixed(&f, &roads[ri], &b, &e, 4.5f, 1.8f, fbuf) == 0, "fixed");
+                for (size_t i = 0; i < sizeof fbuf; i++) h = (h ^ fbuf[i]) * 1099511628211ull;
+                n++;
+            }
+        }
+    CHECK(h == RASTER_HASH_REF, "hash of %ld rasters %016llx, expected %016llx", n, (unsigned long long)h,
+          (unsigned long long)RASTER_HASH_REF);
+}
+
 /* ---- micro-benchmark ------------------------------------------------------------------------------- */
 
 static double now_s(void) {
@@ -749,5 +814,6 @@ int main(int argc, char **argv) {
     test_png();
     test_golden();
     test_aligned_fast_path();
+    test_hash_regression();
     return check_done();
 }
