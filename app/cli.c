@@ -72,6 +72,13 @@ int cli_device(const char *cmd, int argc, char **argv, int *i, int *cuda) {
     return -1;
 }
 
+int cli_device_check(const char *cmd, int cuda) {
+    char why[256] = "";
+    if (!cuda || ew_cuda_probe(0, why, sizeof why) == 0) return 0;
+    fprintf(stderr, "egoworld %s: --device cuda: %s\n", cmd, why);
+    return -1;
+}
+
 ew_backend *cli_backend(const char *cmd, int cuda, int threads) {
     if (!cuda) {
         ew_backend *be = ew_backend_cpu_create(threads);

@@ -36,6 +36,9 @@ int cli_unknown(const char *cmd, const char *opt);
  * (exit 1). CLI_DEVICE_HELP is the --help line. */
 #define CLI_DEVICE_HELP "  --device cpu|cuda   where the networks run (default cpu; cuda: the CUDA backend)\n"
 int cli_device(const char *cmd, int argc, char **argv, int *i, int *cuda);
+/* With cuda set: 0 when a CUDA device can be used, else the same one-line error and -1 (exit
+ * 1); for commands that create their backends later (planners). 0 when cuda is 0. */
+int cli_device_check(const char *cmd, int cuda);
 ew_backend *cli_backend(const char *cmd, int cuda, int threads);
 /* Monotonic wall clock in seconds. */
 double cli_now(void);
