@@ -13,6 +13,12 @@
  *    middle.
  *  - off-road: strips (constant y intervals, the merged lanes) per row with exact half-plane
  *    coverages, or exact signed-area accumulation of the union's trapezoids.
+ * Fast paths, each giving the same bytes as the general code (same float operations, lane by
+ * lane): a straight window seen with the rows along the road takes its markings in closed form
+ * from ew_road_markings_straight() and draws the dashes of all separators grouped per dash
+ * (markings_aligned); axis-aligned boxes in one 8- or 16-column window use byte-vector rows;
+ * with AVX2 (checked at run time) the box cull, the rotated-box rows and the rotated off-road
+ * rows run 8 lanes wide (the 4-lane loops remain the reference and the portable path).
  */
 #include "sim/raster.h"
 

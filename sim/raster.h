@@ -29,6 +29,11 @@
  * (the common case), exact polygon-area accumulation where tapers, ramp or lane ends are in
  * view. Every value changes continuously under sub-pixel motion.
  *
+ * Determinism: the bytes depend only on the inputs, never on the CPU: the fast paths (straight
+ * roads seen with the rows along the road, axis-aligned boxes, AVX2 loops chosen at run time)
+ * compute the same float operations as the general ones (tests/test_raster.c checks a hash
+ * of thousands of rasters; tools/raster_equiv.sh compares two commits on about 40,000).
+ *
  * Threads and memory: the functions keep no state; they write only `out` (caller-owned,
  * EW_RASTER_CHANNELS * rows * cols bytes) and never allocate, except that a road with more
  * than EW_RASTER_SEG_STACK marking segments in the window uses one temporary heap buffer
