@@ -32,6 +32,9 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 void ew_raster_cfg_default(ew_raster_cfg *c) {
     c->rows = 117;
@@ -173,13 +176,20 @@ __attribute__((target("avx2"))) static inline v8f vsel8(v8i m, v8f a, v8f b) {
     return (v8f)((m & (v8i)a) | (~m & (v8i)b));
 }
 
-/* trap_F4 on 8 lanes (the same operations lane by lane) */
-__attribute__((target("avx2"))) static inline v8f trap_F8(const trap *T, v8f x) {
-    v8f h2 = {0}, z = {0};
-    h2 += T->h2;
-    v8f mh2 = -h2;
-    v8f xc = vsel8(x > mh2, x, mh2);
-    xc = vsel8(xc < h2, xc, h2);
+/* trap_F4 on 8 lanes (the same operations lane by lane), with the trap's numbers broadcast
+ * once (trap8_make). */
+typedef struct { v8f h1, h2, mh2, inv_a, inv_2ab; } trap8;
+
+__attribute__((target("avx2"))) static inline trap8 trap8_make(const trap *T) {
+    v8f z = {0};
+    trap8 R = {z + T->h1, z + T->h2, -(z + T->h2), z + T->inv_a, z + T->inv_2ab};
+    return R;
+}
+
+__attribute__((target("avx2"))) static inline v8f trap_F8(const trap8 *T, v8f x) {
+    v8f z = {0};
+    v8f xc = vsel8(x > T->mh2, x, T->mh2);
+    xc = vsel8(xc < T->h2, xc, T->h2);
     v8i sign = (v8i)xc & (int32_t)0x80000000;
     v8f ax = (v8f)((v8i)xc & 0x7fffffff);
     v8f t = ax - T->h1;
@@ -345,6 +355,7 @@ __attribute__((target("avx2"))) static void rect_rows_avx2(uint8_t *img, int H, 
     const v8f L2 = {0, 1, 2, 3, 0, 1, 2, 3};
     const v16u IDX = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
     v8f z = {0}, c255 = z + 255.0f;
+    trap8 T8 = trap8_make(T);
     for (int r = r0; r <= r1; r++) {
         float dv = (float)r + 0.5f - vc;
         float l1 = (-A - dv * av) * iau, h1 = (A - dv * av) * iau;
@@ -363,14 +374,13 @@ __attribute__((target("avx2"))) static void rect_rows_avx2(uint8_t *img, int H, 
             v8f cov;
             if (wide) {
                 v8f as = (v8f)((v8i)sv & 0x7fffffff), at = (v8f)((v8i)tv & 0x7fffffff);
-                cov = trap_F8(T, hl - as) * trap_F8(T, hw - at);
+                cov = trap_F8(&T8, hl - as) * trap_F8(&T8, hw - at);
             } else {
-                cov = (trap_F8(T, hl - sv) - trap_F8(T, -hl - sv)) * (trap_F8(T, hw - tv) - trap_F8(T, -hw - tv));
+                cov = (trap_F8(&T8, hl - sv) - trap_F8(&T8, -hl - sv)) * (trap_F8(&T8, hw - tv) - trap_F8(&T8, -hw - tv));
             }
             /* vmin(vmax(x, 0), 255) as in the 4-lane loop */
-            v8f val = cov * 255.0f + 0.5f;
-            val = vsel8(val > z, val, z);
-            val = vsel8(val < c255, val, c255);
+            v8f val = cov * 255.0f + 0.5f; /* min / max: see offroad_rows_avx2 */
+            val = (v8f)_mm256_min_ps((__m256)_mm256_max_ps((__m256)val, (__m256)z), (__m256)c255);
             v8i iv = __builtin_convertvector(val, v8i);
             v4i ia = __builtin_shufflevector(iv, iv, 0, 1, 2, 3), ib = __builtin_shufflevector(iv, iv, 4, 5, 6, 7);
             int n = c1 - cb + 1 < 8 ? c1 - cb + 1 : 8;
@@ -1075,24 +1085,30 @@ __attribute__((target("avx2"))) static void offroad_rows_avx2(uint8_t *img, int 
                                                               int ns) {
     const v8f L8 = {0, 1, 2, 3, 4, 5, 6, 7};
     v8f z = {0}, c255 = z + 255.0f, h2 = z + T->h2, mh2 = -h2;
+    /* the column part (L8 + cs) * gc of yc does not depend on the row: once per block */
+    v8f P[8];
+    int np = W <= 64 ? (W + 7) / 8 : 0;
+    for (int q = 0; q < np; q++) P[q] = (L8 + (float)(8 * q)) * gc;
     /* a term whose 8 arguments are all clamped (beyond +-h2) is the constant F(+-h2): taken
      * without evaluating it (trap_F8 clamps to exactly +-h2 there, so the values are equal) */
-    v8f C1 = trap_F8(T, h2), C0 = trap_F8(T, mh2);
+    trap8 T8 = trap8_make(T);
+    v8f C1 = trap_F8(&T8, h2), C0 = trap_F8(&T8, mh2);
 #define EW_TERM8(x) (__builtin_ia32_movmskps256((v8f)((x) >= h2)) == 0xff   ? C1 \
                      : __builtin_ia32_movmskps256((v8f)((x) <= mh2)) == 0xff ? C0 \
-                                                                            : trap_F8(T, (x)))
+                                                                            : trap_F8(&T8, (x)))
     for (int r = 0; r < H; r++) {
         uint8_t *row = img + (size_t)r * (size_t)W;
         float Yr = Y0 + (float)r * gr;
         for (int cs = 0; cs < W; cs += 8) {
-            v8f yc = (L8 + (float)cs) * gc + Yr, cov = z;
+            v8f yc = (np ? P[cs / 8] : (L8 + (float)cs) * gc) + Yr, cov = z;
             for (int j = 0; j < ns; j++) {
                 v8f xh = hi[j] - yc, xl = lo[j] - yc;
                 cov += EW_TERM8(xh) - EW_TERM8(xl);
             }
+            /* vsel8(val > 0, val, 0) then vsel8(val < 255, val, 255): maxps / minps return
+             * their second operand on NaN and on equal values, which is the same */
             v8f val = cov * 255.0f + 0.5f;
-            val = vsel8(val > z, val, z);
-            val = vsel8(val < c255, val, c255);
+            val = (v8f)_mm256_min_ps((__m256)_mm256_max_ps((__m256)val, (__m256)z), (__m256)c255);
             v8i iv = 255 - __builtin_convertvector(val, v8i);
             v4i ia = __builtin_shufflevector(iv, iv, 0, 1, 2, 3), ib = __builtin_shufflevector(iv, iv, 4, 5, 6, 7);
             v16u b = pack16(ia, ib, ia, ib);
