@@ -320,6 +320,10 @@ int ew_backward_seed(ew_graph *g, ew_tensor *out, const float *seed) {
     }
     float *gr = ew_tensor_grad(g, out);
     if (!gr) return -1;
+    if (g->device && ew_backend_sync(g->be)) { /* the host adds the seed below */
+        ew_graph_fail(g, "%s", ew_backend_error(g->be));
+        return -1;
+    }
     size_t n = ew_numel(out);
     for (size_t i = 0; i < n; i++) gr[i] += seed[i];
     return run_tape(g);

@@ -751,6 +751,8 @@ int ew_cuda_probe(int device, char *why, size_t whysz) {
 
 ew_backend *ew_backend_cuda_create(const ew_cuda_options *o, char *err, size_t errsz) {
     ew_cuda_options opt = o ? *o : ew_cuda_defaults();
+    const char *se = getenv("EGOWORLD_CUDA_SYNC"); /* experiments: 0 turns sync_each off */
+    if (se && (se[0] == '0' || se[0] == '1') && !se[1]) opt.sync_each = se[0] == '1';
     if (opt.conv_chunk_floats < 1) opt.conv_chunk_floats = ew_cuda_defaults().conv_chunk_floats;
     if (ew_cuda_probe(opt.device, err, errsz)) return NULL;
     cuda_backend *cb = (cuda_backend *)calloc(1, sizeof *cb);

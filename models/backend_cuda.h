@@ -46,7 +46,8 @@ extern "C" {
 typedef struct {
     int device;               /* CUDA device ordinal (0) */
     int tf32;                 /* 1: TF32 tensor cores for GEMM/conv (0) */
-    int sync_each;            /* 1: each entry returns after its work finished (1) */
+    int sync_each;            /* 1: each entry returns after its work finished (1); the
+                               * environment variable EGOWORLD_CUDA_SYNC=0 or 1 overrides it */
     size_t conv_chunk_floats; /* im2col workspace budget per conv call, floats (48M) */
 } ew_cuda_options;
 
