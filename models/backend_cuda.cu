@@ -85,6 +85,10 @@ int launched(cuda_backend *cb, const char *kernel, int line) {
 
 unsigned grid(size_t n) { return ew_cuda_grid(n, kThreads, kMaxBlocks); }
 
+/* 32-bit index arithmetic is enough (and much cheaper than 64-bit division) when every index
+ * a kernel forms stays below 2^31: then t + the grid stride cannot wrap either. */
+bool idx32(size_t a, size_t b) { return a < ((size_t)1 << 31) && b < ((size_t)1 << 31); }
+
 /* ------------------------------------------------------------------------------------------ */
 /* Elementwise kernels (same formulas as backend_cpu.c) */
 
@@ -339,31 +343,33 @@ __global__ void k_mse_bwd(size_t n, const float *a, const float *b, const float 
 /* ------------------------------------------------------------------------------------------ */
 /* Convolution helpers. A chunk of g images starting at image n0; P = oh*ow, K = c*kh*kw.
  * col[k][gi*P + p] = x[n0+gi][ci][oy*sh - ph + ki][ox*sw - pw + kj] (0 outside), k = (ci,ki,kj). */
+template <typename I>
 __global__ void k_im2col(ew_conv_desc d, int g, const float *x, float *col) {
-    const size_t P = (size_t)d.oh * d.ow, GP = (size_t)g * P, K = (size_t)d.c * d.kh * d.kw;
-    const size_t total = K * GP;
-    for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total; t += (size_t)gridDim.x * blockDim.x) {
-        size_t k = t / GP, q = t % GP;
-        size_t gi = q / P, p = q % P;
-        int kj = (int)(k % d.kw), ki = (int)((k / d.kw) % d.kh), ci = (int)(k / ((size_t)d.kw * d.kh));
+    const I P = (I)d.oh * d.ow, GP = (I)g * P, K = (I)d.c * d.kh * d.kw;
+    const I total = K * GP;
+    for (I t = blockIdx.x * (I)blockDim.x + threadIdx.x; t < total; t += (I)gridDim.x * blockDim.x) {
+        I k = t / GP, q = t % GP;
+        I gi = q / P, p = q % P;
+        int kj = (int)(k % d.kw), ki = (int)((k / d.kw) % d.kh), ci = (int)(k / ((I)d.kw * d.kh));
         int oy = (int)(p / d.ow), ox = (int)(p % d.ow);
         int iy = oy * d.sh - d.ph + ki, ix = ox * d.sw - d.pw + kj;
         float v = 0.0f;
         if (iy >= 0 && iy < d.h && ix >= 0 && ix < d.w)
-            v = x[((gi * d.c + ci) * (size_t)d.h + iy) * d.w + ix];
+            v = x[((gi * d.c + ci) * (I)d.h + iy) * d.w + ix];
         col[t] = v;
     }
 }
 
 /* dx[n0+gi][ci][iy][ix] (+)= sum of the col entries that im2col copied from there. */
+template <typename I>
 __global__ void k_col2im(ew_conv_desc d, int g, const float *col, float *dx, int acc) {
-    const size_t P = (size_t)d.oh * d.ow, GP = (size_t)g * P;
-    const size_t total = (size_t)g * d.c * d.h * d.w;
-    for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total; t += (size_t)gridDim.x * blockDim.x) {
+    const I P = (I)d.oh * d.ow, GP = (I)g * P;
+    const I total = (I)g * d.c * d.h * d.w;
+    for (I t = blockIdx.x * (I)blockDim.x + threadIdx.x; t < total; t += (I)gridDim.x * blockDim.x) {
         int ix = (int)(t % d.w), iy = (int)((t / d.w) % d.h);
-        size_t gc = t / ((size_t)d.w * d.h);
+        I gc = t / ((I)d.w * d.h);
         int ci = (int)(gc % d.c);
-        size_t gi = gc / d.c;
+        I gi = gc / d.c;
         float s = 0.0f;
         for (int ki = 0; ki < d.kh; ki++) {
             int ny = iy + d.ph - ki;
@@ -375,8 +381,8 @@ __global__ void k_col2im(ew_conv_desc d, int g, const float *col, float *dx, int
                 if (nx < 0 || nx % d.sw) continue;
                 int ox = nx / d.sw;
                 if (ox >= d.ow) continue;
-                size_t k = ((size_t)ci * d.kh + ki) * d.kw + kj;
-                s += col[k * GP + gi * P + (size_t)oy * d.ow + ox];
+                I k = ((I)ci * d.kh + ki) * d.kw + kj;
+                s += col[k * GP + gi * P + (I)oy * d.ow + ox];
             }
         }
         dx[t] = acc ? dx[t] + s : s;
@@ -384,19 +390,21 @@ __global__ void k_col2im(ew_conv_desc d, int g, const float *col, float *dx, int
 }
 
 /* wide[c][gi*P + p] = src[(gi*C + c)*P + p]: g images [C, P] side by side. */
-__global__ void k_to_wide(int g, int C, size_t P, const float *src, float *wide) {
-    const size_t GP = (size_t)g * P, total = (size_t)C * GP;
-    for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total; t += (size_t)gridDim.x * blockDim.x) {
-        size_t c = t / GP, q = t % GP, gi = q / P, p = q % P;
+template <typename I>
+__global__ void k_to_wide(int g, int C, I P, const float *src, float *wide) {
+    const I GP = (I)g * P, total = (I)C * GP;
+    for (I t = blockIdx.x * (I)blockDim.x + threadIdx.x; t < total; t += (I)gridDim.x * blockDim.x) {
+        I c = t / GP, q = t % GP, gi = q / P, p = q % P;
         wide[t] = src[(gi * C + c) * P + p];
     }
 }
 
 /* dst[(gi*C + c)*P + p] (+)= wide[c][gi*P + p] (+ bias[c]). */
-__global__ void k_from_wide(int g, int C, size_t P, const float *wide, const float *bias, float *dst, int acc) {
-    const size_t GP = (size_t)g * P, total = (size_t)C * GP;
-    for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total; t += (size_t)gridDim.x * blockDim.x) {
-        size_t p = t % P, gc = t / P, c = gc % C, gi = gc / C;
+template <typename I>
+__global__ void k_from_wide(int g, int C, I P, const float *wide, const float *bias, float *dst, int acc) {
+    const I GP = (I)g * P, total = (I)C * GP;
+    for (I t = blockIdx.x * (I)blockDim.x + threadIdx.x; t < total; t += (I)gridDim.x * blockDim.x) {
+        I p = t % P, gc = t / P, c = gc % C, gi = gc / C;
         float v = wide[c * GP + gi * P + p];
         if (bias) v += bias[c];
         dst[t] = acc ? dst[t] + v : v;
@@ -452,12 +460,19 @@ void cu_conv_fwd(const ew_backend *be, const ew_conv_desc *d, const float *x, co
     for (int n0 = 0; n0 < d->n && !cb->failed; n0 += pl.images) {
         int g = d->n - n0 < pl.images ? d->n - n0 : pl.images;
         size_t gp = (size_t)g * pl.p;
-        k_im2col<<<grid(pl.k * gp), kThreads, 0, cb->stream>>>(*d, g, x + (size_t)n0 * xin, col);
+        if (idx32(pl.k * gp, (size_t)d->n * xin))
+            k_im2col<unsigned><<<grid(pl.k * gp), kThreads, 0, cb->stream>>>(*d, g, x + (size_t)n0 * xin, col);
+        else
+            k_im2col<size_t><<<grid(pl.k * gp), kThreads, 0, cb->stream>>>(*d, g, x + (size_t)n0 * xin, col);
         if (LAUNCHED(cb, "k_im2col")) return;
         gemm_rm(cb, 0, 0, d->oc, (int)gp, (int)pl.k, 1.0f, w, (int)pl.k, col, (int)gp, 0.0f, wide, (int)gp);
         if (cb->failed) return;
-        k_from_wide<<<grid((size_t)d->oc * gp), kThreads, 0, cb->stream>>>(g, d->oc, pl.p, wide, bias,
-                                                                           y + (size_t)n0 * yout, accumulate);
+        if (idx32((size_t)d->oc * gp, (size_t)d->oc * gp))
+            k_from_wide<unsigned><<<grid((size_t)d->oc * gp), kThreads, 0, cb->stream>>>(
+                g, d->oc, (unsigned)pl.p, wide, bias, y + (size_t)n0 * yout, accumulate);
+        else
+            k_from_wide<size_t><<<grid((size_t)d->oc * gp), kThreads, 0, cb->stream>>>(g, d->oc, pl.p, wide, bias,
+                                                                                   y + (size_t)n0 * yout, accumulate);
         if (LAUNCHED(cb, "k_from_wide")) return;
     }
 }
@@ -474,13 +489,22 @@ void cu_conv_bwd_data(const ew_backend *be, const ew_conv_desc *d, const float *
         size_t gp = (size_t)g * pl.p;
         const float *dyw = dy + (size_t)n0 * yout;
         if (g > 1) { /* one image is already [oc, P] */
-            k_to_wide<<<grid((size_t)d->oc * gp), kThreads, 0, cb->stream>>>(g, d->oc, pl.p, dyw, wide);
+            if (idx32((size_t)d->oc * gp, (size_t)d->oc * gp))
+                k_to_wide<unsigned><<<grid((size_t)d->oc * gp), kThreads, 0, cb->stream>>>(g, d->oc, (unsigned)pl.p,
+                                                                                          dyw, wide);
+            else
+                k_to_wide<size_t><<<grid((size_t)d->oc * gp), kThreads, 0, cb->stream>>>(g, d->oc, pl.p, dyw, wide);
             if (LAUNCHED(cb, "k_to_wide")) return;
             dyw = wide;
         }
         gemm_rm(cb, 1, 0, (int)pl.k, (int)gp, d->oc, 1.0f, w, (int)pl.k, dyw, (int)gp, 0.0f, col, (int)gp);
         if (cb->failed) return;
-        k_col2im<<<grid((size_t)g * xin), kThreads, 0, cb->stream>>>(*d, g, col, dx + (size_t)n0 * xin, accumulate);
+        if (idx32((size_t)g * xin, pl.k * gp))
+            k_col2im<unsigned><<<grid((size_t)g * xin), kThreads, 0, cb->stream>>>(*d, g, col, dx + (size_t)n0 * xin,
+                                                                                accumulate);
+        else
+            k_col2im<size_t><<<grid((size_t)g * xin), kThreads, 0, cb->stream>>>(*d, g, col, dx + (size_t)n0 * xin,
+                                                                              accumulate);
         if (LAUNCHED(cb, "k_col2im")) return;
     }
 }
@@ -495,11 +519,18 @@ void cu_conv_bwd_weight(const ew_backend *be, const ew_conv_desc *d, const float
     for (int n0 = 0; n0 < d->n && !cb->failed; n0 += pl.images) {
         int g = d->n - n0 < pl.images ? d->n - n0 : pl.images;
         size_t gp = (size_t)g * pl.p;
-        k_im2col<<<grid(pl.k * gp), kThreads, 0, cb->stream>>>(*d, g, x + (size_t)n0 * xin, col);
+        if (idx32(pl.k * gp, (size_t)d->n * xin))
+            k_im2col<unsigned><<<grid(pl.k * gp), kThreads, 0, cb->stream>>>(*d, g, x + (size_t)n0 * xin, col);
+        else
+            k_im2col<size_t><<<grid(pl.k * gp), kThreads, 0, cb->stream>>>(*d, g, x + (size_t)n0 * xin, col);
         if (LAUNCHED(cb, "k_im2col")) return;
         const float *dyw = dy + (size_t)n0 * yout;
         if (g > 1) {
-            k_to_wide<<<grid((size_t)d->oc * gp), kThreads, 0, cb->stream>>>(g, d->oc, pl.p, dyw, wide);
+            if (idx32((size_t)d->oc * gp, (size_t)d->oc * gp))
+                k_to_wide<unsigned><<<grid((size_t)d->oc * gp), kThreads, 0, cb->stream>>>(g, d->oc, (unsigned)pl.p,
+                                                                                          dyw, wide);
+            else
+                k_to_wide<size_t><<<grid((size_t)d->oc * gp), kThreads, 0, cb->stream>>>(g, d->oc, pl.p, dyw, wide);
             if (LAUNCHED(cb, "k_to_wide")) return;
             dyw = wide;
         }
