@@ -131,7 +131,7 @@ __device__ __forceinline__ float unary_g(int op, float alpha, float x, float y, 
     }
 }
 
-__global__ void k_unary(int op, float alpha, size_t n, const float *__restrict__ x, float *__restrict__ y) {
+__global__ void k_unary(int op, float alpha, size_t n, const float *x, float *y) { /* x == y allowed */
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         y[i] = unary_f(op, alpha, x[i]);
 }
