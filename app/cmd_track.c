@@ -653,7 +653,8 @@ static void help_eval_pred(void) {
            "history) too. Errors are mean Euclidean distances (m).\n"
            "Keys: model_error_3s_m, cv_error_3s_m, gt_trained_error_3s_m, ca_error_3s_m, coverage_1sigma,\n"
            "coverage_2sigma (tracked-trained model, all horizons), also at 1 s and 2 s, on lane\n"
-           "changes and braking events, and windows counts. Coverage: the tracked-trained model\n"
+           "changes and braking events, split by whether the event had started at the anchor\n"
+           "(lane_change_started_*, braking_not_started_*, ...), and windows counts. Coverage: the tracked-trained model\n"
            "predicts tracked positions; the truth differs by the tracker's error, which it cannot\n"
            "see. By default its covariances are calibrated (models/motion.h: a temperature per\n"
            "second of horizon, a correlation shrink, additive variances; fitted to the 1 and 2 sigma\n"
@@ -849,9 +850,12 @@ int cmd_eval_predictor(int argc, char **argv) {
         for (int h = 0; h < EW_MOTION_HIST; h++)
             hse += pow(pt.s[i].hist[h][0] - pg.s[i].hist[h][0], 2) + pow(pt.s[i].hist[h][1] - pg.s[i].hist[h][1], 2);
     hse = sqrt(hse / (2.0 * pt.n * EW_MOTION_HIST));
-    /* sums [what][horizon 1/2/3 s]; what: 0 model, 1 cv, 2 gt-model, 3 ca; for all windows (set 0), lane
-     * changes (1), braking (2) */
-    double sum[3][4][3] = {{{0}}}, cnt[3] = {0};
+    /* sums [set][what][horizon 1/2/3 s]; what: 0 model, 1 cv, 2 gt-model, 3 ca; sets: 0 all windows,
+     * 1 lane changes, 2 braking, 3/4 lane changes started / not started at the anchor (true lateral
+     * speed over the last 0.5 s above / below 0.3 m/s), 5/6 braking started / not (true speed over
+     * the last 0.4 s of the history at least 0.5 m/s below the speed over its first 0.4 s, or not) */
+    enum { NSET = 7 };
+    double sum[NSET][4][3] = {{{0}}}, cnt[NSET] = {0};
     long in1 = 0, in2 = 0, tot = 0, in1_3 = 0, in2_3 = 0, raw1 = 0, raw2 = 0;
     for (int i = 0; i < pt.n; i++) {
         float cv[2 * EW_MOTION_FUT];
@@ -862,7 +866,11 @@ int cmd_eval_predictor(int argc, char **argv) {
         float v1x = (hp[9][0] - hp[4][0]) / (5 * dtv), v1y = (hp[9][1] - hp[4][1]) / (5 * dtv);
         float v0x = (hp[5][0] - hp[0][0]) / (5 * dtv), v0y = (hp[5][1] - hp[0][1]) / (5 * dtv);
         float ax = (v1x - v0x) / (4 * dtv), ay = (v1y - v0y) / (4 * dtv);
-        int in_set[3] = {1, pt.flags[i] & 1, (pt.flags[i] & 2) != 0};
+        const float(*th)[2] = pg.s[i].hist;
+        int lc_on = fabsf(th[9][1] - th[4][1]) / (5 * dtv) > 0.3f;
+        int br_on = (th[9][0] - th[5][0]) / (4 * dtv) - (th[4][0] - th[0][0]) / (4 * dtv) < -0.5f;
+        int lc = pt.flags[i] & 1, br = (pt.flags[i] & 2) != 0;
+        int in_set[NSET] = {1, lc, br, lc && lc_on, lc && !lc_on, br && br_on, br && !br_on};
         for (int hz = 0; hz < 3; hz++) {
             int k = 10 * (hz + 1) - 1;
             const float *tru = pg.s[i].fut[k], *a = ot + ((size_t)i * EW_MOTION_FUT + k) * 5,
@@ -873,11 +881,11 @@ int cmd_eval_predictor(int argc, char **argv) {
             double cay_ = hp[9][1] + (v1y + ay * tau) * T + 0.5 * ay * T * T;
             double ew4[4] = {hypot(a[0] - tru[0], a[1] - tru[1]), hypot(cv[2 * k] - tru[0], cv[2 * k + 1] - tru[1]),
                              hypot(b[0] - tru[0], b[1] - tru[1]), hypot(cax_ - tru[0], cay_ - tru[1])};
-            for (int q = 0; q < 3; q++)
+            for (int q = 0; q < NSET; q++)
                 if (in_set[q])
                     for (int w = 0; w < 4; w++) sum[q][w][hz] += ew4[w];
         }
-        for (int q = 0; q < 3; q++) cnt[q] += in_set[q] != 0;
+        for (int q = 0; q < NSET; q++) cnt[q] += in_set[q] != 0;
         for (int k = 0; k < EW_MOTION_FUT; k++) {
             const float *a = ot + ((size_t)i * EW_MOTION_FUT + k) * 5, *r = oraw + ((size_t)i * EW_MOTION_FUT + k) * 5;
             double r2 = ew_gauss2d_maha2(r[0], r[1], r[2], r[3], r[4], pg.s[i].fut[k][0], pg.s[i].fut[k][1]);
@@ -890,8 +898,8 @@ int cmd_eval_predictor(int argc, char **argv) {
             if (k == EW_MOTION_FUT - 1) in1_3 += d2 <= 1.0, in2_3 += d2 <= 4.0;
         }
     }
-    double e[3][4][3];
-    for (int q = 0; q < 3; q++)
+    double e[NSET][4][3];
+    for (int q = 0; q < NSET; q++)
         for (int w = 0; w < 4; w++)
             for (int hz = 0; hz < 3; hz++) e[q][w][hz] = cnt[q] > 0 ? sum[q][w][hz] / cnt[q] : NAN;
     double c1 = (double)in1 / tot, c2 = (double)in2 / tot;
@@ -929,7 +937,19 @@ int cmd_eval_predictor(int argc, char **argv) {
         print_num("braking_model_error_3s_m", e[2][0][2], 0);
         print_num("braking_cv_error_3s_m", e[2][1][2], 0);
         print_num("braking_gt_trained_error_3s_m", e[2][2][2], 0);
-        print_num("braking_model_vs_cv_3s", e[2][0][2] / e[2][1][2] - 1.0, 1);
+        print_num("braking_model_vs_cv_3s", e[2][0][2] / e[2][1][2] - 1.0, 0);
+        static const char *sn[4] = {"lane_change_started", "lane_change_not_started", "braking_started",
+                                    "braking_not_started"};
+        for (int q = 3; q < NSET; q++) {
+            char key[96];
+            printf("\"%s_windows\": %.0f, ", sn[q - 3], cnt[q]);
+            snprintf(key, sizeof key, "%s_model_error_3s_m", sn[q - 3]);
+            print_num(key, e[q][0][2], 0);
+            snprintf(key, sizeof key, "%s_cv_error_3s_m", sn[q - 3]);
+            print_num(key, e[q][1][2], 0);
+            snprintf(key, sizeof key, "%s_gt_trained_error_3s_m", sn[q - 3]);
+            print_num(key, e[q][2][2], q == NSET - 1);
+        }
         printf("}\n");
     } else {
         printf("eval-predictor: %d windows (%.0f lane changes, %.0f braking)\n", pt.n, cnt[1], cnt[2]);
