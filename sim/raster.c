@@ -382,7 +382,7 @@ __attribute__((target("avx2"))) static void rect_rows_avx2(uint8_t *img, int H, 
             v8f val = cov * 255.0f + 0.5f; /* min / max: see offroad_rows_avx2 */
             val = (v8f)_mm256_min_ps((__m256)_mm256_max_ps((__m256)val, (__m256)z), (__m256)c255);
             v8i iv = __builtin_convertvector(val, v8i);
-            v4i ia = __builtin_shufflevector(iv, iv, 0, 1, 2, 3), ib = __builtin_shufflevector(iv, iv, 4, 5, 6, 7);
+            v4i ia = (v4i)_mm256_castsi256_si128((__m256i)iv), ib = (v4i)_mm256_extracti128_si256((__m256i)iv, 1);
             int n = c1 - cb + 1 < 8 ? c1 - cb + 1 : 8;
             v16u b = pack16(ia, ib, ia, ib) & (v16u)(IDX < (uint8_t)n);
             if (cb + 8 <= W) {
@@ -1110,7 +1110,7 @@ __attribute__((target("avx2"))) static void offroad_rows_avx2(uint8_t *img, int 
             v8f val = cov * 255.0f + 0.5f;
             val = (v8f)_mm256_min_ps((__m256)_mm256_max_ps((__m256)val, (__m256)z), (__m256)c255);
             v8i iv = 255 - __builtin_convertvector(val, v8i);
-            v4i ia = __builtin_shufflevector(iv, iv, 0, 1, 2, 3), ib = __builtin_shufflevector(iv, iv, 4, 5, 6, 7);
+            v4i ia = (v4i)_mm256_castsi256_si128((__m256i)iv), ib = (v4i)_mm256_extracti128_si256((__m256i)iv, 1);
             v16u b = pack16(ia, ib, ia, ib);
             int n = W - cs < 8 ? W - cs : 8;
             if (n == 8) store_n(row + cs, b, 8);
