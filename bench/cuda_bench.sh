@@ -13,8 +13,11 @@
 #   torch_*      bench/torch_fm.py: the same model in PyTorch on the same GPU, fp32 and TF32
 #   fm_*         bench/fm_bench.c: the real training step (ew_fm_train_step, 20-step unroll,
 #                batch 64) on the CUDA backend: ms per update -> time for N updates
+#   data         (DATA=dir) egoworld bench data: CPU rendering of one training batch, to compare
+#                with the fm step time (does the CPU rasterizer keep up with the GPU?)
 #   plan_*       egoworld bench plan --controller mpc-km on the CPU and with --device cuda
-# Environment: STEPS (timed steps, 7), UPDATES (updates for the training-time figure, 100000).
+# Environment: STEPS (timed steps, 7), UPDATES (updates for the training-time figure, 100000),
+# DATA (a dataset directory from egoworld collect, optional).
 set -u
 B=${1:-build-cuda}
 O=${2:-/tmp/egoworld-cuda-bench}
@@ -61,6 +64,13 @@ else
     fail=1
 fi
 
+# can the CPU rasterizer feed the GPU? ms per training batch (64 x 40 frames) vs the fm step
+if [ -n "${DATA:-}" ]; then
+    run data "$EW" bench data --data "$DATA" --threads "$(nproc)" --repeat 15 --json
+else
+    echo "== data: set DATA=<dataset dir> to time batch rendering (egoworld bench data)"
+fi
+
 run plan_cpu "$EW" bench plan --controller mpc-km --json
 run plan_cuda "$EW" bench plan --controller mpc-km --device cuda --json
 
@@ -99,6 +109,9 @@ for name in ("fm_cuda", "fm_cuda_tf32"):
         print("full training step (%s, n_pred %d, batch %d): %.1f ms/update, %.1f samples/s, %d updates: %.2f h"
               % (name, j["n_pred"], j["batch"], j["step_ms"], j["samples_per_s"], updates,
                  j["step_ms"] * updates / 3.6e6))
+j = last_json("data")
+if j:
+    print("batch rendering on the CPU: %s" % json.dumps(j)[:300])
 for name in ("plan_cpu", "plan_cuda"):
     j = last_json(name)
     if j:
