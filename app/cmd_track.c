@@ -671,7 +671,7 @@ static void help_eval_pred(void) {
            "  --flow X          vehicles per hour per lane (default 1400)\n"
            "  --seed S          traffic seed (default 99)\n"
            "  --cal-seed S      first validation video's seed for the calibration, or none (default 50)\n"
-           "  --cal-videos K    validation videos, seeds S .. S+K-1 (default 3)\n"
+           "  --cal-videos K    validation videos, seeds S .. S+K-1 (default 6)\n"
            "  --cal-frames N    frames of each (default 1500)\n"
            "  --cal-out FILE    also write the tracked-trained model with its calibration (for\n"
            "                    the planner and the viewer; no optimizer state)\n"
@@ -682,7 +682,7 @@ static void help_eval_pred(void) {
 
 int cmd_eval_predictor(int argc, char **argv) {
     const char *cmd = "eval-predictor", *model = NULL, *gtm = NULL, *trk = NULL, *deg = "clean", *cal_out = NULL;
-    long frames = 1500, stride = 5, threads = 1, cal_frames = 1500, cal_videos = 3;
+    long frames = 1500, stride = 5, threads = 1, cal_frames = 1500, cal_videos = 6;
     double flow = 1400, meas = -1;
     uint64_t seed = 99, cal_seed = 50;
     int json = 0, cal = 1;

@@ -20,7 +20,7 @@ foreach(_c train-tracker eval-tracker train-predictor eval-predictor)
   add_test(NAME cli_track_help_${_c} COMMAND ${_ew} ${_c} --help)
   set_tests_properties(cli_track_help_${_c} PROPERTIES PASS_REGULAR_EXPRESSION "usage: egoworld ${_c}")
 endforeach()
-# eval-predictor: the calibration's validation videos (seeds 50..52 by default) never include the test seed.
+# eval-predictor: the calibration's validation videos (seeds 50..55 by default) never include the test seed.
 add_test(NAME cli_predictor_cal_seed COMMAND sh -c
   "'${_ew}' eval-predictor --model a --gt-model b --tracker c --seed 51 2>&1; test $? -eq 2 && '${_ew}' eval-predictor --model a --gt-model b --tracker c --seed 52 --cal-seed 40 --cal-videos 13 2>&1; test $? -eq 2")
 set_tests_properties(cli_predictor_cal_seed PROPERTIES PASS_REGULAR_EXPRESSION
