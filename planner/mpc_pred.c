@@ -68,7 +68,7 @@ typedef struct {
     ew_motion_sample *smp;
     int *smp_of;
     float *pout;                    /* predictor output [MAXV][FUT][5] (road frame) */
-    float vpred[MAXV * EW_MOTION_FUT * 5], vlast[MAXV * 2], vsize[MAXV * 2];
+    float vpred[MAXV * EW_MOTION_FUT * 5], vlast[MAXV * 2], vsize[MAXV * 2], vhist[MAXV * EW_MOTION_HIST * 2];
     int vseen[MAXV], nview;
 } pred_ctx;
 
@@ -232,7 +232,7 @@ static int nearest_lane(const float *c, int nl, float y) {
  * its history in the road frame of e (X along the ego heading, Y left, origin at the ego);
  * lanes in world y (the road along the world x axis). */
 static void make_ctx(const pred_ctx *m, const ew_kin_state *e, int i, const float *lc, int nl, ew_motion_sample *s) {
-    const float dt = m->cc.dt, half_f = 0.5f * m->H * m->rc.m_per_px;
+    const float dt = m->cc.dt;
     memset(s->ctx, 0, sizeof s->ctx);
     double mx = 0, my = 0, num = 0, den = 0, tm = 0.5 * (EW_MOTION_HIST - 1);
     for (int t = 0; t < EW_MOTION_HIST; t++) mx += s->hist[t][0], my += s->hist[t][1];
@@ -240,8 +240,11 @@ static void make_ctx(const pred_ctx *m, const ew_kin_state *e, int i, const floa
     for (int t = 0; t < EW_MOTION_HIST; t++) num += (t - tm) * (s->hist[t][0] - mx), den += (t - tm) * (t - tm);
     float vx = (float)(num / den / dt), x = (float)(mx + num / den * tm);
     s->ctx[3] = vx / 30.0f;
-    s->ctx[4] = (half_f - x) / 100.0f; /* the view: the ego raster */
-    s->ctx[5] = (x + half_f) / 100.0f;
+    /* distances to the video's front and rear edges: the predictor's camera saw 200 m, so they
+     * always summed to 2 in its training; the ego raster has no such edges: the middle of
+     * that view (100 m from each edge) */
+    s->ctx[4] = 1.0f;
+    s->ctx[5] = 1.0f;
     for (int j = 0; j < 3; j++) s->ctx[6 + 6 * j] = s->ctx[9 + 6 * j] = 2.0f;
     if (nl < 1) return;
     const track *ti = &m->trk[i];
@@ -419,6 +422,17 @@ static void render_vehicles(pred_ctx *m, const ew_kin_state *e) {
                 m->vlast[2 * i] = tr->x[tr->n - 1], m->vlast[2 * i + 1] = tr->y[tr->n - 1];
                 m->vsize[2 * i] = len, m->vsize[2 * i + 1] = TRK_W;
                 m->vseen[i] = tr->seen;
+                for (int j = 0; j < EW_MOTION_HIST; j++) {
+                    float hx0 = 0.0f, hy0 = 0.0f;
+                    if (m->smp_of[i] >= 0)
+                        hx0 = m->smp[m->smp_of[i]].hist[j][0], hy0 = m->smp[m->smp_of[i]].hist[j][1];
+                    else {
+                        float ex = tr->x[0] - e->x, ey = tr->y[0] - e->y;
+                        hx0 = ex * e->dx + ey * e->dy, hy0 = -ex * e->dy + ey * e->dx;
+                    }
+                    m->vhist[(i * EW_MOTION_HIST + j) * 2] = e->x + hx0 * e->dx - hy0 * e->dy;
+                    m->vhist[(i * EW_MOTION_HIST + j) * 2 + 1] = e->y + hx0 * e->dy + hy0 * e->dx;
+                }
                 for (int k = 0; k < EW_MOTION_FUT; k++) {
                     float gx, gy, gsx, gsy, gr;
                     track_gauss(m, e, i, k, &gx, &gy, &gsx, &gsy, &gr);
@@ -589,6 +603,7 @@ int ew_mpc_pred_get_view(const ew_controller *c, ew_mpc_pred_view *out) {
     out->pred = m->vpred;
     out->last = m->vlast;
     out->size = m->vsize;
+    out->hist = m->vhist;
     out->seen = m->vseen;
     out->ref_img = m->img;
     out->plan = m->plan;

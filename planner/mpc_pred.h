@@ -64,13 +64,15 @@ float ew_mpc_pred_occupancy(float a, float b, float len, float wid, float sa, fl
  * vehicles of the last act() with their predicted Gaussians in WORLD coordinates:
  * pred[(i * EW_MOTION_FUT + k) * 5 + (mx, my, sx, sy, rho)] for horizon k + 1 (sx, sy along
  * the world axes, rho their correlation), last[i * 2] the last observed centre, size[i * 2]
- * (length, width) of the rendered box, seen[i] frames the track was seen (1: no predictor).
+ * (length, width) of the rendered box, seen[i] frames the track was seen (1: no predictor),
+ * hist[(i * EW_MOTION_HIST + j) * 2] the positions the predictor was given (world, oldest
+ * first; extrapolated backwards when the track is shorter; all equal to last when seen 1).
  * Also the plan [horizon] and the reference images [horizon][3][rows][cols]. -1 if c is not
  * an mpc-pred controller. */
 typedef struct {
     int n, horizon, rows, cols;
     float m_per_px;
-    const float *pred, *last, *size;
+    const float *pred, *last, *size, *hist;
     const int *seen;
     const float *ref_img;
     const ew_action *plan;
