@@ -659,7 +659,8 @@ static void help_eval_pred(void) {
            "see. By default its covariances are calibrated (models/motion.h: a temperature per\n"
            "second of horizon, a correlation shrink, additive variances; fitted to the 1 and 2 sigma\n"
            "coverage) on a validation video (--cal-seed, never the test seed) and coverage_1sigma\n"
-           "and coverage_2sigma use them; with --cal-seed none they add meas_noise_m^2 I instead\n"
+           "and coverage_2sigma use them; with --cal-seed none the checkpoint's calibration is used\n"
+           "(written by --cal-out; cal_seed 0), or without one they add meas_noise_m^2 I instead\n"
            "(estimated without labels from the tracker's disagreement with itself on 180-degree\n"
            "rotated frames, first 100 frames). coverage_*_raw: the model's own covariances.\n\n"
            "  --model FILE      predictor trained on tracked positions (required)\n"
@@ -774,8 +775,13 @@ int cmd_eval_predictor(int argc, char **argv) {
         goto done;
     }
     /* calibration of the tracked-trained model on a validation video (never the test one) */
-    ew_motion_cal_none(&mt.cal);
+    /* without --cal-seed: the checkpoint's own calibration (eval-predictor --cal-out), if any */
+    ew_motion_cal ident;
+    ew_motion_cal_none(&ident);
+    int ck_cal = !cal && memcmp(&mt.cal, &ident, sizeof ident) != 0;
+    if (ck_cal) meas = 0.0;
     if (cal) {
+        ew_motion_cal_none(&mt.cal);
         for (long v = 0; v < cal_videos; v++) {
             uint64_t cs = cal_seed + (uint64_t)v;
             if (cs == seed) {
@@ -840,7 +846,7 @@ int cmd_eval_predictor(int argc, char **argv) {
     }
     memcpy(oraw, ot, sizeof(float) * (size_t)pt.n * EW_MOTION_FUT * 5);
     ew_motion_cal_none(&mt.cal);
-    if (cal && ew_motion_predict(&mt, g, pt.s, pt.n, oraw, err, sizeof err)) {
+    if ((cal || ck_cal) && ew_motion_predict(&mt, g, pt.s, pt.n, oraw, err, sizeof err)) {
         fail(cmd, err);
         goto done;
     }
@@ -916,7 +922,7 @@ int cmd_eval_predictor(int argc, char **argv) {
         print_num("meas_noise_m", meas, 0);
         printf("\"meas_noise_pairs\": %ld, \"calibrated\": %s, \"cal_seed\": %llu, \"cal_videos\": %ld, "
                "\"cal_windows\": %d, ",
-               npairs, cal ? "true" : "false", (unsigned long long)(cal ? cal_seed : 0), cal ? cal_videos : 0, ncal);
+               npairs, cal || ck_cal ? "true" : "false", (unsigned long long)(cal ? cal_seed : 0), cal ? cal_videos : 0, ncal);
         printf("\"cal\": {\"t\": [%.4f, %.4f, %.4f], \"c\": %.4f, \"ax_m\": %.4f, \"ay_m\": %.4f}, ", used.t[0],
                used.t[1], used.t[2], used.c, used.ax, used.ay);
         print_num("history_rmse_m", hse, 0);
@@ -958,10 +964,10 @@ int cmd_eval_predictor(int argc, char **argv) {
         printf("  constant acceleration at 1/2/3 s (m): %.3f %.3f %.3f\n", e[0][3][0], e[0][3][1], e[0][3][2]);
         printf("  lane changes at 3 s: model %.3f cv %.3f gt-trained %.3f | braking: model %.3f cv %.3f gt-trained %.3f\n",
                e[1][0][2], e[1][1][2], e[1][2][2], e[2][0][2], e[2][1][2], e[2][2][2]);
-        if (cal)
-            printf("  coverage 1 sigma %.3f (39.3 %%), 2 sigma %.3f (86.5 %%) calibrated on seed %llu (T %.3f %.3f %.3f, "
+        if (cal || ck_cal)
+            printf("  coverage 1 sigma %.3f (39.3 %%), 2 sigma %.3f (86.5 %%) calibrated (first seed %llu) (T %.3f %.3f %.3f, "
                    "c %.3f, ax %.3f m, ay %.3f m); raw: %.3f %.3f\n",
-                   c1, c2, (unsigned long long)cal_seed, used.t[0], used.t[1], used.t[2], used.c, used.ax, used.ay,
+                   c1, c2, (unsigned long long)(cal ? cal_seed : 0), used.t[0], used.t[1], used.t[2], used.c, used.ax, used.ay,
                    (double)raw1 / tot, (double)raw2 / tot);
         else
             printf("  coverage 1 sigma %.3f (39.3 %%), 2 sigma %.3f (86.5 %%) with measurement noise %.4f m; raw: %.3f %.3f\n",
