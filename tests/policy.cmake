@@ -57,3 +57,18 @@ add_test(NAME cli_train_policy_mpur_resume COMMAND sh -c
    grep -q 'egoworld.mpur' \"$d/a.safetensors\" && cat \"$d/j\" && rm -rf \"$d\"")
 set_tests_properties(cli_train_policy_mpur_resume PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
   PASS_REGULAR_EXPRESSION "\"method\": \"mpur\".*\"start_step\": 2.*\"horizon\": 3, \"u_samples\": 3")
+
+# The decoupled (FM-KM) form end to end: resuming equals the uninterrupted run, the form is
+# recorded, a bad --form is a usage error.
+add_test(NAME cli_train_policy_mpur_decoupled_resume COMMAND sh -c
+  "d=$(mktemp -d) && '${_ew}' collect dense-3lane --episodes 8 --steps 50 --seed 4 --workers 1 --quiet --out \"$d/data\" >/dev/null && \
+   '${_ew}' train-world --data \"$d/data\" --out \"$d/w.safetensors\" --nf 2 --hidden 8 --n-cond 3 --n-pred 2 --steps 2 --batch 2 --threads 1 --val-samples 0 >/dev/null 2>&1 && \
+   m=\"--method mpur --form decoupled --world $d/w.safetensors --data $d/data --nf 2 --proj 8 --hidden 8 --batch 2 --horizon 3 --u-samples 3 --ustats-batches 2 --threads 1 --val-samples 4 --val-every 2 --ckpt-every 2\" && \
+   '${_ew}' train-policy $m --out \"$d/a.safetensors\" --steps 4 2>/dev/null && \
+   '${_ew}' train-policy $m --out \"$d/b.safetensors\" --steps 2 2>/dev/null && \
+   '${_ew}' train-policy $m --out \"$d/b.safetensors\" --steps 4 --resume --json 2>/dev/null > \"$d/j\" && \
+   cmp \"$d/a.safetensors\" \"$d/b.safetensors\" && cmp \"$d/a.ckpt.safetensors\" \"$d/b.ckpt.safetensors\" && \
+   ! '${_ew}' train-policy --method mpur --form sideways --data x --out y 2> \"$d/e\" && grep -q -- '--form: expected coupled or decoupled' \"$d/e\" && \
+   cat \"$d/j\" && rm -rf \"$d\"")
+set_tests_properties(cli_train_policy_mpur_decoupled_resume PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
+  PASS_REGULAR_EXPRESSION "\"method\": \"mpur\".*\"start_step\": 2.*\"form\": \"decoupled\", \"horizon\": 3, \"u_samples\": 3")
