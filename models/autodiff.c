@@ -341,6 +341,17 @@ int ew_backward(ew_graph *g, ew_tensor *loss) {
         ew_graph_fail(g, "backward: loss must have one element, has shape %s", s);
         return -1;
     }
+    ew_tensor *r = root_of(loss);
+    if (g->device && g->be->fill && !r->grad && loss->requires_grad) {
+        /* d loss = 1 written by the device: no host access, so the step can be captured */
+        r->grad = ew_arena_alloc(data_arena(g), sizeof(float));
+        if (!r->grad) {
+            ew_graph_fail(g, "arena: out of memory for a gradient");
+            return -1;
+        }
+        g->be->fill(g->be, 1, 1.0f, r->grad);
+        return run_tape(g);
+    }
     const float one = 1.0f;
     return ew_backward_seed(g, loss, &one);
 }

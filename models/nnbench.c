@@ -137,7 +137,7 @@ static void bfree(const ew_backend *be, float *p) {
 
 /* One training step; fwd[] gets forward seconds per tag. Returns the loss or -1. */
 static float train_step(ew_graph *g, fm_model *m, const ew_bench_nn_config *c, const fm_batch *b, int hh,
-                        int hw, ew_optim *opt, ew_rng *rng, double *fwd, double *adam_s) {
+                        int hw, ew_optim *opt, ew_rng *rng, double *fwd, double *adam_s, float **loss_data) {
     const int B = c->batch, nf = c->nfeature, nc = c->ncond;
     ew_graph_reset(g);
     ew_graph_set_tag(g, T_OTHER);
@@ -157,7 +157,7 @@ static float train_step(ew_graph *g, fm_model *m, const ew_bench_nn_config *c, c
     ew_tensor *h = x;
     for (int i = 0; i < 3; i++) {
         h = ew_leaky_relu(g, ew_conv_layer_fwd(g, &m->enc[i], h), 0.2f);
-        h = ew_channel_dropout(g, h, 0.1f, rng);
+        h = ew_channel_dropout(g, h, c->graph ? 0.0f : 0.1f, rng); /* masks are drawn on the host */
         LAP(T_ENC1 + i);
     }
     h = ew_add(g, h, ew_reshape(g, ew_mlp_fwd(g, &m->senc, s), 4, fs));
@@ -184,6 +184,7 @@ static float train_step(ew_graph *g, fm_model *m, const ew_bench_nn_config *c, c
     ew_optim_step(opt);
     ew_optim_zero_grad(opt);
     *adam_s = now_s() - ta;
+    if (loss_data) *loss_data = loss->data;
     return loss->data[0];
 }
 
@@ -198,7 +199,7 @@ static double median(double *v, int n) {
 }
 
 ew_bench_nn_config ew_bench_nn_defaults(int threads) {
-    ew_bench_nn_config c = {threads < 1 ? 1 : threads, 64, 64, 20, 117, 24, 2, 7, 0, 0, 0};
+    ew_bench_nn_config c = {threads < 1 ? 1 : threads, 64, 64, 20, 117, 24, 2, 7, 0, 0, 0, 0};
     return c;
 }
 
@@ -283,11 +284,41 @@ int ew_bench_nn_run(const ew_bench_nn_config *c, FILE *out) {
 
     ew_graph_profile(g, 1);
     float loss = 0.0f;
+    ew_cuda_graph *cg = NULL;
+    float *graph_loss = NULL; /* where the captured step writes its loss */
+    if (c->graph && !ew_backend_is_cuda(be)) {
+        fprintf(stderr, "bench nn: --graph needs --device cuda\n");
+        goto free_model;
+    }
     for (int step = 0; step < c->warmup + c->steps; step++) {
+        if (c->graph && step >= c->warmup && step > 0) { /* warm: one arena block, no allocation */
+            double fwd[T_COUNT] = {0}, adam = 0;
+            if (!cg) {
+                if (ew_cuda_capture_begin(be) == 0)
+                    train_step(g, &m, c, &b, hh, hw, opt, &rng, fwd, &adam, &graph_loss);
+                cg = ew_cuda_capture_end(be);
+                if (!cg) {
+                    fprintf(stderr, "bench nn: capturing the step: %s\n",
+                            ew_backend_error(be) ? ew_backend_error(be) : ew_graph_error(g) ? ew_graph_error(g) : "failed");
+                    goto free_model;
+                }
+            }
+            double t0 = now_s();
+            if (ew_cuda_graph_launch(be, cg) || ew_backend_sync(be)) {
+                fprintf(stderr, "bench nn: graph replay: %s\n", ew_backend_error(be) ? ew_backend_error(be) : "failed");
+                ew_cuda_graph_free(cg);
+                goto free_model;
+            }
+            double dt = now_s() - t0;
+            int k = step - c->warmup;
+            for (int t = 0; t < 2 * T_COUNT + 1; t++) samples[(size_t)t * c->steps + k] = 0.0;
+            samples[(size_t)(2 * T_COUNT + 1) * c->steps + k] = dt;
+            continue;
+        }
         double fwd[T_COUNT] = {0}, adam = 0;
         ew_graph_profile_clear(g);
         double t0 = now_s();
-        loss = train_step(g, &m, c, &b, hh, hw, opt, &rng, fwd, &adam);
+        loss = train_step(g, &m, c, &b, hh, hw, opt, &rng, fwd, &adam, NULL);
         double dt = now_s() - t0;
         if (loss < 0.0f) {
             fprintf(stderr, "bench nn: %s\n", ew_graph_error(g) ? ew_graph_error(g) : "step failed");
@@ -301,6 +332,11 @@ int ew_bench_nn_run(const ew_bench_nn_config *c, FILE *out) {
         }
         samples[(size_t)(2 * T_COUNT) * c->steps + k] = adam;
         samples[(size_t)(2 * T_COUNT + 1) * c->steps + k] = dt;
+    }
+    if (cg) {
+        if (graph_loss) loss = *graph_loss; /* the last replay's loss (synchronised above) */
+        ew_cuda_graph_free(cg);
+        cg = NULL;
     }
     double med[2 * T_COUNT + 2];
     for (int i = 0; i < 2 * T_COUNT + 2; i++) med[i] = median(samples + (size_t)i * c->steps, c->steps);

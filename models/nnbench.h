@@ -33,6 +33,10 @@ typedef struct {
     int json;      /* 1: one JSON object, else a table */
     int device;    /* 0: CPU backend (threads); 1: CUDA backend (models/backend_cuda.h) */
     int tf32;      /* CUDA only: TF32 tensor cores for GEMMs and convolutions */
+    int graph;     /* CUDA only, experimental: after warm-up, capture one whole step into a CUDA
+                    * graph and time its replays. The captured step has no dropout and Adam's
+                    * bias correction frozen at the capture step (host-side values), and no
+                    * per-layer times: a throughput figure, not the same computation */
 } ew_bench_nn_config;
 
 /* The full-size configuration above with the given threads. */
