@@ -851,7 +851,7 @@ int ew_cuda_capture_begin(ew_backend *be) {
     cuda_backend *cb = cbe(be);
     if (cb->failed || cb->capturing) return -1;
     if (CK(cb, cudaStreamSynchronize(cb->stream))) return -1;
-    if (CK(cb, cudaStreamBeginCapture(cb->stream, cudaStreamCaptureModeThreadLocal))) return -1;
+    if (CK(cb, cudaStreamBeginCapture(cb->stream, cudaStreamCaptureModeRelaxed))) return -1;
     cb->capturing = 1;
     return 0;
 }
