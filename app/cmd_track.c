@@ -462,6 +462,8 @@ static void help_train_pred(void) {
            "  --batch B         samples per step (default 64); under mpirun per rank (docs/DISTRIBUTED.md)\n"
            "  --hidden N        GRU width (default 64)\n"
            "  --lr X            Adam learning rate (default 1e-3)\n"
+           "  --clean           drop windows whose positions jump (a lateral step > 0.4 m or a\n"
+           "                    change of the longitudinal step > 0.8 m between frames; no truth)\n"
            "  --event-weight W  draw windows with a lane change or braking W times as often\n"
            "                    (events seen in the training positions themselves; default 1)\n"
            "  --degrade NAME    clean | degraded video (default clean)\n"
@@ -478,7 +480,7 @@ int cmd_train_predictor(int argc, char **argv) {
     long frames = 3000, stride = 3, steps = 2000, batch = 64, hidden = 64, threads = 1, ckpt_every = 500, event_w = 1;
     double lr = 1e-3, flow = 1400;
     uint64_t seed = 11;
-    int truth = 0, resume = 0, json = 0;
+    int truth = 0, resume = 0, json = 0, clean = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -486,6 +488,7 @@ int cmd_train_predictor(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--truth")) truth = 1;
+        else if (!strcmp(a, "--clean")) clean = 1;
         else if (!strcmp(a, "--resume")) resume = 1;
         else if (!strcmp(a, "--out")) {
             if (!(out = cli_value(cmd, argc, argv, &i))) return 2;
@@ -552,6 +555,17 @@ int cmd_train_predictor(int argc, char **argv) {
         goto done;
     }
     if (root) fprintf(stderr, "train-predictor: %d %s windows in %.1f s\n", set.n, truth ? "true" : "tracked", cli_now() - t0);
+    if (clean) { /* drop implausible tracked windows (label-free) */
+        int kept = 0;
+        for (int i = 0; i < set.n; i++)
+            if (ew_motion_plausible(&set.s[i], 0.4f, 0.8f)) set.s[kept] = set.s[i], set.flags[kept] = set.flags[i], kept++;
+        if (root) fprintf(stderr, "train-predictor: --clean kept %d of %d windows\n", kept, set.n);
+        set.n = kept;
+        if (kept < 1) {
+            fail(cmd, "no training windows left after --clean");
+            goto done;
+        }
+    }
     /* draw pool: windows with a lane change or braking (flags) appear event_w times */
     long npool = set.n;
     for (int i = 0; i < set.n; i++) npool += set.flags[i] ? event_w - 1 : 0;

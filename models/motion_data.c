@@ -25,6 +25,17 @@ void ew_motion_set_free(ew_motion_set *s) {
     memset(s, 0, sizeof *s);
 }
 
+int ew_motion_plausible(const ew_motion_sample *s, float max_dy, float max_ddx) {
+    float p[WIN][2];
+    memcpy(p, s->hist, sizeof s->hist);
+    memcpy(p + EW_MOTION_HIST, s->fut, sizeof s->fut);
+    for (int t = 1; t < WIN; t++) {
+        if (fabsf(p[t][1] - p[t - 1][1]) > max_dy) return 0;
+        if (t >= 2 && fabsf((p[t][0] - p[t - 1][0]) - (p[t - 1][0] - p[t - 2][0])) > max_ddx) return 0;
+    }
+    return 1;
+}
+
 int ew_motion_set_append(ew_motion_set *dst, const ew_motion_set *src) {
     if (src->n == 0) return 0;
     int need = dst->n + src->n;

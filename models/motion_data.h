@@ -46,6 +46,11 @@ void ew_motion_set_free(ew_motion_set *s);
 /* Appends src's samples and flags to dst. 0, or -1 on out of memory (dst unchanged). */
 int ew_motion_set_append(ew_motion_set *dst, const ew_motion_set *src);
 
+/* 1 if the window's 40 positions move plausibly from frame to frame: no lateral step above
+ * max_dy m and no change of the longitudinal step above max_ddx m (a tracklet that jumped to
+ * another vehicle or a detection glitch fails); label-free, for cleaning tracked windows. */
+int ew_motion_plausible(const ew_motion_sample *s, float max_dy, float max_ddx);
+
 int ew_motion_collect(const ew_tracker *t, ew_graph *g, const ew_video_stream_cfg *sc, uint64_t seed, int frames,
                       int stride, ew_motion_set *trk, ew_motion_set *gt, ew_motion_set *pair_trk,
                       ew_motion_set *pair_gt, char *err, size_t errsz);

@@ -44,6 +44,16 @@ int main(void) {
     CHECK(none == 0, "%d windows without neighbour lanes on a 3-lane road", none);
     CHECK(lead > 0.3 * gt.n, "leaders %d of %d", lead, gt.n);
     CHECK(speed_ok >= 0.95 * gt.n, "fitted speed %d of %d", speed_ok, gt.n);
+    /* plausibility: every true window moves plausibly; a jump of the track does not */
+    int plaus = 0;
+    for (int i = 0; i < gt.n; i++) plaus += ew_motion_plausible(&gt.s[i], 0.4f, 0.8f);
+    CHECK(plaus == gt.n, "true windows plausible: %d of %d", plaus, gt.n);
+    ew_motion_sample j = gt.s[0];
+    j.fut[5][1] += 0.6f; /* a lateral step out and back */
+    CHECK(!ew_motion_plausible(&j, 0.4f, 0.8f), "lateral jump accepted");
+    j = gt.s[0];
+    for (int q = 12; q < EW_MOTION_FUT; q++) j.fut[q][0] += 1.0f; /* switched to a car 1 m ahead */
+    CHECK(!ew_motion_plausible(&j, 0.4f, 0.8f), "longitudinal jump accepted");
     /* append: twice the windows, the second copy identical */
     ew_motion_set two = {0};
     CHECK(ew_motion_set_append(&two, &gt) == 0 && ew_motion_set_append(&two, &gt) == 0, "append");
