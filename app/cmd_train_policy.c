@@ -76,6 +76,8 @@ static void help(void) {
            "  --lambda-u X --lambda-p X --lambda-l X --lambda-o X   weights (coupled 0.05 2 0.2 1;\n"
            "                     decoupled 0.5 10 20 10)\n"
            "  --hinge X --gamma X   (default 0.5 0.99)\n"
+           "  --w-speed X --v-des V  decoupled: progress term w max(0, (V - v) / V)^2 per step\n"
+           "                     (default 0 = off, 15 m/s; planner/cost.h)\n"
            "  --ustats-batches N  batches of logged actions for the uncertainty statistics (default 10)\n"
            "training loop:\n"
            "  --val-every N      validation every N steps (default 100)\n"
@@ -192,7 +194,7 @@ int cmd_train_policy(int argc, char **argv) {
     long rows = 117, cols = 24, horizon = 30, u_samples = 10, ustats_batches = 10;
     long val_every = 100, val_samples = -1, ckpt_every = 100, log_every = 50;
     double lr = -1, clip = 5, mpp = 0.617, dropout = 0, lambda_u = -1, lambda_p = -1, lambda_l = -1, lambda_o = -1;
-    double hinge = 0.5, gamma = 0.99;
+    double hinge = 0.5, gamma = 0.99, w_speed = 0, v_des = 15;
     uint64_t seed = 1;
     int resume = 0, json = 0, rc = 1;
     for (int i = 1; i < argc; i++) {
@@ -262,6 +264,8 @@ int cmd_train_policy(int argc, char **argv) {
         FLOAT_FLAG("--lambda-o", lambda_o, 0, 1e6)
         FLOAT_FLAG("--hinge", hinge, -1e6, 1e6)
         FLOAT_FLAG("--gamma", gamma, 0, 1)
+        FLOAT_FLAG("--w-speed", w_speed, 0, 1e6)
+        FLOAT_FLAG("--v-des", v_des, 0.1, 100)
         else {
             rc = cli_unknown(cmd, a);
             goto done_args;
@@ -276,6 +280,10 @@ int cmd_train_policy(int argc, char **argv) {
     int decoupled = !strcmp(form_s, "decoupled");
     if (!decoupled && strcmp(form_s, "coupled")) {
         fprintf(stderr, "egoworld %s: --form: expected coupled or decoupled, not '%s'\n", cmd, form_s);
+        goto usage;
+    }
+    if (w_speed > 0 && !decoupled) {
+        fprintf(stderr, "egoworld %s: --w-speed: only with --form decoupled\n", cmd);
         goto usage;
     }
     if (lambda_u < 0) lambda_u = decoupled ? 0.5 : 0.05;
@@ -457,6 +465,8 @@ int cmd_train_policy(int argc, char **argv) {
         mc.cost.allow_reverse = geo.allow_reverse;
         mc.cost.m_per_px = geo.m_per_px;
         mc.decoupled = 1;
+        mc.cost.w_speed = (float)w_speed;
+        mc.cost.v_des = (float)v_des;
     }
     mc.horizon = (int)horizon;
     mc.u_samples = (int)u_samples;
@@ -479,10 +489,11 @@ int cmd_train_policy(int argc, char **argv) {
         char buf[512];
         snprintf(buf, sizeof buf,
                  "{\"form\": \"%s\", \"horizon\": %d, \"u_samples\": %d, \"hinge\": %.9g, \"lambda_u\": %.9g, \"lambda_p\": %.9g, "
-                 "\"lambda_l\": %.9g, \"lambda_o\": %.9g, \"gamma\": %.9g, \"ego_len\": %.9g, \"ego_wid\": %.9g}",
+                 "\"lambda_l\": %.9g, \"lambda_o\": %.9g, \"gamma\": %.9g, \"ego_len\": %.9g, \"ego_wid\": %.9g, "
+                 "\"w_speed\": %.9g, \"v_des\": %.9g}",
                  form_s, mc.horizon, mc.u_samples, (double)mc.hinge, (double)mc.cost.lambda_u, (double)mc.cost.lambda_p,
                  (double)mc.cost.lambda_l, (double)mc.cost.lambda_o, (double)mc.cost.gamma, (double)mc.cost.ego_len,
-                 (double)mc.cost.ego_wid);
+                 (double)mc.cost.ego_wid, (double)mc.cost.w_speed, (double)mc.cost.v_des);
         mpur_cfg = strdup(buf);
         if (!mpur_cfg) goto oom;
     }
