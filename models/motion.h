@@ -27,7 +27,7 @@
  * ew_motion_predict; identity when t = 1, c = 1, ax = ay = 0; saved with the checkpoint. It
  * is fitted to the coverage, not the likelihood: errors have heavier tails than a Gaussian
  * (unforeseen lane changes and brakes) and maximum likelihood widens every ellipse to cover
- * those (on the shipped run: T at its bound 4, 97 % inside 1 sigma). The correlation term is
+ * those (first version-2 model: T at its bound 4, 97 % inside 1 sigma). The correlation term is
  * there because a model trained on tracked positions learns the tracker's x-y correlated
  * error at short horizons (|r| ~ 0.9), which the truth does not share.
  */
