@@ -28,6 +28,7 @@ void ew_mpc_pred_config_default(ew_mpc_pred_config *c) {
     c->sigma_scale = 1.0f;
     c->min_sigma = 0.1f;
     c->profile_m = 12.0f;
+    c->line_hist = 1;
 }
 
 typedef struct {
@@ -334,6 +335,15 @@ static int predict_tracks(pred_ctx *m, const ew_kin_state *e, char *err, int err
                         sum += grey_at(m, x9 - 10.0f + 0.5f * ((float)(4 * c + dc) + 0.5f),
                                        y9 + 6.0f - 0.5f * ((float)(2 * r + dr) + 0.5f));
                 s->crop[r * EW_MOTION_CROP_C + c] = sum / 8.0f;
+            }
+        if (m->cfg.line_hist) /* the least-squares line of the history (mpc_pred.h) */
+            for (int c2 = 0; c2 < 2; c2++) {
+                const double tm = 0.5 * (EW_MOTION_HIST - 1);
+                double mv = 0, num = 0, den = 0;
+                for (int j = 0; j < EW_MOTION_HIST; j++) mv += s->hist[j][c2];
+                mv /= EW_MOTION_HIST;
+                for (int j = 0; j < EW_MOTION_HIST; j++) num += (j - tm) * (s->hist[j][c2] - mv), den += (j - tm) * (j - tm);
+                for (int j = 0; j < EW_MOTION_HIST; j++) s->hist[j][c2] = (float)(mv + num / den * (j - tm));
             }
 #ifdef EW_MOTION_CTX
         make_ctx(m, e, i, lc, nl, s);

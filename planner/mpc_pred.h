@@ -20,8 +20,12 @@
  * (time (t+1) dt) is rendered from the predictor's Gaussians at horizon t+1:
  *   - tracks seen >= 2 frames: a predictor sample in the road frame of the current ego heading
  *     (x along, y to the left; missing history extrapolated backwards at the track's mean
- *     velocity), crop = the grey composite of the newest raster (ew_raster_grey levels)
- *     averaged over the predictor's 12 x 24 cells (1 m x 2 m; outside the view: 0);
+ *     velocity; with line_hist (default) the history is replaced by its least-squares line
+ *     per axis: blob centroids of the 0.617 m/px ego raster are about 3x noisier than the
+ *     video tracks the predictor was trained on, and it reads the residuals from its own line
+ *     fit, which are then mostly noise), crop = the grey composite of the newest raster
+ *     (ew_raster_grey levels) averaged over the predictor's 12 x 24 cells (1 m x 2 m;
+ *     outside the view: 0);
  *   - tracks seen once: moving with the ego's velocity, standard deviations 0.3 + 1.5 tau m
  *     along and 0.2 + 0.3 tau m across (tau = horizon in s);
  *   each vehicle is a box (width 1.9 m, length = blob area / 1.9 clamped to [3.5, 16] m, along
@@ -49,6 +53,8 @@ typedef struct {
     float sigma_scale;     /* 1: multiplies the predicted standard deviations */
     float min_sigma;       /* 0.1 m */
     float profile_m;       /* 12 m (static layers, planner/mpc.h) */
+    int line_hist;         /* 1: the predictor gets each track's history replaced by its
+                            * least-squares line (see above); 0: the raw positions */
 } ew_mpc_pred_config;
 
 void ew_mpc_pred_config_default(ew_mpc_pred_config *c);
