@@ -32,7 +32,7 @@ fi
 [ -x "$BIN" ] || { echo "sumo_compare: egoworld binary '$BIN' not found (build first)" >&2; exit 1; }
 
 WARM=60
-TOTAL=$((DUR + WARM))
+TOTAL=$(awk -v d="$DUR" -v w="$WARM" 'BEGIN { print d + w }')
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cat > "$tmp/n.nod.xml" <<XML
