@@ -671,7 +671,8 @@ static void help_eval_pred(void) {
            "(lane_change_started_*, braking_not_started_*, ...), and windows counts. Coverage: the tracked-trained model\n"
            "predicts tracked positions; the truth differs by the tracker's error, which it cannot\n"
            "see. By default its covariances are calibrated (models/motion.h: a temperature per\n"
-           "second of horizon, a correlation shrink, additive variances; fitted to the 1 and 2 sigma\n"
+           "second of horizon growing at low speed, a correlation shrink, additive variances;\n"
+           "fitted to the 1 and 2 sigma\n"
            "coverage) on a validation video (--cal-seed, never the test seed) and coverage_1sigma\n"
            "and coverage_2sigma use them; with --cal-seed none the checkpoint's calibration is used\n"
            "(written by --cal-out; cal_seed 0), or without one they add meas_noise_m^2 I instead\n"
@@ -937,8 +938,8 @@ int cmd_eval_predictor(int argc, char **argv) {
         printf("\"meas_noise_pairs\": %ld, \"calibrated\": %s, \"cal_seed\": %llu, \"cal_videos\": %ld, "
                "\"cal_windows\": %d, ",
                npairs, cal || ck_cal ? "true" : "false", (unsigned long long)(cal ? cal_seed : 0), cal ? cal_videos : 0, ncal);
-        printf("\"cal\": {\"t\": [%.4f, %.4f, %.4f], \"c\": %.4f, \"ax_m\": %.4f, \"ay_m\": %.4f}, ", used.t[0],
-               used.t[1], used.t[2], used.c, used.ax, used.ay);
+        printf("\"cal\": {\"t\": [%.4f, %.4f, %.4f], \"c\": %.4f, \"ax_m\": %.4f, \"ay_m\": %.4f, \"beta\": %.4f}, ",
+               used.t[0], used.t[1], used.t[2], used.c, used.ax, used.ay, used.beta);
         print_num("history_rmse_m", hse, 0);
         print_num("coverage_1sigma_3s", (double)in1_3 / pt.n, 0);
         print_num("coverage_2sigma_3s", (double)in2_3 / pt.n, 0);

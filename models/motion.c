@@ -219,7 +219,7 @@ int ew_motion_predict(const ew_motion *m, ew_graph *g, const ew_motion_sample *s
                 int j = i * EW_MOTION_FUT + t;
                 d[0] = o.mx->data[j], d[1] = o.my->data[j], d[2] = o.sx->data[j], d[3] = o.sy->data[j];
                 d[4] = o.rho->data[j];
-                ew_motion_apply_cal(&m->cal, t, d);
+                ew_motion_apply_cal(&m->cal, t, 30.0f * s[b + i].ctx[3], d);
             }
     }
     ew_set_grad_enabled(g, old);
@@ -230,12 +230,14 @@ void ew_motion_cal_none(ew_motion_cal *c) {
     c->t[0] = c->t[1] = c->t[2] = 1.0f;
     c->c = 1.0f;
     c->ax = c->ay = 0.0f;
+    c->beta = 0.0f;
 }
 
-void ew_motion_apply_cal(const ew_motion_cal *c, int k, float *d) {
+void ew_motion_apply_cal(const ew_motion_cal *c, int k, float v, float *d) {
     int b = k * 3 / EW_MOTION_FUT;
     b = b < 0 ? 0 : (b > 2 ? 2 : b);
-    double t = c->t[b];
+    v = v > 0.0f ? (v < 35.0f ? v : 35.0f) : 0.0f; /* NaN -> 0 */
+    double t = c->t[b] * (c->beta != 0.0f ? exp(c->beta * (25.0 - v) / 10.0) : 1.0);
     double sx = d[2] * t, sy = d[3] * t;
     double nx = sqrt(sx * sx + (double)c->ax * c->ax), ny = sqrt(sy * sy + (double)c->ay * c->ay);
     d[4] = (float)(c->c * d[4] * sx * sy / (nx * ny));
@@ -250,7 +252,7 @@ static double cal_loss(const ew_motion_sample *s, int n, const float *pred, cons
         for (int k = 0; k < EW_MOTION_FUT; k++) {
             float d[5];
             memcpy(d, pred + ((size_t)i * EW_MOTION_FUT + k) * 5, sizeof d);
-            ew_motion_apply_cal(c, k, d);
+            ew_motion_apply_cal(c, k, 30.0f * s[i].ctx[3], d);
             double r2 = ew_gauss2d_maha2(d[0], d[1], d[2], d[3], d[4], s[i].fut[k][0], s[i].fut[k][1]);
             int b = 1 + k * 3 / EW_MOTION_FUT;
             in1[0] += r2 <= 1.0, in2[0] += r2 <= 4.0, cnt[0]++;
@@ -266,27 +268,29 @@ void ew_motion_calibrate(ew_motion *m, const ew_motion_sample *s, int n, const f
     ew_motion_cal best;
     ew_motion_cal_none(&best);
     double bn = cal_loss(s, n, pred, &best);
-    /* for each correlation shrink c in {1, 0.9, ..., 0}: coordinate search over the others
-     * (three sweeps over grids of 33 points) from the identity; the best overall */
-    for (int ci = 0; ci <= 10; ci++) {
-        ew_motion_cal cur;
-        ew_motion_cal_none(&cur);
-        cur.c = 1.0f - 0.1f * (float)ci;
-        double cn = cal_loss(s, n, pred, &cur);
-        for (int sweep = 0; sweep < 3; sweep++)
-            for (int p = 0; p < 5; p++) /* 0-2 t, 3 ax, 4 ay */
-                for (int j = 0; j <= 32; j++) {
-                    ew_motion_cal c = cur;
-                    float v = p < 3 ? 0.5f * powf(16.0f, (float)j / 32.0f)
-                                    : (j == 0 ? 0.0f : 0.005f * powf(200.0f, (float)(j - 1) / 31.0f));
-                    if (p < 3) c.t[p] = v;
-                    else if (p == 3) c.ax = v;
-                    else c.ay = v;
-                    double l = cal_loss(s, n, pred, &c);
-                    if (l < cn) cn = l, cur = c;
-                }
-        if (cn < bn) bn = cn, best = cur;
-    }
+    /* for each beta and correlation shrink c: coordinate search over the others from the
+     * identity; the best overall */
+    for (int bi = 0; bi <= 8; bi++)
+        for (int ci = 0; ci <= 10; ci++) {
+            ew_motion_cal cur;
+            ew_motion_cal_none(&cur);
+            cur.beta = -0.2f + 0.1f * (float)bi;
+            cur.c = 1.0f - 0.1f * (float)ci;
+            double cn = cal_loss(s, n, pred, &cur);
+            for (int sweep = 0; sweep < 2; sweep++)
+                for (int p = 0; p < 5; p++) /* 0-2 t, 3 ax, 4 ay */
+                    for (int j = 0; j <= 24; j++) {
+                        ew_motion_cal c = cur;
+                        float v = p < 3 ? 0.5f * powf(16.0f, (float)j / 24.0f)
+                                        : (j == 0 ? 0.0f : 0.005f * powf(200.0f, (float)(j - 1) / 23.0f));
+                        if (p < 3) c.t[p] = v;
+                        else if (p == 3) c.ax = v;
+                        else c.ay = v;
+                        double l = cal_loss(s, n, pred, &c);
+                        if (l < cn) cn = l, cur = c;
+                    }
+            if (cn < bn) bn = cn, best = cur;
+        }
     m->cal = best;
 }
 
@@ -302,8 +306,8 @@ void ew_motion_cv(const ew_motion_sample *s, float dt, float *out) {
 int ew_motion_save(const ew_motion *m, ew_optim *opt, long step, const char *path, char *err, size_t errsz) {
     char h[32], st[32], dt[32], cal[160];
     snprintf(h, sizeof h, "%d", m->cfg.hidden);
-    snprintf(cal, sizeof cal, "%.9g %.9g %.9g %.9g %.9g %.9g", m->cal.t[0], m->cal.t[1], m->cal.t[2], m->cal.c,
-             m->cal.ax, m->cal.ay);
+    snprintf(cal, sizeof cal, "%.9g %.9g %.9g %.9g %.9g %.9g %.9g", m->cal.t[0], m->cal.t[1], m->cal.t[2], m->cal.c,
+             m->cal.ax, m->cal.ay, m->cal.beta);
     snprintf(st, sizeof st, "%ld", step);
     snprintf(dt, sizeof dt, "%.9g", m->cfg.dt);
     ew_kv kv[6] = {{"model", "egoworld-motion"}, {"motion.hidden", h},         {"motion.dt", dt},
@@ -334,10 +338,11 @@ int ew_motion_load(ew_motion *m, const char *path, long *step, char *err, size_t
               path, ver ? ver : "missing");
         goto done;
     }
-    /* six numbers (t1 t2 t3 c ax ay), or three (t ax ay) as the first version-2 checkpoints wrote */
-    int ncal = cal ? sscanf(cal, "%f %f %f %f %f %f", &cv.t[0], &cv.t[1], &cv.t[2], &cv.c, &cv.ax, &cv.ay) : 0;
+    /* seven numbers (t1 t2 t3 c ax ay beta), or six (no beta) or three (t ax ay) as earlier
+     * version-2 checkpoints wrote */
+    int ncal = cal ? sscanf(cal, "%f %f %f %f %f %f %f", &cv.t[0], &cv.t[1], &cv.t[2], &cv.c, &cv.ax, &cv.ay, &cv.beta) : 0;
     if (ncal == 3) cv.ax = cv.t[1], cv.ay = cv.t[2], cv.t[1] = cv.t[2] = cv.t[0], cv.c = 1.0f;
-    if (cal && ((ncal != 6 && ncal != 3) ||
+    if (cal && ((ncal != 7 && ncal != 6 && ncal != 3) || !(cv.beta > -10.0f && cv.beta < 10.0f) ||
                 !(cv.t[0] > 0.0f && cv.t[0] < 1e6f) || !(cv.t[1] > 0.0f && cv.t[1] < 1e6f) ||
                 !(cv.t[2] > 0.0f && cv.t[2] < 1e6f) || !(cv.c >= 0.0f && cv.c <= 1.0f) || !(cv.ax >= 0.0f && cv.ax < 1e6f) ||
                 !(cv.ay >= 0.0f && cv.ay < 1e6f))) {

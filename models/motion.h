@@ -22,9 +22,11 @@
  *
  * Calibration (post hoc, fitted on a validation set by ew_motion_calibrate, never used in
  * training): at horizon k the predicted covariance [[sx^2, r sx sy], [r sx sy, sy^2]] becomes
- * [[T^2 sx^2 + ax^2, c r T^2 sx sy], [c r T^2 sx sy, T^2 sy^2 + ay^2]], T = t[k * 3 / 30] (one
- * temperature per second of horizon), c in [0, 1] shrinks the correlation, in
- * ew_motion_predict; identity when t = 1, c = 1, ax = ay = 0; saved with the checkpoint. It
+ * [[T^2 sx^2 + ax^2, c r T^2 sx sy], [c r T^2 sx sy, T^2 sy^2 + ay^2]],
+ * T = t[k * 3 / 30] exp(beta (25 - v) / 10) (a temperature per second of horizon, larger for
+ * slow vehicles: errors grow in congested traffic faster than the predicted variances, v the
+ * fitted speed, clamped to [0, 35] m/s), c in [0, 1] shrinks the correlation, in
+ * ew_motion_predict; identity when t = 1, c = 1, ax = ay = beta = 0; saved with the checkpoint. It
  * is fitted to the coverage, not the likelihood: errors have heavier tails than a Gaussian
  * (unforeseen lane changes and brakes) and maximum likelihood widens every ellipse to cover
  * those (first version-2 model: T at its bound 4, 97 % inside 1 sigma). The correlation term is
@@ -68,9 +70,10 @@ typedef struct {
 } ew_motion_config;
 
 typedef struct {
-    float t[3];  /* temperature per second of horizon */
-    float c;     /* correlation shrink */
+    float t[3];   /* temperature per second of horizon */
+    float c;      /* correlation shrink */
     float ax, ay; /* m */
+    float beta;   /* temperature grows by exp(beta (25 - v) / 10) at the vehicle's speed v (m/s) */
 } ew_motion_cal;
 
 /* The identity calibration. */
@@ -113,13 +116,15 @@ int ew_motion_train_step(ew_motion *m, ew_optim *opt, ew_graph *g, const ew_moti
 /* Predictions out[n][EW_MOTION_FUT][5] = (mx, my, sx, sy, rho), calibrated. 0 or -1. */
 int ew_motion_predict(const ew_motion *m, ew_graph *g, const ew_motion_sample *s, int n, float *out, char *err,
                       size_t errsz);
-/* Applies the calibration to one prediction (mx, my, sx, sy, rho) at horizon k (0-based) in place. */
-void ew_motion_apply_cal(const ew_motion_cal *c, int k, float *pred);
+/* Applies the calibration to one prediction (mx, my, sx, sy, rho) at horizon k (0-based) of a
+ * vehicle at speed v (m/s, clamped to [0, 35]; the sample's ctx[3] * 30) in place. */
+void ew_motion_apply_cal(const ew_motion_cal *c, int k, float v, float *pred);
 /* Fits the calibration on n validation samples given the uncalibrated predictions pred
  * [n][EW_MOTION_FUT][5] and targets (s[i].fut): minimises the squared misses of the 1 and 2
  * sigma coverage (39.3 %, 86.5 %) over all horizons and over each second of them, by
- * a scan of c over {1, 0.9, ..., 0}, each with a coordinate search over grids of t in
- * [0.5, 8] and ax, ay in {0} U [0.005, 1] m; sets m->cal. */
+ * a scan of beta over {-0.2, -0.1, ..., 0.6} and c over {1, 0.9, ..., 0}, each with a
+ * coordinate search (two sweeps, 25-point grids) over t in [0.5, 8] and ax, ay in
+ * {0} U [0.005, 1] m; sets m->cal. */
 void ew_motion_calibrate(ew_motion *m, const ew_motion_sample *s, int n, const float *pred);
 
 /* Constant-velocity baseline from the same history: out[EW_MOTION_FUT][2]. */

@@ -172,13 +172,19 @@ static void test_learns(void) {
  * the transform keeps the covariance's form (T^2 C + diag(ax^2, ay^2)). */
 static void test_calibrate(void) {
     float d[5] = {1.0f, 2.0f, 0.5f, 0.25f, 0.6f};
-    ew_motion_cal cc = {{3.0f, 2.0f, 5.0f}, 0.5f, 0.3f, 0.4f};
-    ew_motion_apply_cal(&cc, 15, d); /* second 2: T = 2 */
+    ew_motion_cal cc = {{3.0f, 2.0f, 5.0f}, 0.5f, 0.3f, 0.4f, 0.0f};
+    ew_motion_apply_cal(&cc, 15, 20.0f, d); /* second 2: T = 2 */
     CHECK_NEAR(d[2], sqrt(1.0 + 0.09), 1e-6);
     CHECK_NEAR(d[3], sqrt(0.25 + 0.16), 1e-6);
     CHECK_NEAR(d[4] * d[2] * d[3], 0.5 * 0.6 * 1.0 * 0.5, 1e-6); /* the covariance term c r T^2 sx sy */
     CHECK(d[0] == 1.0f && d[1] == 2.0f, "means unchanged");
-    enum { NS = 400 };
+    /* the speed term: beta 0.5 at 15 m/s multiplies T by e^0.5 */
+    float e[5] = {0.0f, 0.0f, 0.5f, 0.25f, 0.0f};
+    ew_motion_cal cb = {{2.0f, 2.0f, 2.0f}, 1.0f, 0.0f, 0.0f, 0.5f};
+    ew_motion_apply_cal(&cb, 3, 15.0f, e);
+    CHECK_NEAR(e[2], 0.5 * 2.0 * exp(0.5), 1e-5);
+    CHECK_NEAR(e[3], 0.25 * 2.0 * exp(0.5), 1e-5);
+    enum { NS = 250 };
     ew_motion_sample *s = calloc(NS, sizeof *s);
     float *pred = malloc(sizeof(float) * NS * EW_MOTION_FUT * 5);
     ew_rng r;
@@ -202,17 +208,19 @@ static void test_calibrate(void) {
             float o[5];
             memcpy(o, pred + ((size_t)i * EW_MOTION_FUT + k) * 5, sizeof o);
             raw1 += ew_gauss2d_maha2(o[0], o[1], o[2], o[3], o[4], s[i].fut[k][0], s[i].fut[k][1]) <= 1.0;
-            ew_motion_apply_cal(&m.cal, k, o);
+            ew_motion_apply_cal(&m.cal, k, 30.0f * s[i].ctx[3], o);
             double d2 = ew_gauss2d_maha2(o[0], o[1], o[2], o[3], o[4], s[i].fut[k][0], s[i].fut[k][1]);
             in1 += d2 <= 1.0, in2 += d2 <= 4.0;
         }
     double n = NS * EW_MOTION_FUT;
-    printf("calibration: T %.3f %.3f %.3f c %.3f ax %.3f ay %.3f; 1 sigma %.3f -> %.3f, 2 sigma %.3f\n", m.cal.t[0],
-           m.cal.t[1], m.cal.t[2], m.cal.c, m.cal.ax, m.cal.ay, raw1 / n, in1 / n, in2 / n);
+    printf("calibration: T %.3f %.3f %.3f c %.3f ax %.3f ay %.3f beta %.2f; 1 sigma %.3f -> %.3f, 2 sigma %.3f\n", m.cal.t[0],
+           m.cal.t[1], m.cal.t[2], m.cal.c, m.cal.ax, m.cal.ay, m.cal.beta, raw1 / n, in1 / n, in2 / n);
     CHECK(raw1 / n < 0.15, "uncalibrated is under-dispersed: %.3f", raw1 / n);
     CHECK_NEAR(in1 / n, 1 - exp(-0.5), 0.02);
     CHECK_NEAR(in2 / n, 1 - exp(-2.0), 0.02);
-    CHECK(m.cal.t[2] > 2.0f && m.cal.t[2] < 4.0f, "T %.3f (3)", m.cal.t[2]); /* ax, ay trade off: not identified */
+    /* every draw has speed 0, so T and beta only act as T exp(2.5 beta); ax, ay trade off with it */
+    double teff = m.cal.t[2] * exp(2.5 * m.cal.beta);
+    CHECK(teff > 2.0 && teff < 4.0, "effective T %.3f (3)", teff);
     free(pred);
     free(s);
 }
@@ -228,13 +236,13 @@ static void test_save_load(void) {
     CHECK(fd >= 0, "mkstemp");
     close(fd);
     CHECK(ew_motion_init(&m, &c, 3, err, sizeof err) == 0, "%s", err);
-    ew_motion_cal want = {{1.7f, 2.5f, 3.25f}, 0.75f, 0.25f, 0.125f};
+    ew_motion_cal want = {{1.7f, 2.5f, 3.25f}, 0.75f, 0.25f, 0.125f, 0.375f};
     m.cal = want;
     CHECK(ew_motion_save(&m, NULL, 12, path, err, sizeof err) == 0, "%s", err);
     long step = 0;
     CHECK(ew_motion_load(&l, path, &step, err, sizeof err) == 0, "%s", err);
-    CHECK(step == 12 && memcmp(&l.cal, &want, sizeof want) == 0, "step %ld cal %g %g %g %g %g %g", step, l.cal.t[0],
-          l.cal.t[1], l.cal.t[2], l.cal.c, l.cal.ax, l.cal.ay);
+    CHECK(step == 12 && memcmp(&l.cal, &want, sizeof want) == 0, "step %ld cal %g %g %g %g %g %g %g", step, l.cal.t[0],
+          l.cal.t[1], l.cal.t[2], l.cal.c, l.cal.ax, l.cal.ay, l.cal.beta);
     CHECK(l.params.n == m.params.n && memcmp(l.head.layers[0].weight.data, m.head.layers[0].weight.data,
                                              sizeof(float) * ew_param_numel(&m.head.layers[0].weight)) == 0,
           "weights round-trip");
