@@ -68,6 +68,7 @@ static void help(void) {
            "  --rows N --cols N --mpp X   image size and scale (default 117 24 0.617)\n"
            "  --seed S           data order, initialisation and training noise (default 1)\n"
            "  --threads N        threads (default 2)\n"
+           CLI_DEVICE_HELP
            "  --val-every N      validation loss every N steps (default 200)\n"
            "  --val-samples N    fixed validation samples (default 128)\n"
            "  --ckpt-every N     checkpoint every N steps (default 200) and at the end\n"
@@ -146,6 +147,7 @@ int cmd_train_world(int argc, char **argv) {
     int ndirs = 0;
     const char *out = NULL, *init = NULL, *variant_s = "fm-km";
     long steps = 1000, batch = 32, nf = 64, hidden = 256, n_cond = 20, n_pred = 20, nz = 32, rows = 117, cols = 24;
+    int cuda = 0; /* --device */
     long threads = 2, val_every = 200, val_samples = 128, ckpt_every = 200, log_every = 50;
     double lr = 1e-4, lr_min = -1, clip = 5, dropout = 0.1, z_dropout = 0.5, beta = 1e-6, mpp = 0.617;
     uint64_t seed = 1;
@@ -193,6 +195,7 @@ int cmd_train_world(int argc, char **argv) {
         else if (!strcmp(a, "--beta")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, a, v, 0, 1e6, &beta)) return 2; }
         else if (!strcmp(a, "--seed")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_u64(cmd, a, v, &seed)) return 2; }
         else if (!strcmp(a, "--threads")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 1024, &threads)) return 2; }
+        else if (!strcmp(a, "--device")) { if (cli_device(cmd, argc, argv, &i, &cuda)) return 2; }
         else if (!strcmp(a, "--val-every")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 100000000, &val_every)) return 2; }
         else if (!strcmp(a, "--val-samples")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 0, 1000000, &val_samples)) return 2; }
         else if (!strcmp(a, "--ckpt-every")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 100000000, &ckpt_every)) return 2; }
@@ -221,6 +224,7 @@ int cmd_train_world(int argc, char **argv) {
         rc = 2;
         goto done;
     }
+    if (cli_device_check(cmd, cuda)) goto done; /* rc 1 */
     if (ew_fm_variant_parse(variant_s, &variant)) {
         fprintf(stderr, "egoworld %s: --variant: expected fm, fm-km or fm-km-noaction, not '%s'\n", cmd, variant_s);
         rc = 2;
@@ -382,8 +386,11 @@ int cmd_train_world(int argc, char **argv) {
     ew_raster_cfg rcfg = {c->height, c->width, (float)mpp};
     if (ew_raster_cfg_validate(&rcfg, err, (int)sizeof err)) goto fail;
 
-    be = ew_backend_cpu_create((int)threads);
-    if (!be) goto oom;
+    be = cli_backend(cmd, cuda, (int)threads);
+    if (!be) {
+        rc = 1;
+        goto done;
+    }
     ew_fm_train_config tc = ew_fm_train_defaults();
     tc.lr = (float)lr;
     tc.clip = (float)clip;
@@ -566,8 +573,8 @@ done:
     ew_checkpoint_close(ck);
     if (csv) fclose(csv);
     ew_fm_trainer_free(t);
+    if (have_model) ew_fm_free(&m); /* before the backend: a moved model frees into its memory */
     if (be) ew_backend_destroy(be);
-    if (have_model) ew_fm_free(&m);
     if (have_data) ew_fm_data_close(&d);
     ew_fm_batch_free(&b);
     ew_fm_batch_free(&vb);
