@@ -61,6 +61,7 @@ static void help(void) {
            "  --clip X           gradient-norm clip (default 5; 0: none)\n"
            "  --seed S           data order, initialisation, latents and dropout (default 1)\n"
            "  --threads N        threads (default 2)\n"
+           CLI_DEVICE_HELP
            "  --nf N --proj N --hidden N   policy widths (default 64 256 256)\n"
            "  --channels C       3 or 4 (with the ego channel) (default 3)\n"
            "  --n-cond N --rows N --cols N --mpp X   window and raster (default 20 117 24 0.617;\n"
@@ -196,7 +197,7 @@ int cmd_train_policy(int argc, char **argv) {
     double lr = -1, clip = 5, mpp = 0.617, dropout = 0, lambda_u = -1, lambda_p = -1, lambda_l = -1, lambda_o = -1;
     double hinge = 0.5, gamma = 0.99, w_speed = 0, v_des = 15;
     uint64_t seed = 1;
-    int resume = 0, json = 0, rc = 1;
+    int resume = 0, json = 0, rc = 1, cuda = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -240,6 +241,7 @@ int cmd_train_policy(int argc, char **argv) {
         INT_FLAG("--steps", steps, 1, 100000000)
         INT_FLAG("--batch", batch, 1, 4096)
         INT_FLAG("--threads", threads, 1, 1024)
+        else if (!strcmp(a, "--device")) { if (cli_device(cmd, argc, argv, &i, &cuda)) goto usage; }
         INT_FLAG("--nf", nf, 1, 1024)
         INT_FLAG("--proj", proj, 1, 8192)
         INT_FLAG("--hidden", hidden, 1, 8192)
@@ -270,6 +272,10 @@ int cmd_train_policy(int argc, char **argv) {
             rc = cli_unknown(cmd, a);
             goto done_args;
         }
+    }
+    if (cuda) { /* the policy has no device move yet: say so rather than run on the CPU */
+        if (!cli_device_check(cmd, cuda)) fprintf(stderr, "egoworld %s: --device cuda: train-policy runs on the CPU only so far\n", cmd);
+        goto done_args;
     }
     int mpur = 0;
     if (!strcmp(method_s, "mpur")) mpur = 1;
