@@ -61,6 +61,7 @@ static void help_train(void) {
            "  --degrade NAME    clean | degraded (default clean)\n"
            "  --seed S          data and initialisation (default 1)\n"
            "  --threads N       threads (default 1)\n"
+           CLI_DEVICE_HELP
            "  --ckpt-every N    checkpoint period (default 250)\n"
            "  --resume          continue from --out (same flags: same result)\n"
            "  --json            print a JSON summary\n");
@@ -71,7 +72,7 @@ int cmd_train_tracker(int argc, char **argv) {
     long steps = 1500, batch = 8, channels = 16, layers = 4, kernel_w = 9, threads = 1, ckpt_every = 250;
     double lr = 2e-3;
     uint64_t seed = 1;
-    int resume = 0, json = 0;
+    int resume = 0, json = 0, cuda = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -92,6 +93,7 @@ int cmd_train_tracker(int argc, char **argv) {
         FLAG_INT("--layers", 1, EW_TRACK_MAX_LAYERS, layers)
         FLAG_INT("--kernel-w", 1, 31, kernel_w)
         FLAG_INT("--threads", 1, 1024, threads)
+        else if (!strcmp(a, "--device")) { if (cli_device(cmd, argc, argv, &i, &cuda)) return 2; }
         FLAG_INT("--ckpt-every", 1, 100000000, ckpt_every)
         FLAG_F("--lr", 1e-9, 10, lr)
         else return cli_unknown(cmd, a);
@@ -100,6 +102,7 @@ int cmd_train_tracker(int argc, char **argv) {
         fprintf(stderr, "egoworld %s: --out FILE is required (see --help)\n", cmd);
         return 2;
     }
+    if (cli_device_check(cmd, cuda)) return 1;
     ew_video_pair_cfg vc;
     ew_video_pair_cfg_default(&vc);
     if (ew_video_degrade_by_name(deg, &vc.degrade)) {
@@ -125,7 +128,7 @@ int cmd_train_tracker(int argc, char **argv) {
     ew_optim_config oc = ew_optim_defaults(EW_OPTIM_ADAM);
     oc.lr = (float)lr;
     ew_optim *opt = NULL;
-    ew_backend *be = ew_backend_cpu_create((int)threads);
+    ew_backend *be = cli_backend(cmd, cuda, (int)threads);
     ew_graph *g = be ? ew_graph_create(be, 0) : NULL;
     ew_video_pairs p = {0};
     int rc = 1;
@@ -136,7 +139,8 @@ int cmd_train_tracker(int argc, char **argv) {
         fail(cmd, "out of memory");
         goto done;
     }
-    if (ew_optim_create(t.params.items, t.params.n, &oc, &opt, err, sizeof err) ||
+    if (ew_tracker_move_to_backend(&t, be, err, sizeof err) ||
+        ew_optim_create(t.params.items, t.params.n, &oc, &opt, err, sizeof err) || ew_optim_use_backend(opt, be, err, sizeof err) ||
         (dist.size > 1 && ew_optim_set_grad_reduce(opt, ew_dist_grad_reduce, &dist, err, sizeof err))) {
         fail(cmd, err);
         goto done;
@@ -228,8 +232,8 @@ done:
     ew_video_pairs_free(&p);
     ew_optim_free(opt);
     ew_graph_destroy(g);
+    ew_tracker_free(&t); /* before the backend: a moved tracker frees into its memory */
     ew_backend_destroy(be);
-    ew_tracker_free(&t);
     return rc;
 }
 
@@ -470,6 +474,7 @@ static void help_train_pred(void) {
            "  --flow X          vehicles per hour per lane (default 1400)\n"
            "  --seed S          traffic and sampling seed (default 11)\n"
            "  --threads N       threads (default 1)\n"
+           CLI_DEVICE_HELP
            "  --ckpt-every N    checkpoint period (default 500)\n"
            "  --resume          continue from --out (the data are rebuilt from the same seed)\n"
            "  --json            print a JSON summary\n");
@@ -480,7 +485,7 @@ int cmd_train_predictor(int argc, char **argv) {
     long frames = 3000, stride = 3, steps = 2000, batch = 64, hidden = 64, threads = 1, ckpt_every = 500, event_w = 1;
     double lr = 1e-3, flow = 1400;
     uint64_t seed = 11;
-    int truth = 0, resume = 0, json = 0, clean = 0;
+    int truth = 0, resume = 0, json = 0, clean = 0, cuda = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -505,6 +510,7 @@ int cmd_train_predictor(int argc, char **argv) {
         FLAG_INT("--batch", 1, 4096, batch)
         FLAG_INT("--hidden", 1, 4096, hidden)
         FLAG_INT("--threads", 1, 1024, threads)
+        else if (!strcmp(a, "--device")) { if (cli_device(cmd, argc, argv, &i, &cuda)) return 2; }
         FLAG_INT("--ckpt-every", 1, 100000000, ckpt_every)
         FLAG_INT("--event-weight", 1, 100, event_w)
         FLAG_F("--lr", 1e-9, 10, lr)
@@ -515,6 +521,7 @@ int cmd_train_predictor(int argc, char **argv) {
         fprintf(stderr, "egoworld %s: %s is required (see --help)\n", cmd, !out ? "--out FILE" : "--tracker FILE");
         return 2;
     }
+    if (cli_device_check(cmd, cuda)) return 1;
     ew_video_stream_cfg sc;
     ew_video_stream_cfg_default(&sc);
     sc.flow_per_h = (float)flow;
@@ -526,7 +533,7 @@ int cmd_train_predictor(int argc, char **argv) {
     ew_tracker t;
     memset(&t, 0, sizeof t);
     if (trk && ew_tracker_load(&t, trk, NULL, err, sizeof err)) return fail(cmd, err);
-    ew_backend *be = ew_backend_cpu_create((int)threads);
+    ew_backend *be = cli_backend(cmd, cuda, (int)threads);
     ew_graph *g = be ? ew_graph_create(be, 0) : NULL;
     ew_motion m;
     memset(&m, 0, sizeof m);
@@ -586,8 +593,9 @@ int cmd_train_predictor(int argc, char **argv) {
     }
     ew_optim_config oc = ew_optim_defaults(EW_OPTIM_ADAM);
     oc.lr = (float)lr;
-    if (ew_optim_create(m.params.items, m.params.n, &oc, &opt, err, sizeof err) ||
-        (resume && ew_tracker_load_optim(opt, out, err, sizeof err)) ||
+    if ((trk && ew_tracker_move_to_backend(&t, be, err, sizeof err)) || ew_motion_move_to_backend(&m, be, err, sizeof err) ||
+        ew_optim_create(m.params.items, m.params.n, &oc, &opt, err, sizeof err) ||
+        ew_optim_use_backend(opt, be, err, sizeof err) || (resume && ew_tracker_load_optim(opt, out, err, sizeof err)) ||
         (dist.size > 1 && ew_optim_set_grad_reduce(opt, ew_dist_grad_reduce, &dist, err, sizeof err))) {
         fail(cmd, err);
         goto done;
@@ -652,8 +660,8 @@ done:
     ew_motion_free(&m);
     ew_motion_set_free(&set);
     ew_graph_destroy(g);
+    ew_tracker_free(&t); /* before the backend (a moved tracker frees into its memory) */
     ew_backend_destroy(be);
-    ew_tracker_free(&t);
     return rc;
 }
 
