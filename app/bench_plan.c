@@ -45,13 +45,14 @@ int ew_bench_plan(int argc, char **argv) {
     long nf = 16, hidden = 128, n_cond = 10, steps = 30, horizon = 30, iters = 10, samples = -1, refresh = -1;
     long threads = 1;
     uint64_t seed = 1;
-    int json = 0;
+    int json = 0, cuda = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: egoworld bench plan [--controller mpc-km|mpc-fm|cem] [--world FILE] [--scenario NAME]\n"
                    "                          [--steps N] [--horizon H] [--iters I] [--samples K] [--refresh R]\n"
-                   "                          [--threads T] [--seed S] [--nf N] [--hidden H] [--n-cond N] [--json]\n\n"
+                   "                          [--threads T] [--seed S] [--nf N] [--hidden H] [--n-cond N] [--json]\n"
+                   "                          [--device cpu|cuda]\n\n"
                    "Planning time per control step of an MPC controller over N control steps of an\n"
                    "episode (after the warm-up): wall and thread-CPU ms per act(), split into world-model\n"
                    "unroll and optimisation. --world defaults to %s when it exists, else (or\n"
@@ -71,12 +72,14 @@ int ew_bench_plan(int argc, char **argv) {
         else if (!strcmp(a, "--samples")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 64, &samples)) return 2; }
         else if (!strcmp(a, "--refresh")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 100000, &refresh)) return 2; }
         else if (!strcmp(a, "--threads")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 1024, &threads)) return 2; }
+        else if (!strcmp(a, "--device")) { if (cli_device(cmd, argc, argv, &i, &cuda)) return 2; }
         else if (!strcmp(a, "--seed")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_u64(cmd, a, v, &seed)) return 2; }
         else if (!strcmp(a, "--nf")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 256, &nf)) return 2; }
         else if (!strcmp(a, "--hidden")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 4096, &hidden)) return 2; }
         else if (!strcmp(a, "--n-cond")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 64, &n_cond)) return 2; }
         else return cli_unknown(cmd, a);
     }
+    if (cli_device_check(cmd, cuda)) return 1;
     char err[512], tmp[256] = "";
     if (!world && file_exists(EW_DEFAULT_WORLD_MODEL)) world = EW_DEFAULT_WORLD_MODEL;
     if (world && !strcmp(world, "random")) world = NULL;
@@ -104,6 +107,7 @@ int ew_bench_plan(int argc, char **argv) {
     mc.iters = (int)iters;
     if (samples > 0) mc.samples = (int)samples;
     mc.threads = (int)threads;
+    mc.cuda = cuda;
     mc.seed = seed;
     if (refresh > 0) mc.refresh = (int)refresh;
     ew_controller c;
@@ -169,13 +173,13 @@ int ew_bench_plan(int argc, char **argv) {
     if (json) {
         printf("{\"controller\":\"%s\",\"world_model\":\"%s\",\"nf\":%d,\"hidden\":%d,\"n_cond\":%d,\"stochastic\":%d,"
                "\"variant\":\"%s\",\"horizon\":%d,\"iters\":%d,\"samples\":%d,\"refresh\":%d,\"threads\":%d,"
-               "\"control_steps\":%ld,\"plan_ms_per_step\":%.3f,\"plan_cpu_ms_per_step\":%.3f,"
+               "\"device\":\"%s\",\"control_steps\":%ld,\"plan_ms_per_step\":%.3f,\"plan_cpu_ms_per_step\":%.3f,"
                "\"unroll_ms_per_step\":%.3f,\"opt_ms_per_step\":%.3f,\"unroll_cpu_ms_per_step\":%.3f,"
                "\"opt_cpu_ms_per_step\":%.3f,\"refreshes\":%ld,\"tails\":%ld,"
                "\"episode_status\":\"%s\"}\n",
                kind, random_model ? "random" : world, used.nf, used.hidden, used.n_cond, used.stochastic,
                ew_fm_variant_name(used.variant), mc.horizon, mc.iters, mc.samples, mc.refresh, mc.threads,
-               outer.plan_calls, wall, cpu, un, op, unc, opc, st.refreshes, st.tails,
+               cuda ? "cuda" : "cpu", outer.plan_calls, wall, cpu, un, op, unc, opc, st.refreshes, st.tails,
                ew_episode_status_name(ep.m.status));
     } else {
         printf("%s on %s (%s model nf %d hidden %d n_cond %d), horizon %d, %d iterations, %d samples, refresh %d, "

@@ -314,24 +314,38 @@ static int bench_sim(int argc, char **argv) {
 static int bench_nn(int argc, char **argv) {
     const char *cmd = "bench nn";
     long threads = 1, steps = -1, batch = -1;
-    int json = 0;
+    int json = 0, cuda = 0, tf32 = 0, graph = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: egoworld bench nn [--threads N] [--steps K] [--batch B] [--json]\n\n"
+            printf("usage: egoworld bench nn [--threads N] [--steps K] [--batch B] [--json]\n"
+                   "                        [--device cpu|cuda] [--tf32] [--graph]\n\n"
                    "Times training steps (forward, backward, Adam) of the deterministic world model at\n"
                    "the anchor's full widths (20 frames of 3x117x24 and 5-d states in, batch 64) and\n"
-                   "reports fm_train_samples_per_s = batch / median step time and per-layer times.\n");
+                   "reports fm_train_samples_per_s = batch / median step time and per-layer times.\n"
+                   "--device cuda: on the CUDA backend (--tf32: TF32 tensor cores; --graph, experimental:\n"
+                   "replays of one captured step, without dropout; see models/nnbench.h).\n");
             return 0;
         }
         else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--tf32")) tf32 = 1;
+        else if (!strcmp(a, "--graph")) graph = 1;
+        else if (!strcmp(a, "--device")) { if (cli_device(cmd, argc, argv, &i, &cuda)) return 2; }
         else if (!strcmp(a, "--threads")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 1024, &threads)) return 2; }
         else if (!strcmp(a, "--steps")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 100000, &steps)) return 2; }
         else if (!strcmp(a, "--batch")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 4096, &batch)) return 2; }
         else return cli_unknown(cmd, a);
     }
+    if (cli_device_check(cmd, cuda)) return 1;
+    if ((tf32 || graph) && !cuda) {
+        fprintf(stderr, "egoworld %s: --tf32 and --graph need --device cuda\n", cmd);
+        return 2;
+    }
     ew_bench_nn_config c = ew_bench_nn_defaults((int)threads);
     c.json = json;
+    c.device = cuda;
+    c.tf32 = tf32;
+    c.graph = graph;
     if (steps > 0) c.steps = (int)steps;
     if (batch > 0) c.batch = (int)batch;
     return ew_bench_nn_run(&c, stdout) == 0 ? 0 : 1;

@@ -29,6 +29,7 @@ static void help(void) {
            "  --workers W         worker threads (default: the cores, %d here)\n"
            "  --seed S            base seed replacing the set's (episode i uses S + i)\n"
            "  --world FILE        world model for mpc-km, mpc-fm, cem (default " EW_DEFAULT_WORLD_MODEL ")\n"
+           CLI_DEVICE_HELP
            "  --horizon N         planning horizon of the MPC controllers (default 30)\n"
            "  --iters N           Adam iterations / CEM rounds of the MPC controllers\n"
            "  --allow-read DIR    folder a Lua scenario may read\n"
@@ -53,7 +54,7 @@ int cmd_eval(int argc, char **argv) {
     o.set = "dense-reactive";
     o.workers = cli_cores();
     long episodes = 0, workers = o.workers, horizon = 0, iters = 0;
-    int json = 0, per_episode = 0, quiet = 0;
+    int json = 0, per_episode = 0, quiet = 0, cuda = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { help(); return 0; }
@@ -63,6 +64,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--controller")) { if (!(o.controller = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--set")) { if (!(o.set = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--world")) { if (!(o.copts.world_model = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--device")) { if (cli_device(cmd, argc, argv, &i, &cuda)) return 2; }
         else if (!strcmp(a, "--allow-read")) { if (!(o.allow_read = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--episodes")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 10000000, &episodes)) return 2; }
         else if (!strcmp(a, "--workers")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 1024, &workers)) return 2; }
@@ -79,6 +81,8 @@ int cmd_eval(int argc, char **argv) {
     o.workers = (int)workers;
     o.copts.horizon = (int)horizon;
     o.copts.iters = (int)iters;
+    o.copts.cuda = cuda;
+    if (cli_device_check(cmd, cuda)) return 1;
     ew_dist dist;
     ew_dist_world(&dist);
     o.rank = dist.rank;

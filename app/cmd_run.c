@@ -33,6 +33,7 @@ static void help(void) {
            "                      the world model loads, else idm with a note on stderr)\n"
            "  --world FILE        world model for mpc-km, mpc-fm, cem (default " EW_DEFAULT_WORLD_MODEL ",\n"
            "                      in the current directory, else under the binary's parent directory)\n"
+           CLI_DEVICE_HELP
            "  --steps N           step limit, warm-up included (default 600)\n"
            "  --seed S            random seed (default 1)\n"
            "  --goal M            goal distance in metres (default 215)\n"
@@ -92,7 +93,7 @@ int cmd_run(int argc, char **argv) {
     long steps = 600, n_cond = 20, frame_every = 5;
     uint64_t seed = 1;
     double goal = 215.0;
-    int json = 0, headless = 0, quiet = 0;
+    int json = 0, headless = 0, quiet = 0, cuda = 0;
     long bench_frames = 0, bench_vehicles = 0; /* viewer benchmark (app/run_viewer.h) */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -103,6 +104,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--scenario")) { if (!(scenario = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--controller")) { if (!(controller = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--world")) { if (!(world_model = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--device")) { if (cli_device(cmd, argc, argv, &i, &cuda)) return 2; }
         else if (!strcmp(a, "--allow-read")) { if (!(allow_read = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--record")) { if (!(record = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--headless-frames")) { if (!(frames_dir = cli_value(cmd, argc, argv, &i))) return 2; }
@@ -115,6 +117,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--goal")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, a, v, 1.0, 1e6, &goal)) return 2; }
         else return cli_unknown(cmd, a);
     }
+    if (cli_device_check(cmd, cuda)) return 1;
     /* viewer: 1 window, 2 headless software rendering to a video file, 0 the loop below */
     int viewer_mode = ew_run_viewer_mode(headless, record, frames_dir);
     if (frames_dir && viewer_mode == 0 && !quiet)
@@ -156,6 +159,7 @@ int cmd_run(int argc, char **argv) {
     }
     copts.world_model = world_model;
     copts.seed = seed;
+    copts.cuda = cuda;
     if (!controller) {
         if (default_controller(world_model, &copts, &ctrl, err, (int)sizeof err) != 0) {
             fprintf(stderr, "egoworld run: %s\n", err);
