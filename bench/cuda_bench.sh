@@ -30,10 +30,12 @@ run() { # name command...: runs, keeps the output, reports the status
     name=$1
     shift
     printf '== %s: %s\n' "$name" "$*"
-    if "$@" >"$O/$name.log" 2>&1; then
+    "$@" >"$O/$name.log" 2>&1
+    st=$?
+    if [ $st -eq 0 ]; then
         tail -n 3 "$O/$name.log"
     else
-        echo "   FAILED (status $?), see $O/$name.log"
+        [ $st -eq 77 ] && echo "   SKIPPED (status 77)" || echo "   FAILED (status $st), see $O/$name.log"
         tail -n 5 "$O/$name.log"
         fail=1
     fi
