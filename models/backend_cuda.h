@@ -16,6 +16,10 @@
  *    may touch memory between calls. With sync_each = 0 entries only enqueue; the caller must
  *    ew_backend_sync before host access (ew_backward and ew_graph_reset do), which is only
  *    sound where no host code reads tensor data in the middle of a step.
+ *  - Entries: every table entry of backend.h, including the optional device ones (fill,
+ *    add_channels, copy_rows, scale_groups, mse, mse_bwd, adam, sumsq, upload, owns), so
+ *    biases, concat/slice, dropout, MSE, gradient zeroing, Adam (ew_optim_use_backend) and the
+ *    gradient-norm clip run on the device; ops without an entry run their host loop.
  *  - Numerics: fp32. GEMMs through cuBLAS, exact fp32 unless tf32 = 1 (TF32 tensor cores for
  *    GEMMs and convolutions, ~1e-3 relative error; weights, gradients and optimizer stay
  *    fp32). Convolutions: im2col of a chunk of images laid side by side + one cuBLAS GEMM per
