@@ -11,6 +11,9 @@
  * (seed, k); MPUR's uncertainty statistics are computed once and stored in the checkpoint;
  * so a run stopped after a checkpoint and resumed with the same flags ends with the same
  * parameters bit for bit.
+ * Data parallel under mpirun (models/dist.h, docs/DISTRIBUTED.md): --batch is per rank, rank r
+ * takes positions k*G + r*B .. of step k (G = ranks*B, the global batch stored in the
+ * checkpoint), gradients are averaged before clipping (optimizer reducer), rank 0 writes.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
@@ -23,6 +26,7 @@
 #include "app/cli.h"
 #include "sim/fsutil.h"
 #include "models/checkpoint.h"
+#include "models/dist.h"
 #include "models/fm.h"
 #include "models/optim.h"
 #include "models/policy.h"
@@ -161,10 +165,11 @@ static int run_step(const stepper *s, ew_optim *opt, const ew_pt_batch *b, uint6
 }
 
 static int validate(const stepper *s, const ew_fm_data *d, const size_t *vidx, size_t nv, const ew_raster_cfg *rc,
-                    int threads, ew_pt_batch *vb, uint64_t seed, double *loss, char *err, size_t errsz) {
+                    int threads, ew_pt_batch *vb, uint64_t seed, ew_dist *dist, double *loss, char *err, size_t errsz) {
     double sum = 0;
     size_t cnt = 0;
     for (size_t i = 0; i + (size_t)vb->B <= nv; i += (size_t)vb->B) {
+        if ((long)(i / (size_t)vb->B) % dist->size != dist->rank) continue; /* another rank's batch */
         if (ew_pt_fill(d, EW_SPLIT_VAL, vidx + i, rc, threads, vb, err, errsz)) return -1;
         float l, gn;
         ew_mpur_terms t;
@@ -172,6 +177,9 @@ static int validate(const stepper *s, const ew_fm_data *d, const size_t *vidx, s
         sum += (double)l * vb->B;
         cnt += (size_t)vb->B;
     }
+    double sc2[2] = {sum, (double)cnt};
+    ew_dist_allreduce_sum_f64(dist, sc2, 2);
+    sum = sc2[0], cnt = (size_t)sc2[1];
     *loss = cnt ? sum / (double)cnt : NAN;
     return 0;
 }
@@ -304,6 +312,10 @@ int cmd_train_policy(int argc, char **argv) {
     if (lr < 0) lr = mpur ? 1e-4 : 5e-4;
     if (val_samples < 0) val_samples = mpur ? 24 : 256;
     if (!world) world = EW_DEFAULT_WORLD_MODEL;
+    ew_dist dist;
+    ew_dist_world(&dist);
+    const int root = dist.rank == 0;
+    const long gbatch = batch * dist.size; /* the global batch (checkpoint, data positions) */
 
     char err[1024] = "";
     char *model_path = strdup(out), *ckpt_path = cli_path_with(out, ".ckpt.safetensors"), *csv_path = cli_path_with(out, ".csv");
@@ -370,9 +382,11 @@ int cmd_train_policy(int argc, char **argv) {
                      !mm ? META_METHOD : !ms ? META_STEP : !msd ? META_SEED : META_BATCH);
             goto fail;
         }
-        if (strcmp(mm, method_s) || strtoull(msd, NULL, 10) != seed || strtol(mb, NULL, 10) != batch) {
-            snprintf(err, sizeof err, "%s: written with --method %s --seed %s --batch %s; resume with the same values",
-                     ckpt_path, mm, msd, mb);
+        if (strcmp(mm, method_s) || strtoull(msd, NULL, 10) != seed || strtol(mb, NULL, 10) != gbatch) {
+            snprintf(err, sizeof err,
+                     "%s: written with --method %s --seed %s and a global batch of %s; resume with the same values "
+                     "(ranks x --batch, now %d x %ld)",
+                     ckpt_path, mm, msd, mb, dist.size, batch);
             goto fail;
         }
         start = strtol(ms, NULL, 10);
@@ -442,6 +456,7 @@ int cmd_train_policy(int argc, char **argv) {
     ew_optim_config oc = ew_optim_defaults(EW_OPTIM_ADAM);
     oc.lr = (float)lr;
     if (ew_optim_create(pp, np, &oc, &opt, err, sizeof err)) goto fail;
+    if (dist.size > 1 && ew_optim_set_grad_reduce(opt, ew_dist_grad_reduce, &dist, err, sizeof err)) goto fail;
     if (resuming) {
         int nst;
         const ew_param *stv = ew_optim_state(opt, &nst);
@@ -524,9 +539,9 @@ int cmd_train_policy(int argc, char **argv) {
             for (long r = 0; r < batch; r++) idx[r] = (size_t)(cli_mix64(seed * 31 + (uint64_t)(k * batch + r)) % ntr);
             urc = ew_pt_fill(&d, EW_SPLIT_TRAIN, idx, &rcfg, (int)threads, &b, err, sizeof err) ||
                   ew_mpur_ustats_add(g, &wm, &mc, &b, cli_mix64(seed + 7 + (uint64_t)k), &ai, &ac, err, sizeof err);
-            cli_progress_update(&pr, k + 1, NULL);
+            if (root) cli_progress_update(&pr, k + 1, NULL); /* every rank computes them, rank 0 shows it */
         }
-        cli_progress_end(&pr);
+        if (root) cli_progress_end(&pr);
         if (!urc && ew_mpur_ustats_alloc(&us, mc.horizon)) urc = -1;
         if (!urc) {
             have_us = 1;
@@ -559,8 +574,12 @@ int cmd_train_policy(int argc, char **argv) {
         for (size_t i = 0; i < nv; i++) vidx[i] = (size_t)((double)i * (double)nval / (double)nv);
     }
 
-    if (resuming && ew_csv_keep_steps(csv_path, start, err, (int)sizeof err)) goto fail;
-    csv = fopen(csv_path, resuming ? "a" : "w");
+    if (!ew_dist_same_u64(&dist, (uint64_t)start) || !ew_dist_same_params(&dist, pp, np, NULL)) {
+        snprintf(err, sizeof err, "the MPI ranks start from different checkpoints or parameters (rank %d)", dist.rank);
+        goto fail;
+    }
+    if (root && resuming && ew_csv_keep_steps(csv_path, start, err, (int)sizeof err)) goto fail;
+    csv = fopen(root ? csv_path : "/dev/null", resuming ? "a" : "w"); /* rank 0 writes the CSV */
     if (!csv) {
         snprintf(err, sizeof err, "%s: cannot open for writing", csv_path);
         goto fail;
@@ -569,24 +588,25 @@ int cmd_train_policy(int argc, char **argv) {
         fprintf(csv, mpur ? "step,objective,cost,prox,lane,offroad,action,jerk,uncertainty,grad_norm,lr,val,samples_per_s\n"
                           : "step,loss,grad_norm,lr,val,samples_per_s\n");
     save_ctx sc = {mpur, &p, opt, model_path, ckpt_path, data_desc, world, mpur_cfg, ustats_json, start, seed,
-                   (int)batch, ntr, NAN};
+                   (int)gbatch, ntr, NAN};
     cli_progress pr;
     char what[64];
     snprintf(what, sizeof what, "train-policy %s", method_s);
     cli_progress_begin(&pr, what, steps);
-    pr.tty = pr.tty && !json;
+    pr.tty = pr.tty && !json && root;
     double t0 = cli_now(), last_val = resumed_val, first_loss = NAN, last_loss = NAN;
     long nhist = 0, done_steps = 0;
     ew_mpur_terms tm;
     float loss = 0, gn = 0;
     if (nv > 0 && start == 0) {
-        if (validate(&sp, &d, vidx, nv, &rcfg, (int)threads, &vb, seed, &last_val, err, sizeof err)) goto fail;
-        fprintf(stderr, "egoworld %s: step 0 validation %s %.6g (%zu samples)\n", cmd, mpur ? "objective" : "loss",
+        if (validate(&sp, &d, vidx, nv, &rcfg, (int)threads, &vb, seed, &dist, &last_val, err, sizeof err)) goto fail;
+        if (root) fprintf(stderr, "egoworld %s: step 0 validation %s %.6g (%zu samples)\n", cmd, mpur ? "objective" : "loss",
                 last_val, nv);
     }
     for (long k = start; k < steps; k++) {
         for (long r = 0; r < batch; r++) {
-            uint64_t pos = (uint64_t)k * (uint64_t)batch + (uint64_t)r, ep = pos / ntr;
+            uint64_t pos = (uint64_t)k * (uint64_t)gbatch + (uint64_t)dist.rank * (uint64_t)batch + (uint64_t)r,
+                     ep = pos / ntr;
             if (ep != perm_epoch) {
                 ew_pt_epoch_perm(ntr, seed, ep, perm);
                 perm_epoch = ep;
@@ -594,10 +614,17 @@ int cmd_train_policy(int argc, char **argv) {
             idx[r] = perm[pos % ntr];
         }
         if (ew_pt_fill(&d, EW_SPLIT_TRAIN, idx, &rcfg, (int)threads, &b, err, sizeof err)) goto fail;
-        if (run_step(&sp, opt, &b, cli_mix64(seed ^ cli_mix64((uint64_t)k + 1)), &loss, &gn, &tm, err, sizeof err)) {
+        if (run_step(&sp, opt, &b, ew_dist_seed(&dist, cli_mix64(seed ^ cli_mix64((uint64_t)k + 1))), &loss, &gn, &tm, err,
+                     sizeof err)) {
             fprintf(stderr, "egoworld %s: step %ld: %s; stopping (the last checkpoint, step %ld, is kept)\n", cmd, k + 1,
                     err, sc.step);
             goto fail_quiet;
+        }
+        if (dist.size > 1) { /* the global batch's figures (the same divergence decision everywhere) */
+            float v[9] = {loss, tm.objective, tm.cost, tm.prox, tm.lane, tm.offroad, tm.action, tm.jerk, tm.uncertainty};
+            ew_dist_allreduce_mean(&dist, v, 9);
+            loss = v[0], tm.objective = v[1], tm.cost = v[2], tm.prox = v[3], tm.lane = v[4], tm.offroad = v[5];
+            tm.action = v[6], tm.jerk = v[7], tm.uncertainty = v[8];
         }
         if (isnan(first_loss)) first_loss = loss;
         last_loss = loss;
@@ -617,10 +644,10 @@ int cmd_train_policy(int argc, char **argv) {
         hist[nhist % 50] = loss;
         nhist++;
         done_steps++;
-        double el = cli_now() - t0, sps = (double)done_steps * (double)batch / (el > 0 ? el : 1e-9);
+        double el = cli_now() - t0, sps = (double)done_steps * (double)gbatch / (el > 0 ? el : 1e-9);
         if (nv > 0 && (k + 1) % val_every == 0) {
-            if (validate(&sp, &d, vidx, nv, &rcfg, (int)threads, &vb, seed, &last_val, err, sizeof err)) goto fail;
-            if (!pr.tty)
+            if (validate(&sp, &d, vidx, nv, &rcfg, (int)threads, &vb, seed, &dist, &last_val, err, sizeof err)) goto fail;
+            if (!pr.tty && root)
                 fprintf(stderr, "egoworld %s: step %ld validation %s %.6g\n", cmd, k + 1, mpur ? "objective" : "loss",
                         last_val);
         }
@@ -634,7 +661,11 @@ int cmd_train_policy(int argc, char **argv) {
             fflush(csv);
             sc.step = k + 1;
             sc.val = last_val;
-            if (save_all(&sc, err, sizeof err)) goto fail;
+            if (!ew_dist_same_params(&dist, pp, np, NULL)) {
+                snprintf(err, sizeof err, "step %ld: the MPI ranks' parameters differ (rank %d)", k + 1, dist.rank);
+                goto fail;
+            }
+            if (root && save_all(&sc, err, sizeof err)) goto fail;
         }
         char extra[200];
         if (mpur)
@@ -642,7 +673,7 @@ int cmd_train_policy(int argc, char **argv) {
                      (double)tm.cost, (double)tm.uncertainty, last_val, sps);
         else
             snprintf(extra, sizeof extra, "loss %.4g  val %.4g  %.1f samples/s", (double)loss, last_val, sps);
-        if (pr.tty || (k + 1) % log_every == 0 || k + 1 == steps) {
+        if (root && (pr.tty || (k + 1) % log_every == 0 || k + 1 == steps)) {
             if (pr.tty) {
                 cli_progress_update(&pr, k + 1, extra);
             } else {
@@ -651,21 +682,23 @@ int cmd_train_policy(int argc, char **argv) {
             }
         }
     }
-    cli_progress_end(&pr);
+    if (root) cli_progress_end(&pr);
     double wall = cli_now() - t0, final_val = last_val;
     /* the summary's validation at the last step (the CSV and checkpoints keep the periodic
      * value, so that they do not depend on where a run stopped) */
     if (nv > 0 && steps % val_every != 0 &&
-        validate(&sp, &d, vidx, nv, &rcfg, (int)threads, &vb, seed, &final_val, err, sizeof err))
+        validate(&sp, &d, vidx, nv, &rcfg, (int)threads, &vb, seed, &dist, &final_val, err, sizeof err))
         goto fail;
-    if (json) {
+    if (json && root) {
         printf("{\"command\": \"train-policy\", \"method\": \"%s\", \"out\": \"%s\", \"steps\": %ld, \"start_step\": %ld, "
                "\"batch\": %ld, \"lr\": %.9g, \"seed\": %" PRIu64 ", \"threads\": %ld, \"train_samples\": %zu, "
                "\"val_samples\": %zu, \"params\": %zu, \"first_loss\": %.9g, \"last_loss\": %.9g, \"val\": %.9g, "
                "\"samples_per_s\": %.4g, \"wall_s\": %.3f, \"setup_s\": %.3f",
                method_s, model_path, steps, start, batch, lr, seed, threads, ntr, nv, ew_param_list_numel(&p.params),
-               first_loss, last_loss, final_val, done_steps ? (double)done_steps * (double)batch / wall : 0.0, wall,
+               first_loss, last_loss, final_val, done_steps ? (double)done_steps * (double)gbatch / wall : 0.0, wall,
                t0 - t_setup);
+        printf(", \"ranks\": %d, \"global_batch\": %ld, \"allreduce_floats_per_step\": %zu", dist.size, gbatch,
+               dist.size > 1 ? ew_optim_grad_numel(opt) : (size_t)0);
         if (mpur) printf(", \"world\": \"%s\", \"mpur\": %s", world, mpur_cfg);
         printf("}\n");
     }
@@ -677,6 +710,7 @@ fail:
     fprintf(stderr, "egoworld %s: %s\n", cmd, err);
 fail_quiet:
     rc = 1;
+    ew_dist_abort(&dist, 1); /* the other ranks would wait forever in a collective */
 done:
     if (csv) fclose(csv);
     if (ck) ew_checkpoint_close(ck);

@@ -11,7 +11,7 @@ set(_mpi_san OFF)
 if(EGOWORLD_SANITIZE)
   set(_mpi_san ON)
 endif()
-foreach(_m collectives train-world train-tracker train-predictor eval collect)
+foreach(_m collectives train-world train-tracker train-predictor train-policy eval collect)
   add_test(NAME mpi_${_m} COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/mpi_test.sh ${_m} ${_ew} $<TARGET_FILE:test_dist>
            ${CMAKE_CURRENT_BINARY_DIR}/mpi/${_m} ${_mpi_built} ${_mpi_san})
   set_tests_properties(mpi_${_m} PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR} SKIP_RETURN_CODE 77 TIMEOUT 300

@@ -82,6 +82,23 @@ train-predictor)
   equiv train-predictor a.safetensors b.safetensors c.safetensors
   grep -q '"ranks": 2, "global_batch": 8' b.json || fail "json: $(cat b.json)"
   ;;
+train-policy)
+  "$ew" collect dense-3lane --episodes 10 --steps 50 --seed 4 --workers 1 --quiet --out data >/dev/null || fail collect
+  t="--method imitation --data data --nf 2 --proj 8 --hidden 8 --n-cond 3 --threads 1 --val-samples 8 --val-every 2
+     --ckpt-every 2 --lr 1e-3"
+  "$ew" train-policy $t --steps 4 --batch 8 --out a.safetensors >/dev/null 2>&1 || fail "1 rank"
+  $run "$ew" train-policy $t --steps 4 --batch 4 --out b.safetensors --json >b.json 2>b.err || { cat b.err; fail "2 ranks"; }
+  "$ew" train-policy $t --steps 4 --batch 4 --out c.safetensors >/dev/null 2>&1 || fail "control"
+  # 2 ranks x 4 for 2 steps, resumed by 1 rank x 8
+  $run "$ew" train-policy $t --steps 2 --batch 4 --out r.safetensors >/dev/null 2>&1 || fail "2 ranks, 2 steps"
+  "$ew" train-policy $t --steps 4 --batch 8 --out r.safetensors --resume >/dev/null 2>&1 || fail "resume on 1 rank"
+  equiv train-policy a.safetensors b.safetensors c.safetensors
+  ar=$(maxdiff a.safetensors r.safetensors)
+  echo "train-policy: 2x4 -> 1x8 resumed vs 1x8: max |diff| ${ar% *}, fraction > 1e-5 ${ar#* }"
+  le "${ar#* }" 0.01 || fail "resumed with another rank count differs"
+  [ "$(wc -l < b.csv)" -eq 5 ] || fail "b.csv must have a header and 4 rows (rank 0 writes it alone)"
+  grep -q '"ranks": 2, "global_batch": 8' b.json || fail "json: $(cat b.json)"
+  ;;
 eval)
   f='s/"wall_s": [^,]*,//; s/"workers": [0-9]*,//; s/"ranks": [0-9]*,//; s/"plan_ms[a-z_]*": [^,]*,//g'
   "$ew" eval --set merge --episodes 5 --workers 1 --json --per-episode --quiet | sed "$f" > one.json || fail "1 rank"
