@@ -60,7 +60,7 @@ static void help(void) {
            "  --world FILE       world model for mpur (default " EW_DEFAULT_WORLD_MODEL ")\n"
            "  --init FILE        start from a policy checkpoint (e.g. mpur from an imitation policy)\n"
            "  --steps N          training steps (default 1000)\n"
-           "  --batch B          samples per step (default 64 imitation, 6 mpur)\n"
+           "  --batch B          samples per step (default 64 imitation, 6 mpur); per rank under mpirun\n"
            "  --lr X             Adam learning rate (default 5e-4 imitation, 1e-4 mpur)\n"
            "  --clip X           gradient-norm clip (default 5; 0: none)\n"
            "  --seed S           data order, initialisation, latents and dropout (default 1)\n"
