@@ -1,6 +1,7 @@
 /* fm_data.c - pooled trajectory datasets for the world model (see fm_data.h). */
 #define _POSIX_C_SOURCE 200809L
 #include "models/fm_data.h"
+#include "sim/err.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -8,15 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(char *err, size_t errsz, const char *fmt, ...) {
-    if (err && errsz) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errsz, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 void ew_fm_data_close(ew_fm_data *d) {
     if (!d) return;
@@ -32,8 +24,8 @@ int ew_fm_data_open(ew_fm_data *d, const char *const *dirs, int ndirs, int n_con
                     char *err, size_t errsz) {
     memset(d, 0, sizeof *d);
     if (ndirs < 1 || ndirs > EW_FM_DATA_MAX_SETS)
-        return fail(err, errsz, "fm data: between 1 and %d datasets, not %d", EW_FM_DATA_MAX_SETS, ndirs);
-    if (n_cond < 1 || n_pred < 1 || stride < 1) return fail(err, errsz, "%s", "fm data: n_cond, n_pred, stride must be >= 1");
+        return ew_errf(err, errsz, "fm data: between 1 and %d datasets, not %d", EW_FM_DATA_MAX_SETS, ndirs);
+    if (n_cond < 1 || n_pred < 1 || stride < 1) return ew_errf(err, errsz, "%s", "fm data: n_cond, n_pred, stride must be >= 1");
     d->n_cond = n_cond;
     d->n_pred = n_pred;
     d->stride = stride;
@@ -42,16 +34,16 @@ int ew_fm_data_open(ew_fm_data *d, const char *const *dirs, int ndirs, int n_con
         d->set[j] = ew_traj_open(dirs[j], e2, (int)sizeof e2);
         if (!d->set[j]) {
             ew_fm_data_close(d);
-            return fail(err, errsz, "%s", e2);
+            return ew_errf(err, errsz, "%s", e2);
         }
         d->nsets = j + 1;
         d->dir[j] = strdup(dirs[j]);
         if (!d->dir[j]) {
             ew_fm_data_close(d);
-            return fail(err, errsz, "%s: out of memory", dirs[j]);
+            return ew_errf(err, errsz, "%s: out of memory", dirs[j]);
         }
         if (j > 0 && fabsf(ew_traj_dt(d->set[j]) - ew_traj_dt(d->set[0])) > 1e-6f) {
-            fail(err, errsz, "%s: dt %g differs from %s's %g", dirs[j], (double)ew_traj_dt(d->set[j]), dirs[0],
+            ew_errf(err, errsz, "%s: dt %g differs from %s's %g", dirs[j], (double)ew_traj_dt(d->set[j]), dirs[0],
                  (double)ew_traj_dt(d->set[0]));
             ew_fm_data_close(d);
             return -1;
@@ -60,7 +52,7 @@ int ew_fm_data_open(ew_fm_data *d, const char *const *dirs, int ndirs, int n_con
             if (ew_traj_samples(d->set[j], (ew_split)s, n_cond, n_pred, stride, &d->samples[s][j], &d->count[s][j], e2,
                                 (int)sizeof e2)) {
                 ew_fm_data_close(d);
-                return fail(err, errsz, "%s", e2);
+                return ew_errf(err, errsz, "%s", e2);
             }
             d->total[s] += d->count[s][j];
         }
@@ -93,7 +85,7 @@ int ew_fm_data_stats(const ew_fm_data *d, ew_fm_stats *out, char *err, size_t er
         if (n <= 0) continue;
         float mean[5], sd[5], amean[2], asd[2];
         if (ew_traj_stats(d->set[j], EW_SPLIT_TRAIN, mean, sd, amean, asd, e2, (int)sizeof e2))
-            return fail(err, errsz, "%s", e2);
+            return ew_errf(err, errsz, "%s", e2);
         for (int k = 0; k < 5; k++) {
             sm[k] += n * mean[k];
             sq[k] += n * ((double)sd[k] * sd[k] + (double)mean[k] * mean[k]);
@@ -104,7 +96,7 @@ int ew_fm_data_stats(const ew_fm_data *d, ew_fm_stats *out, char *err, size_t er
         }
         n_tot += n;
     }
-    if (n_tot <= 0) return fail(err, errsz, "%s: no training episodes", d->dir[0]);
+    if (n_tot <= 0) return ew_errf(err, errsz, "%s: no training episodes", d->dir[0]);
     for (int k = 0; k < 5; k++) {
         double m = sm[k] / n_tot, v = sq[k] / n_tot - m * m;
         out->state_mean[k] = (float)m;
@@ -122,7 +114,7 @@ int ew_fm_data_render(const ew_fm_data *d, ew_split split, const size_t *idx, in
                       int threads, float *frames, float *states, float *actions, float *target_frames,
                       float *target_states, char *err, size_t errsz) {
     if (c->n_cond != d->n_cond || c->n_pred < 1 || c->n_pred > d->n_pred)
-        return fail(err, errsz, "%s", "fm data: window does not fit the dataset's samples");
+        return ew_errf(err, errsz, "%s", "fm data: window does not fit the dataset's samples");
     const int T = c->n_pred, nc = c->n_cond;
     size_t img = (size_t)c->channels * c->raster.rows * c->raster.cols;
     ew_traj_batch_cfg cfg = *c;
@@ -152,13 +144,13 @@ int ew_fm_data_render(const ew_fm_data *d, ew_split split, const size_t *idx, in
             }
         }
     }
-    if (failed) return fail(err, errsz, "%s", first);
+    if (failed) return ew_errf(err, errsz, "%s", first);
     return 0;
 }
 
 int ew_fm_data_fill(const ew_fm_data *d, ew_split split, const size_t *idx, int B, const ew_raster_cfg *raster,
                     int threads, ew_fm_batch *b, char *err, size_t errsz) {
-    if (B < 1 || B > b->batch || b->steps != d->n_pred) return fail(err, errsz, "%s", "fm data: batch buffers do not fit");
+    if (B < 1 || B > b->batch || b->steps != d->n_pred) return ew_errf(err, errsz, "%s", "fm data: batch buffers do not fit");
     ew_traj_batch_cfg cfg = {d->n_cond, d->n_pred, *raster, 3, 1};
     return ew_fm_data_render(d, split, idx, B, &cfg, threads, b->frames, b->states, b->actions, b->target_frames,
                              b->target_states, err, errsz);

@@ -1,5 +1,6 @@
 /* mpur.c - MPUR: policy learning through the frozen world model (contract in mpur.h). */
 #include "planner/mpur.h"
+#include "sim/err.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -10,15 +11,6 @@
 
 #include "models/json.h"
 
-static int fail(char *err, size_t errsz, const char *fmt, ...) {
-    if (err && errsz) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errsz, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 void ew_mpur_config_default(ew_mpur_config *c, const ew_fm *wm, const ew_policy *p) {
     memset(c, 0, sizeof *c);
@@ -99,11 +91,11 @@ char *ew_mpur_ustats_json(const ew_mpur_ustats *s) {
 
 int ew_mpur_ustats_from_json(const char *json, ew_mpur_ustats *s, char *err, size_t errsz) {
     memset(s, 0, sizeof *s);
-    if (!json) return fail(err, errsz, "mpur metadata: missing");
+    if (!json) return ew_errf(err, errsz, "mpur metadata: missing");
     ew_json_doc doc;
     char jerr[128];
     if (ew_json_parse(json, strlen(json), NULL, &doc, jerr, sizeof jerr))
-        return fail(err, errsz, "mpur metadata: %s", jerr);
+        return ew_errf(err, errsz, "mpur metadata: %s", jerr);
     const ew_json_node *root = ew_json_root(&doc);
     int rc = -1;
     const char *keys[4] = {"img_mean", "img_std", "cost_mean", "cost_std"};
@@ -111,11 +103,11 @@ int ew_mpur_ustats_from_json(const char *json, ew_mpur_ustats *s, char *err, siz
     const ew_json_node *rn = root && root->type == EW_JSON_OBJECT ? ew_json_get(&doc, root, "rows") : NULL;
     if (!root || root->type != EW_JSON_OBJECT || root->count != 6 || !tn || tn->type != EW_JSON_NUMBER ||
         !tn->is_u64 || tn->u64 < 1 || tn->u64 > 100000 || !rn || rn->type != EW_JSON_NUMBER || !rn->is_u64) {
-        fail(err, errsz, "mpur metadata: want {T, rows, img_mean, img_std, cost_mean, cost_std}");
+        ew_errf(err, errsz, "mpur metadata: want {T, rows, img_mean, img_std, cost_mean, cost_std}");
         goto done;
     }
     if (ew_mpur_ustats_alloc(s, (int)tn->u64)) {
-        fail(err, errsz, "mpur metadata: out of memory");
+        ew_errf(err, errsz, "mpur metadata: out of memory");
         goto done;
     }
     s->rows = (long)rn->u64;
@@ -123,14 +115,14 @@ int ew_mpur_ustats_from_json(const char *json, ew_mpur_ustats *s, char *err, siz
     for (int k = 0; k < 4; k++) {
         const ew_json_node *a = ew_json_get(&doc, root, keys[k]);
         if (!a || a->type != EW_JSON_ARRAY || a->count != s->T) {
-            fail(err, errsz, "mpur metadata: \"%s\" must be an array of %d numbers", keys[k], s->T);
+            ew_errf(err, errsz, "mpur metadata: \"%s\" must be an array of %d numbers", keys[k], s->T);
             goto done;
         }
         int t = 0;
         for (const ew_json_node *it = ew_json_first(&doc, a); it; it = ew_json_next(&doc, it), t++) {
             if (it->type != EW_JSON_NUMBER || !isfinite(it->num) || fabs(it->num) > 3e38 ||
                 ((k & 1) && !(it->num > 0))) {
-                fail(err, errsz, "mpur metadata: \"%s\"[%d] must be a finite%s number", keys[k], t,
+                ew_errf(err, errsz, "mpur metadata: \"%s\"[%d] must be a finite%s number", keys[k], t,
                      (k & 1) ? " positive" : "");
                 goto done;
             }
@@ -174,9 +166,9 @@ void ew_mpur_freeze(ew_fm *wm) {
 }
 
 int ew_mpur_check(const ew_fm *wm, const ew_policy *p, char *err, size_t errsz) {
-    if (wm->cfg.channels != 3) return fail(err, errsz, "mpur: the world model must see 3 channels (has %d)", wm->cfg.channels);
+    if (wm->cfg.channels != 3) return ew_errf(err, errsz, "mpur: the world model must see 3 channels (has %d)", wm->cfg.channels);
     if (wm->cfg.n_cond != p->cfg.n_cond || wm->cfg.height != p->cfg.height || wm->cfg.width != p->cfg.width)
-        return fail(err, errsz, "mpur: policy (n_cond %d, %dx%d) and world model (n_cond %d, %dx%d) differ",
+        return ew_errf(err, errsz, "mpur: policy (n_cond %d, %dx%d) and world model (n_cond %d, %dx%d) differ",
                     p->cfg.n_cond, p->cfg.height, p->cfg.width, wm->cfg.n_cond, wm->cfg.height, wm->cfg.width);
     return 0;
 }
@@ -273,11 +265,11 @@ int ew_mpur_objective(ew_graph *g, const ew_fm *wm, const ew_policy *p, const ew
     if (ew_mpur_check(wm, p, err, errsz)) return -1;
     const int T = c->horizon, nc = p->cfg.n_cond, B = b->B, Cp = p->cfg.channels;
     if (T < 1 || b->T < T || b->C != Cp || b->n_cond != nc || b->H != p->cfg.height || b->W != p->cfg.width)
-        return fail(err, errsz, "mpur: the batch (C %d, n_cond %d, T %d) does not fit the policy / horizon %d", b->C,
+        return ew_errf(err, errsz, "mpur: the batch (C %d, n_cond %d, T %d) does not fit the policy / horizon %d", b->C,
                     b->n_cond, b->T, T);
     int use_u = us && c->u_samples >= 2 && c->cost.lambda_u > 0.0f;
-    if (use_u && us->T < T) return fail(err, errsz, "mpur: uncertainty statistics for %d steps, horizon %d", us->T, T);
-    if (ew_graph_reset(g)) return fail(err, errsz, "mpur: arena reset failed");
+    if (use_u && us->T < T) return ew_errf(err, errsz, "mpur: uncertainty statistics for %d steps, horizon %d", us->T, T);
+    if (ew_graph_reset(g)) return ew_errf(err, errsz, "mpur: arena reset failed");
     ew_set_grad_enabled(g, grad);
     ew_rng rng;
     ew_rng_seed(&rng, seed);
@@ -293,7 +285,7 @@ int ew_mpur_objective(ew_graph *g, const ew_fm *wm, const ew_policy *p, const ew
     ew_tensor **states = ew_arena_calloc(ar, sizeof(ew_tensor *) * (size_t)T);
     ew_tensor **acts = ew_arena_calloc(ar, sizeof(ew_tensor *) * (size_t)T);
     if ((fc->stochastic && !z) || !fl || !sl || !pw || !images || !states || !acts || wm_inputs(g, b, &frames, &ego))
-        return fail(err, errsz, "mpur: out of memory");
+        return ew_errf(err, errsz, "mpur: out of memory");
     ew_tensor *st0 = ew_tensor_wrap(g, 3, ss, b->states);
     ew_tensor *sm = ew_tensor_from(g, 1, five, wm->stats.state_mean), *sd = ew_tensor_from(g, 1, five, wm->stats.state_std);
     for (int j = 0; j < nc; j++) {
@@ -317,7 +309,7 @@ int ew_mpur_objective(ew_graph *g, const ew_fm *wm, const ew_policy *p, const ew
                               z ? ew_tensor_wrap(g, 2, zs, z + (size_t)t * B * fc->nz) : NULL, &rng};
         ew_fm_step_out out;
         if (!ap || ew_fm_step(g, wm, win, swn, ap, NULL, &so, &out))
-            return fail(err, errsz, "mpur: step %d: %s", t, ew_graph_error(g) ? ew_graph_error(g) : "failed");
+            return ew_errf(err, errsz, "mpur: step %d: %s", t, ew_graph_error(g) ? ew_graph_error(g) : "failed");
         images[t] = out.image;
         states[t] = ew_add(g, ew_mul(g, out.state, sd), sm);
         fl[nc + t] = out.image;
@@ -328,18 +320,18 @@ int ew_mpur_objective(ew_graph *g, const ew_fm *wm, const ew_policy *p, const ew
     ew_tensor *A = T > 1 ? ew_concat(g, acts, T, 1) : acts[0];
     ew_cost_tape_out co;
     if (!A || ew_cost_tape(g, &c->cost, B, T, images, states, A, NULL, NULL, NULL, &co))
-        return fail(err, errsz, "mpur: cost: %s", ew_graph_error(g) ? ew_graph_error(g) : "failed");
+        return ew_errf(err, errsz, "mpur: cost: %s", ew_graph_error(g) ? ew_graph_error(g) : "failed");
     ew_tensor *obj = co.total, *pen = NULL;
     if (use_u) {
         ew_tensor *iv, *cv;
         if (uncertainty(g, wm, c, frames, b->states, A, z, T, &rng, &iv, &cv))
-            return fail(err, errsz, "mpur: uncertainty: %s", ew_graph_error(g) ? ew_graph_error(g) : "out of memory");
+            return ew_errf(err, errsz, "mpur: uncertainty: %s", ew_graph_error(g) ? ew_graph_error(g) : "out of memory");
         ew_cost_unc_stats st = {T, us->img_mean, us->img_std, us->cost_mean, us->cost_std, c->hinge};
         pen = ew_cost_uncertainty_penalty(g, iv, cv, &st);
         obj = ew_add(g, obj, ew_scale(g, pen, c->cost.lambda_u));
     }
     if (!obj || ew_graph_error(g))
-        return fail(err, errsz, "mpur: %s", ew_graph_error(g) ? ew_graph_error(g) : "failed");
+        return ew_errf(err, errsz, "mpur: %s", ew_graph_error(g) ? ew_graph_error(g) : "failed");
     *objective = obj;
     terms->objective = obj->data[0];
     terms->cost = co.total->data[0];
@@ -359,15 +351,15 @@ int ew_mpur_step(ew_graph *g, const ew_fm *wm, ew_policy *p, ew_optim *opt, cons
     int old = ew_grad_enabled(g);
     ew_tensor *obj;
     int rc = ew_mpur_objective(g, wm, p, c, us, b, seed, opt != NULL, &obj, out, err, errsz);
-    if (!rc && !isfinite(out->objective)) rc = fail(err, errsz, "mpur: objective is not finite (%g)", (double)out->objective);
+    if (!rc && !isfinite(out->objective)) rc = ew_errf(err, errsz, "mpur: objective is not finite (%g)", (double)out->objective);
     if (!rc && opt) {
         ew_optim_zero_grad(opt);
         if (ew_backward(g, obj)) {
-            rc = fail(err, errsz, "mpur: backward: %s", ew_graph_error(g));
+            rc = ew_errf(err, errsz, "mpur: backward: %s", ew_graph_error(g));
         } else {
             out->grad_norm = ew_optim_clip_grad_norm(opt, clip > 0.0f ? clip : 0.0f);
             if (!isfinite(out->grad_norm)) {
-                rc = fail(err, errsz, "mpur: gradient norm is not finite (%g)", (double)out->grad_norm);
+                rc = ew_errf(err, errsz, "mpur: gradient norm is not finite (%g)", (double)out->grad_norm);
             } else {
                 ew_optim_step(opt);
             }
@@ -382,11 +374,11 @@ int ew_mpur_ustats_add(ew_graph *g, const ew_fm *wm, const ew_mpur_config *c, co
                        ew_cost_unc_acc *img, ew_cost_unc_acc *cost, char *err, size_t errsz) {
     if (c->decoupled) return ew_mpur_km_ustats_add(g, wm, c, b, seed, img, cost, err, errsz);
     const int T = c->horizon, B = b->B;
-    if (c->u_samples < 2) return fail(err, errsz, "mpur: uncertainty statistics need u_samples >= 2");
+    if (c->u_samples < 2) return ew_errf(err, errsz, "mpur: uncertainty statistics need u_samples >= 2");
     if (b->T < T || b->n_cond != wm->cfg.n_cond || b->H != wm->cfg.height || b->W != wm->cfg.width || b->C < 3)
-        return fail(err, errsz, "mpur: the batch does not fit the world model / horizon %d", T);
-    if (img->T != T || cost->T != T) return fail(err, errsz, "mpur: accumulators for %d steps, horizon %d", img->T, T);
-    if (ew_graph_reset(g)) return fail(err, errsz, "mpur: arena reset failed");
+        return ew_errf(err, errsz, "mpur: the batch does not fit the world model / horizon %d", T);
+    if (img->T != T || cost->T != T) return ew_errf(err, errsz, "mpur: accumulators for %d steps, horizon %d", img->T, T);
+    if (ew_graph_reset(g)) return ew_errf(err, errsz, "mpur: arena reset failed");
     int old = ew_set_grad_enabled(g, 0);
     ew_rng rng;
     ew_rng_seed(&rng, seed);
@@ -395,12 +387,12 @@ int ew_mpur_ustats_add(ew_graph *g, const ew_fm *wm, const ew_mpur_config *c, co
     int as[3] = {B, b->T, 2};
     int rc = 0;
     if ((wm->cfg.stochastic && !z) || wm_inputs(g, b, &frames, &ego)) {
-        rc = fail(err, errsz, "mpur: out of memory");
+        rc = ew_errf(err, errsz, "mpur: out of memory");
     } else {
         ew_tensor *A = ew_tensor_wrap(g, 3, as, b->actions);
         if (b->T > T) A = ew_slice(g, A, 1, 0, T);
         if (uncertainty(g, wm, c, frames, b->states, A, z, T, &rng, &iv, &cv) || !iv || !cv) {
-            rc = fail(err, errsz, "mpur: uncertainty: %s", ew_graph_error(g) ? ew_graph_error(g) : "failed");
+            rc = ew_errf(err, errsz, "mpur: uncertainty: %s", ew_graph_error(g) ? ew_graph_error(g) : "failed");
         } else {
             ew_cost_unc_acc_add(img, iv->data, B);
             ew_cost_unc_acc_add(cost, cv->data, B);

@@ -7,18 +7,10 @@
 #include <string.h>
 
 #include "models/ops.h"
+#include "sim/err.h"
 #include "planner/mpc.h"
 #include "planner/mpur.h"
 
-static int fail(char *err, size_t errsz, const char *fmt, ...) {
-    if (err && errsz) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errsz, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* Working memory of one call (owned here, freed before returning). */
 typedef struct {
@@ -113,11 +105,11 @@ static int wm_step(ew_graph *g, const ew_fm *wm, km_work *w, float *seq_f, float
     size_t fr = 3 * w->hw;
     int nc = w->nc, B = w->B;
     int fs[4] = {rows, nc * 3, w->H, w->W}, ss[3] = {rows, nc, 5}, as[2] = {rows, 2}, zs[2] = {rows, fc->nz};
-    if (ew_graph_reset(g)) return fail(err, errsz, "mpur: arena reset failed");
+    if (ew_graph_reset(g)) return ew_errf(err, errsz, "mpur: arena reset failed");
     ew_set_grad_enabled(g, 0);
     ew_tensor *f = ew_tensor_new(g, 4, fs), *s = ew_tensor_new(g, 3, ss), *a = ew_tensor_new(g, 2, as);
     ew_tensor *z = fc->stochastic ? ew_tensor_new(g, 2, zs) : NULL;
-    if (!f || !s || !a || (fc->stochastic && !z)) return fail(err, errsz, "mpur: out of memory");
+    if (!f || !s || !a || (fc->stochastic && !z)) return ew_errf(err, errsz, "mpur: out of memory");
     for (int r = 0; r < rows; r++) {
         int br = r % B;
         memcpy(f->data + (size_t)r * nc * fr, seq_f + ((size_t)r * w->L + t) * fr, sizeof(float) * nc * fr);
@@ -132,7 +124,7 @@ static int wm_step(ew_graph *g, const ew_fm *wm, km_work *w, float *seq_f, float
     ew_fm_step_opts so = {train, fc->stochastic ? EW_FM_Z_GIVEN : EW_FM_Z_PRIOR, z, rng};
     ew_fm_step_out out;
     if (ew_fm_step(g, wm, f, s, a, NULL, &so, &out) || ew_graph_error(g))
-        return fail(err, errsz, "mpur: world model step %d: %s", t, ew_graph_error(g) ? ew_graph_error(g) : "failed");
+        return ew_errf(err, errsz, "mpur: world model step %d: %s", t, ew_graph_error(g) ? ew_graph_error(g) : "failed");
     for (int r = 0; r < rows; r++) {
         memcpy(seq_f + ((size_t)r * w->L + nc + t) * fr, out.image->data + (size_t)r * fr, sizeof(float) * fr);
         for (int k = 0; k < 5; k++)
@@ -365,14 +357,14 @@ static int km_objective(const ew_mpur_config *c, const ew_kin_limits *lim, km_wo
         double speeds[EW_COST_MAX_T];
         float *gr = w->grad + (size_t)r * T * 2;
         double J = ew_cost_decoupled(&c->cost, &pb, (const ew_action *)(w->act + (size_t)r * T * 2), gr, &ct, speeds);
-        if (!isfinite(J)) return fail(err, errsz, "mpur: the cost of row %d is not finite", r);
+        if (!isfinite(J)) return ew_errf(err, errsz, "mpur: the cost of row %d is not finite", r);
         for (int i = 0; i < T * 2; i++) gr[i] /= (float)B;
         tot[0] += ct.total, tot[1] += ct.prox, tot[2] += ct.lane, tot[3] += ct.offroad, tot[4] += ct.action;
         tot[5] += ct.jerk;
         if (use_u) {
             double pr = row_uncertainty(c, lim, w, r, &pb.start, speeds, us, c->cost.lambda_u / ((double)B * T), gr,
                                         NULL, NULL);
-            if (!isfinite(pr)) return fail(err, errsz, "mpur: uncertainty of row %d failed", r);
+            if (!isfinite(pr)) return ew_errf(err, errsz, "mpur: uncertainty of row %d failed", r);
             pen += pr;
         }
     }
@@ -403,10 +395,10 @@ static int km_objective(const ew_mpur_config *c, const ew_kin_limits *lim, km_wo
 }
 
 static int check_batch(const ew_fm *wm, const ew_pt_batch *b, int T, char *err, size_t errsz) {
-    if (T < 1 || T > EW_COST_MAX_T) return fail(err, errsz, "mpur: horizon %d outside 1..%d", T, EW_COST_MAX_T);
+    if (T < 1 || T > EW_COST_MAX_T) return ew_errf(err, errsz, "mpur: horizon %d outside 1..%d", T, EW_COST_MAX_T);
     if (b->T < T || b->n_cond != wm->cfg.n_cond || b->H != wm->cfg.height || b->W != wm->cfg.width || b->C < 3)
-        return fail(err, errsz, "mpur: the batch does not fit the world model / horizon %d", T);
-    if (wm->cfg.channels != 3) return fail(err, errsz, "mpur: the world model must see 3 channels");
+        return ew_errf(err, errsz, "mpur: the batch does not fit the world model / horizon %d", T);
+    if (wm->cfg.channels != 3) return ew_errf(err, errsz, "mpur: the world model must see 3 channels");
     return 0;
 }
 
@@ -421,16 +413,16 @@ int ew_mpur_km_step(ew_graph *g, const ew_fm *wm, ew_policy *p, ew_optim *opt, c
                     char *err, size_t errsz) {
     memset(out, 0, sizeof *out);
     if (ew_mpur_check(wm, p, err, errsz) || check_batch(wm, b, c->horizon, err, errsz)) return -1;
-    if (b->C != p->cfg.channels) return fail(err, errsz, "mpur: batch channels %d, policy %d", b->C, p->cfg.channels);
+    if (b->C != p->cfg.channels) return ew_errf(err, errsz, "mpur: batch channels %d, policy %d", b->C, p->cfg.channels);
     int use_u = us && c->u_samples >= 2 && c->cost.lambda_u > 0.0f;
     if (use_u && us->T < c->horizon)
-        return fail(err, errsz, "mpur: uncertainty statistics for %d steps, horizon %d", us->T, c->horizon);
+        return ew_errf(err, errsz, "mpur: uncertainty statistics for %d steps, horizon %d", us->T, c->horizon);
     ew_kin_limits lim;
     ew_kin_limits_default(&lim);
     lim.allow_reverse = c->cost.allow_reverse;
     km_work w;
     if (work_alloc(&w, wm, b->B, c->horizon, use_u ? c->u_samples : 0, p->cfg.channels, 1))
-        return fail(err, errsz, "mpur: out of memory");
+        return ew_errf(err, errsz, "mpur: out of memory");
     int old = ew_grad_enabled(g), rc = 0;
     ew_rng rng;
     ew_rng_seed(&rng, seed);
@@ -441,7 +433,7 @@ int ew_mpur_km_step(ew_graph *g, const ew_fm *wm, ew_policy *p, ew_optim *opt, c
         goto done;
     }
     if (!isfinite(out->objective)) {
-        rc = fail(err, errsz, "mpur: objective is not finite (%g)", (double)out->objective);
+        rc = ew_errf(err, errsz, "mpur: objective is not finite (%g)", (double)out->objective);
         goto done;
     }
     if (opt) {
@@ -449,7 +441,7 @@ int ew_mpur_km_step(ew_graph *g, const ew_fm *wm, ew_policy *p, ew_optim *opt, c
          * inputs are those of the rollout (detached) */
         const int BT = b->B * c->horizon, nc = p->cfg.n_cond;
         if (ew_graph_reset(g)) {
-            rc = fail(err, errsz, "mpur: arena reset failed");
+            rc = ew_errf(err, errsz, "mpur: arena reset failed");
             goto done;
         }
         ew_set_grad_enabled(g, 1);
@@ -457,7 +449,7 @@ int ew_mpur_km_step(ew_graph *g, const ew_fm *wm, ew_policy *p, ew_optim *opt, c
         ew_tensor *f = ew_tensor_wrap(g, 4, fs, w.pin_f), *s = ew_tensor_wrap(g, 3, ss, w.pin_s);
         ew_tensor *gt = ew_tensor_new(g, 2, gs);
         if (!f || !s || !gt) {
-            rc = fail(err, errsz, "mpur: out of memory");
+            rc = ew_errf(err, errsz, "mpur: out of memory");
             goto done;
         }
         for (int t = 0; t < c->horizon; t++)
@@ -469,11 +461,11 @@ int ew_mpur_km_step(ew_graph *g, const ew_fm *wm, ew_policy *p, ew_optim *opt, c
         ew_tensor *sur = a ? ew_sum(g, ew_mul(g, a, gt)) : NULL;
         ew_optim_zero_grad(opt);
         if (!sur || ew_graph_error(g) || ew_backward(g, sur)) {
-            rc = fail(err, errsz, "mpur: policy backward: %s", ew_graph_error(g) ? ew_graph_error(g) : "failed");
+            rc = ew_errf(err, errsz, "mpur: policy backward: %s", ew_graph_error(g) ? ew_graph_error(g) : "failed");
         } else {
             out->grad_norm = ew_optim_clip_grad_norm(opt, clip > 0.0f ? clip : 0.0f);
             if (!isfinite(out->grad_norm))
-                rc = fail(err, errsz, "mpur: gradient norm is not finite (%g)", (double)out->grad_norm);
+                rc = ew_errf(err, errsz, "mpur: gradient norm is not finite (%g)", (double)out->grad_norm);
             else
                 ew_optim_step(opt);
         }
@@ -488,20 +480,20 @@ done:
 int ew_mpur_km_ustats_add(ew_graph *g, const ew_fm *wm, const ew_mpur_config *c, const ew_pt_batch *b, uint64_t seed,
                           ew_cost_unc_acc *img, ew_cost_unc_acc *cost, char *err, size_t errsz) {
     const int T = c->horizon, B = b->B;
-    if (c->u_samples < 2) return fail(err, errsz, "mpur: uncertainty statistics need u_samples >= 2");
+    if (c->u_samples < 2) return ew_errf(err, errsz, "mpur: uncertainty statistics need u_samples >= 2");
     if (check_batch(wm, b, T, err, errsz)) return -1;
-    if (img->T != T || cost->T != T) return fail(err, errsz, "mpur: accumulators for %d steps, horizon %d", img->T, T);
+    if (img->T != T || cost->T != T) return ew_errf(err, errsz, "mpur: accumulators for %d steps, horizon %d", img->T, T);
     ew_kin_limits lim;
     ew_kin_limits_default(&lim);
     lim.allow_reverse = c->cost.allow_reverse;
     km_work w;
-    if (work_alloc(&w, wm, B, T, c->u_samples, 3, 0)) return fail(err, errsz, "mpur: out of memory");
+    if (work_alloc(&w, wm, B, T, c->u_samples, 3, 0)) return ew_errf(err, errsz, "mpur: out of memory");
     int old = ew_grad_enabled(g), rc = 0;
     ew_rng rng;
     ew_rng_seed(&rng, seed);
     draw_z(wm, &w, &rng);
     float *cv = malloc(sizeof(float) * (size_t)T), *iv = malloc(sizeof(float) * (size_t)T);
-    if (!cv || !iv) rc = fail(err, errsz, "mpur: out of memory");
+    if (!cv || !iv) rc = ew_errf(err, errsz, "mpur: out of memory");
     if (!rc && (rollout(g, wm, NULL, &lim, &w, b, &rng, err, errsz) || replays(g, wm, &w, b, &rng, err, errsz)))
         rc = -1;
     for (int r = 0; r < B && !rc; r++) {
@@ -521,7 +513,7 @@ int ew_mpur_km_ustats_add(ew_graph *g, const ew_fm *wm, const ew_mpur_config *c,
         double J = ew_cost_decoupled(&c->cost, &pb, (const ew_action *)(w.act + (size_t)r * T * 2), NULL, NULL, speeds);
         if (!isfinite(J) ||
             !isfinite(row_uncertainty(c, &lim, &w, r, &pb.start, speeds, NULL, 0, NULL, cv, iv))) {
-            rc = fail(err, errsz, "mpur: uncertainty statistics of row %d are not finite", r);
+            rc = ew_errf(err, errsz, "mpur: uncertainty statistics of row %d are not finite", r);
             break;
         }
         ew_cost_unc_acc_add(cost, cv, 1);

@@ -1,5 +1,6 @@
 /* policy_train.c - data order, batches and the imitation step (policy_train.h). */
 #include "planner/policy_train.h"
+#include "sim/err.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -7,15 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(char *err, size_t errsz, const char *fmt, ...) {
-    if (err && errsz) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errsz, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 void ew_pt_epoch_perm(size_t n, uint64_t seed, uint64_t epoch, size_t *perm) {
     for (size_t i = 0; i < n; i++) perm[i] = i;
@@ -59,7 +51,7 @@ void ew_pt_batch_free(ew_pt_batch *b) {
 int ew_pt_fill(const ew_fm_data *d, ew_split split, const size_t *idx, const ew_raster_cfg *rc, int threads,
                ew_pt_batch *b, char *err, size_t errsz) {
     if (b->n_cond != d->n_cond || b->T > d->n_pred || rc->rows != b->H || rc->cols != b->W)
-        return fail(err, errsz, "policy data: batch buffers do not fit the dataset view");
+        return ew_errf(err, errsz, "policy data: batch buffers do not fit the dataset view");
     ew_traj_batch_cfg cfg = {b->n_cond, b->T, *rc, b->C, 1};
     return ew_fm_data_render(d, split, idx, b->B, &cfg, threads, b->frames, b->states, b->actions, NULL, NULL, err,
                              errsz);
@@ -69,16 +61,16 @@ int ew_pt_imitation_step(ew_graph *g, ew_policy *p, ew_optim *opt, const ew_pt_b
                          uint64_t seed, float *loss, float *grad_norm, char *err, size_t errsz) {
     const ew_policy_config *c = &p->cfg;
     if (b->C != c->channels || b->n_cond != c->n_cond || b->H != c->height || b->W != c->width)
-        return fail(err, errsz, "imitation: the batch (C %d, n_cond %d, %dx%d) does not fit the policy", b->C,
+        return ew_errf(err, errsz, "imitation: the batch (C %d, n_cond %d, %dx%d) does not fit the policy", b->C,
                     b->n_cond, b->H, b->W);
-    if (ew_graph_reset(g)) return fail(err, errsz, "imitation: arena reset failed");
+    if (ew_graph_reset(g)) return ew_errf(err, errsz, "imitation: arena reset failed");
     int old = ew_set_grad_enabled(g, opt != NULL);
     int B = b->B;
     int fs[4] = {B, c->n_cond * c->channels, c->height, c->width}, ss[3] = {B, c->n_cond, 5}, ts[2] = {B, 2};
     float *tgt = ew_arena_alloc(ew_graph_arena(g), sizeof(float) * 2 * (size_t)B);
     if (!tgt) {
         ew_set_grad_enabled(g, old);
-        return fail(err, errsz, "imitation: out of memory");
+        return ew_errf(err, errsz, "imitation: out of memory");
     }
     for (int r = 0; r < B; r++)
         for (int k = 0; k < 2; k++)
@@ -90,25 +82,25 @@ int ew_pt_imitation_step(ew_graph *g, ew_policy *p, ew_optim *opt, const ew_pt_b
     ew_tensor *l = ew_mse(g, a, ew_tensor_wrap(g, 2, ts, tgt));
     int rc = 0;
     if (!l || ew_graph_error(g)) {
-        rc = fail(err, errsz, "imitation: %s", ew_graph_error(g) ? ew_graph_error(g) : "forward failed");
+        rc = ew_errf(err, errsz, "imitation: %s", ew_graph_error(g) ? ew_graph_error(g) : "forward failed");
         goto done;
     }
     *loss = l->data[0];
     *grad_norm = 0.0f;
     if (!isfinite(*loss)) {
-        rc = fail(err, errsz, "imitation: loss is not finite (%g)", (double)*loss);
+        rc = ew_errf(err, errsz, "imitation: loss is not finite (%g)", (double)*loss);
         goto done;
     }
     if (opt) {
         ew_optim_zero_grad(opt);
         if (ew_backward(g, l)) {
-            rc = fail(err, errsz, "imitation: backward: %s", ew_graph_error(g));
+            rc = ew_errf(err, errsz, "imitation: backward: %s", ew_graph_error(g));
             goto done;
         }
         *grad_norm = ew_optim_clip_grad_norm(opt, clip > 0.0f ? clip : 0.0f);
         if (!isfinite(*grad_norm)) {
             ew_optim_zero_grad(opt);
-            rc = fail(err, errsz, "imitation: gradient norm is not finite (%g)", (double)*grad_norm);
+            rc = ew_errf(err, errsz, "imitation: gradient norm is not finite (%g)", (double)*grad_norm);
             goto done;
         }
         ew_optim_step(opt);
