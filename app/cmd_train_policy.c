@@ -81,6 +81,7 @@ static void help(void) {
            "  --lambda-u X --lambda-p X --lambda-l X --lambda-o X   weights (coupled 0.05 2 0.2 1;\n"
            "                     decoupled 0.5 10 20 10)\n"
            "  --hinge X --gamma X   (default 0.5 0.99)\n"
+           "  --grad-steps K     decoupled: policy gradient from the first K steps only (0: all)\n"
            "  --w-speed X --v-des V  decoupled: progress term w max(0, (V - v) / V)^2 per step\n"
            "                     (default 0 = off, 15 m/s; planner/cost.h)\n"
            "  --ustats-batches N  batches of logged actions for the uncertainty statistics (default 10)\n"
@@ -200,6 +201,7 @@ int cmd_train_policy(int argc, char **argv) {
     int ndirs = 0;
     const char *out = NULL, *method_s = "imitation", *world = NULL, *init = NULL, *form_s = "coupled";
     long steps = 1000, batch = -1, threads = 2, nf = 64, proj = 256, hidden = 256, channels = 3, n_cond = 20;
+    long grad_steps = 0;
     long rows = 117, cols = 24, horizon = 30, u_samples = 10, ustats_batches = 10;
     long val_every = 100, val_samples = -1, ckpt_every = 100, log_every = 50;
     double lr = -1, clip = 5, mpp = 0.617, dropout = 0, lambda_u = -1, lambda_p = -1, lambda_l = -1, lambda_o = -1;
@@ -258,6 +260,7 @@ int cmd_train_policy(int argc, char **argv) {
         INT_FLAG("--rows", rows, 8, 1024)
         INT_FLAG("--cols", cols, 8, 1024)
         INT_FLAG("--horizon", horizon, 1, 200)
+        INT_FLAG("--grad-steps", grad_steps, 0, 200)
         INT_FLAG("--u-samples", u_samples, 0, 64)
         INT_FLAG("--ustats-batches", ustats_batches, 1, 100000)
         INT_FLAG("--val-every", val_every, 1, 100000000)
@@ -487,6 +490,7 @@ int cmd_train_policy(int argc, char **argv) {
         mc.cost.m_per_px = geo.m_per_px;
         mc.decoupled = 1;
         mc.cost.w_speed = (float)w_speed;
+        mc.grad_steps = (int)grad_steps;
         mc.cost.v_des = (float)v_des;
     }
     mc.horizon = (int)horizon;
@@ -511,10 +515,10 @@ int cmd_train_policy(int argc, char **argv) {
         snprintf(buf, sizeof buf,
                  "{\"form\": \"%s\", \"horizon\": %d, \"u_samples\": %d, \"hinge\": %.9g, \"lambda_u\": %.9g, \"lambda_p\": %.9g, "
                  "\"lambda_l\": %.9g, \"lambda_o\": %.9g, \"gamma\": %.9g, \"ego_len\": %.9g, \"ego_wid\": %.9g, "
-                 "\"w_speed\": %.9g, \"v_des\": %.9g}",
+                 "\"w_speed\": %.9g, \"v_des\": %.9g, \"grad_steps\": %d}",
                  form_s, mc.horizon, mc.u_samples, (double)mc.hinge, (double)mc.cost.lambda_u, (double)mc.cost.lambda_p,
                  (double)mc.cost.lambda_l, (double)mc.cost.lambda_o, (double)mc.cost.gamma, (double)mc.cost.ego_len,
-                 (double)mc.cost.ego_wid, (double)mc.cost.w_speed, (double)mc.cost.v_des);
+                 (double)mc.cost.ego_wid, (double)mc.cost.w_speed, (double)mc.cost.v_des, mc.grad_steps);
         mpur_cfg = strdup(buf);
         if (!mpur_cfg) goto oom;
     }

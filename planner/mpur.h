@@ -73,6 +73,9 @@ typedef struct {
     float profile_m;      /* decoupled: 12 m (planner/mpc.h) */
     float w_limit;        /* decoupled: 1: weight of the squared excess of the policy's actions
                            * beyond the ego limits (relative to the limit) */
+    int grad_steps;       /* decoupled: 0 (all): back-propagate d objective / d a_t into the
+                           * policy only for t < grad_steps (the first steps, whose inputs are
+                           * the data's real frames); later actions still shape the rollout */
 } ew_mpur_config;
 
 /* Defaults for a world model and policy: cost geometry from their image size, the policy's

@@ -456,7 +456,9 @@ int ew_mpur_km_step(ew_graph *g, const ew_fm *wm, ew_policy *p, ew_optim *opt, c
             for (int r = 0; r < b->B; r++)
                 for (int k = 0; k < 2; k++)
                     gt->data[((size_t)t * b->B + r) * 2 + k] =
-                        w.grad[((size_t)r * c->horizon + t) * 2 + k] * p->stats.action_std[k];
+                        (c->grad_steps > 0 && t >= c->grad_steps)
+                            ? 0.0f
+                            : w.grad[((size_t)r * c->horizon + t) * 2 + k] * p->stats.action_std[k];
         ew_tensor *a = ew_policy_forward(g, p, f, s, 0, &rng);
         ew_tensor *sur = a ? ew_sum(g, ew_mul(g, a, gt)) : NULL;
         ew_optim_zero_grad(opt);
