@@ -637,12 +637,8 @@ static int act_fn(void *ctx, const ew_world *w, ew_action *out, char *err, int e
         int last = (m->ring_n < m->nc ? m->ring_n - 1 : (m->ring_head + m->nc - 1) % m->nc);
         int before = (last + m->nc - 1) % m->nc;
         const float *s1 = m->ring_s + (size_t)last * 5, *s0 = m->ring_s + (size_t)before * 5;
-        float dt = m->cc.dt;
-        prev.a = (s1[4] - s0[4]) / dt;
-        double cr = s0[2] * s1[3] - s0[3] * s1[2], dp = s0[2] * s1[2] + s0[3] * s1[3];
-        double ang = atan2(cr, dp);
-        prev.b = s0[4] > 0.1f ? (float)(ang / (s0[4] * dt)) : 0.0f;
-        prev = clip_action(lim, prev);
+        ew_kin_state k0 = {s0[0], s0[1], s0[2], s0[3], s0[4]}, k1 = {s1[0], s1[1], s1[2], s1[3], s1[4]};
+        prev = clip_action(lim, ew_kin_action_between(&k0, &k1, m->cc.dt));
     }
     const ew_kin_state *e = ew_world_ego(w);
     double t0 = now_ms(), c0 = cpu_now_ms();

@@ -61,12 +61,7 @@ static void cost_mask(const ew_cost_config *cc, const float *img, int H, int W, 
 
 /* The previous action as the controller estimates it from two observed ego states (mpc.c). */
 static ew_action prev_action(const ew_kin_state *s0, const ew_kin_state *s1, float dt, const ew_kin_limits *lim) {
-    ew_action prev;
-    prev.a = (s1->s - s0->s) / dt;
-    double cr = s0->dx * s1->dy - s0->dy * s1->dx, dp = s0->dx * s1->dx + s0->dy * s1->dy;
-    double ang = atan2(cr, dp);
-    prev.b = s0->s > 0.1f ? (float)(ang / (s0->s * dt)) : 0.0f;
-    return ew_kin_clip(lim, prev);
+    return ew_kin_clip(lim, ew_kin_action_between(s0, s1, dt));
 }
 
 int ew_mpc_overlay_fill(void *ctx, const struct ew_world *w, ew_overlay *ov, char *err, int errlen) {

@@ -488,11 +488,8 @@ static int act_fn(void *ctx, const ew_world *w, ew_action *out, char *err, int e
     ew_action prev = {0.0f, 0.0f};
     if (m->n_states >= 2) {
         const float *s1 = m->ego_s[1], *s0 = m->ego_s[0];
-        float dt = m->cc.dt;
-        prev.a = (s1[4] - s0[4]) / dt;
-        double cr = s0[2] * s1[3] - s0[3] * s1[2], dp = s0[2] * s1[2] + s0[3] * s1[3];
-        prev.b = s0[4] > 0.1f ? (float)(atan2(cr, dp) / (s0[4] * dt)) : 0.0f;
-        prev = ew_kin_clip(lim, prev);
+        ew_kin_state k0 = {s0[0], s0[1], s0[2], s0[3], s0[4]}, k1 = {s1[0], s1[1], s1[2], s1[3], s1[4]};
+        prev = ew_kin_clip(lim, ew_kin_action_between(&k0, &k1, m->cc.dt));
     }
     const ew_kin_state *e = ew_world_ego(w);
     ew_cost_pose q = {e->x, e->y, e->dx, e->dy, e->s};

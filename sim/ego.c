@@ -93,3 +93,11 @@ void ew_kin_jacobian(const ew_kin_state *s, ew_action u, float dt, int allow_rev
         Ja[4][0] = dt;
     }
 }
+
+ew_action ew_kin_action_between(const ew_kin_state *s0, const ew_kin_state *s1, float dt) {
+    ew_action u;
+    u.a = (s1->s - s0->s) / dt;
+    double cr = s0->dx * s1->dy - s0->dy * s1->dx, dp = s0->dx * s1->dx + s0->dy * s1->dy;
+    u.b = s0->s > 0.1f ? (float)(atan2(cr, dp) / (s0->s * dt)) : 0.0f;
+    return u;
+}

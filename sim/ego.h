@@ -30,5 +30,8 @@ void ew_kin_step(const ew_kin_state *s, ew_action u, float dt, int allow_reverse
  * (x, y, dx, dy, s) and (a, b). */
 void ew_kin_jacobian(const ew_kin_state *s, ew_action u, float dt, int allow_reverse,
                      float Js[5][5], float Ja[5][2]);
+/* The action (not clipped) estimated from two observed states dt apart, as the planners do:
+ * a = (s1 - s0) / dt, b = the heading change over the distance s0 dt (0 below 0.1 m/s). */
+ew_action ew_kin_action_between(const ew_kin_state *s0, const ew_kin_state *s1, float dt);
 
 #endif
