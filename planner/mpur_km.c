@@ -29,6 +29,9 @@ typedef struct {
     float *img, *img_t, *scratch; /* per row: [T][3][hw], transposed, 3W */
     ew_cost_pose *ref;            /* [T] */
     float *grad;                  /* [B][T][2] d objective / d executed action */
+    float *pol_out;               /* [B][2] the policy's actions of one step */
+    double *ucost, (*ugrad)[5];   /* [M] per-mask proximity costs and their pose gradients */
+    float *uimg;                  /* [3][hw] one image with a replay's vehicle layer */
 } km_work;
 
 static void work_free(km_work *w) {
@@ -47,6 +50,10 @@ static void work_free(km_work *w) {
     free(w->scratch);
     free(w->ref);
     free(w->grad);
+    free(w->pol_out);
+    free(w->ucost);
+    free(w->ugrad);
+    free(w->uimg);
     memset(w, 0, sizeof *w);
 }
 
@@ -72,13 +79,17 @@ static int work_alloc(km_work *w, const ew_fm *wm, int B, int T, int M, int Cp, 
     if (ok && policy) {
         w->pin_f = malloc(sizeof(float) * (size_t)B * T * w->nc * Cp * w->hw);
         w->pin_s = malloc(sizeof(float) * (size_t)B * T * w->nc * 5);
-        ok = w->pin_f && w->pin_s;
+        w->pol_out = malloc(sizeof(float) * 2 * (size_t)B);
+        ok = w->pin_f && w->pin_s && w->pol_out;
     }
     if (ok && M >= 2) {
         w->rep_v = malloc(sizeof(float) * (size_t)M * B * T * w->hw);
         w->rep_f = malloc(sizeof(float) * (size_t)M * BL * fr);
         w->rep_s = malloc(sizeof(float) * (size_t)M * BL * 5);
-        ok = w->rep_v && w->rep_f && w->rep_s;
+        w->ucost = malloc(sizeof(double) * (size_t)M);
+        w->ugrad = malloc(sizeof(double[5]) * (size_t)M);
+        w->uimg = malloc(sizeof(float) * fr);
+        ok = w->rep_v && w->rep_f && w->rep_s && w->ucost && w->ugrad && w->uimg;
     }
     if (!ok) work_free(w);
     return ok ? 0 : -1;
@@ -163,21 +174,17 @@ static int rollout(ew_graph *g, const ew_fm *wm, const ew_policy *p, const ew_ki
     for (int t = 0; t < T; t++) {
         if (p) {
             policy_input(w, b, t);
-            float buf[2 * 256];
             size_t rowf = (size_t)nc * w->Cp * w->hw;
-            for (int r0 = 0; r0 < B; r0 += 256) {
-                int n = B - r0 < 256 ? B - r0 : 256;
-                if (ew_policy_act_batch(g, p, n, w->pin_f + ((size_t)t * B + r0) * rowf,
-                                        w->pin_s + ((size_t)t * B + r0) * nc * 5, buf, err, errsz))
-                    return -1;
-                for (int r = r0; r < r0 + n; r++) {
-                    ew_action u = {buf[2 * (r - r0)], buf[2 * (r - r0) + 1]};
-                    ew_action c = ew_kin_clip(lim, u);
-                    w->raw[((size_t)r * T + t) * 2] = u.a;
-                    w->raw[((size_t)r * T + t) * 2 + 1] = u.b;
-                    w->act[((size_t)r * T + t) * 2] = c.a;
-                    w->act[((size_t)r * T + t) * 2 + 1] = c.b;
-                }
+            if (ew_policy_act_batch(g, p, B, w->pin_f + (size_t)t * B * rowf, w->pin_s + (size_t)t * B * nc * 5,
+                                    w->pol_out, err, errsz))
+                return -1;
+            for (int r = 0; r < B; r++) {
+                ew_action u = {w->pol_out[2 * r], w->pol_out[2 * r + 1]};
+                ew_action c = ew_kin_clip(lim, u);
+                w->raw[((size_t)r * T + t) * 2] = u.a;
+                w->raw[((size_t)r * T + t) * 2 + 1] = u.b;
+                w->act[((size_t)r * T + t) * 2] = c.a;
+                w->act[((size_t)r * T + t) * 2 + 1] = c.b;
             }
         } else {
             for (int r = 0; r < B; r++)
@@ -231,25 +238,37 @@ static void row_images(const ew_mpur_config *c, km_work *w, int r) {
     ew_cost_transpose(w->img, T, 3, w->H, w->W, w->img_t);
 }
 
-/* The last executed action estimated from the last two observed states (as the MPC does). */
-static ew_action prev_action(const ew_cost_config *cc, const ew_kin_limits *lim, const float *s0, const float *s1) {
-    ew_action prev;
-    prev.a = (s1[4] - s0[4]) / cc->dt;
-    double cr = (double)s0[2] * s1[3] - (double)s0[3] * s1[2], dp = (double)s0[2] * s1[2] + (double)s0[3] * s1[3];
-    prev.b = s0[4] > 0.1f ? (float)(atan2(cr, dp) / (s0[4] * cc->dt)) : 0.0f;
-    return ew_kin_clip(lim, prev);
+/* The decoupled problem of row r: its cost images and reference poses (row_images), the start
+ * at the last observed state, the last executed action estimated from the last two observed
+ * states (as the MPC does). */
+static void row_problem(const ew_mpur_config *c, const ew_kin_limits *lim, km_work *w, int r, ew_cost_problem *pb) {
+    const int nc = w->nc;
+    row_images(c, w, r);
+    memset(pb, 0, sizeof *pb);
+    pb->T = w->T;
+    pb->C = 3;
+    pb->images = w->img;
+    pb->images_t = w->img_t;
+    pb->ref = w->ref;
+    const float *s1 = w->seq_s + ((size_t)r * w->L + nc - 1) * 5;
+    pb->start = (ew_cost_pose){s1[0], s1[1], s1[2], s1[3], s1[4]};
+    if (nc >= 2) {
+        const float *s0 = s1 - 5;
+        ew_kin_state k0 = {s0[0], s0[1], s0[2], s0[3], s0[4]}, k1 = {s1[0], s1[1], s1[2], s1[3], s1[4]};
+        pb->prev = ew_kin_clip(lim, ew_kin_action_between(&k0, &k1, c->cost.dt));
+    }
+    pb->use_ref = 1;
 }
 
 /* Per-step proximity costs of the M replays at the kinematic poses of row r, their variance
  * and (when ustats given) the hinged penalty and its gradient w.r.t. the actions (added to
  * gout[T*2], scaled by `scale`). var_out[T] (may be NULL), img_var_out[T] (may be NULL).
  * Returns the row's penalty sum over steps. */
-static double row_uncertainty(const ew_mpur_config *c, const ew_kin_limits *lim, km_work *w, int r,
+static double row_uncertainty(const ew_mpur_config *c, km_work *w, int r,
                               const ew_cost_pose *start, const double *speeds, const ew_mpur_ustats *us, double scale,
                               float *gout, float *var_out, float *img_var_out) {
     const int T = w->T, M = w->M;
     const size_t hw = w->hw, fr = 3 * hw;
-    (void)lim;
     ew_cost_pose q[EW_COST_MAX_T + 1];
     q[0] = *start;
     for (int t = 0; t < T; t++)
@@ -258,14 +277,8 @@ static double row_uncertainty(const ew_mpur_config *c, const ew_kin_limits *lim,
     double wts[3] = {c->cost.lambda_p, 0, 0}, pen = 0;
     double gq[EW_COST_MAX_T + 1][5];
     memset(gq, 0, sizeof gq);
-    double *cm = malloc(sizeof(double) * (size_t)M), (*g5)[5] = malloc(sizeof(double[5]) * (size_t)M);
-    float *im = malloc(sizeof(float) * fr);
-    if (!cm || !g5 || !im) {
-        free(cm);
-        free(g5);
-        free(im);
-        return NAN;
-    }
+    double *cm = w->ucost, (*g5)[5] = w->ugrad;
+    float *im = w->uimg;
     for (int t = 0; t < T; t++) {
         memcpy(im, w->img + (size_t)t * fr, sizeof(float) * fr);
         double mean = 0;
@@ -305,9 +318,6 @@ static double row_uncertainty(const ew_mpur_config *c, const ew_kin_limits *lim,
             }
         }
     }
-    free(cm);
-    free(g5);
-    free(im);
     if (us && gout) {
         /* adjoint through the kinematic model: lambda_{t} = dU/dq_t + Js(t)^T lambda_{t+1} */
         double lam[5] = {0, 0, 0, 0, 0};
@@ -336,23 +346,13 @@ static double row_uncertainty(const ew_mpur_config *c, const ew_kin_limits *lim,
 /* Objective and its gradient w.r.t. the executed actions (w->grad) for the current rollout. */
 static int km_objective(const ew_mpur_config *c, const ew_kin_limits *lim, km_work *w, const ew_mpur_ustats *us,
                         ew_mpur_terms *terms, char *err, size_t errsz) {
-    const int B = w->B, T = w->T, nc = w->nc;
+    const int B = w->B, T = w->T;
     int use_u = us && w->M >= 2 && c->cost.lambda_u > 0.0f;
     double tot[8] = {0}, pen = 0;
     memset(w->grad, 0, sizeof(float) * (size_t)B * T * 2);
     for (int r = 0; r < B; r++) {
-        row_images(c, w, r);
         ew_cost_problem pb;
-        memset(&pb, 0, sizeof pb);
-        pb.T = T;
-        pb.C = 3;
-        pb.images = w->img;
-        pb.images_t = w->img_t;
-        pb.ref = w->ref;
-        const float *s1 = w->seq_s + ((size_t)r * w->L + nc - 1) * 5;
-        pb.start = (ew_cost_pose){s1[0], s1[1], s1[2], s1[3], s1[4]};
-        pb.prev = nc >= 2 ? prev_action(&c->cost, lim, s1 - 5, s1) : (ew_action){0, 0};
-        pb.use_ref = 1;
+        row_problem(c, lim, w, r, &pb);
         ew_cost_terms ct;
         double speeds[EW_COST_MAX_T];
         float *gr = w->grad + (size_t)r * T * 2;
@@ -362,9 +362,9 @@ static int km_objective(const ew_mpur_config *c, const ew_kin_limits *lim, km_wo
         tot[0] += ct.total, tot[1] += ct.prox, tot[2] += ct.lane, tot[3] += ct.offroad, tot[4] += ct.action;
         tot[5] += ct.jerk;
         if (use_u) {
-            double pr = row_uncertainty(c, lim, w, r, &pb.start, speeds, us, c->cost.lambda_u / ((double)B * T), gr,
+            double pr = row_uncertainty(c, w, r, &pb.start, speeds, us, c->cost.lambda_u / ((double)B * T), gr,
                                         NULL, NULL);
-            if (!isfinite(pr)) return ew_errf(err, errsz, "mpur: uncertainty of row %d failed", r);
+            if (!isfinite(pr)) return ew_errf(err, errsz, "mpur: the uncertainty of row %d is not finite", r);
             pen += pr;
         }
     }
@@ -499,22 +499,12 @@ int ew_mpur_km_ustats_add(ew_graph *g, const ew_fm *wm, const ew_mpur_config *c,
     if (!rc && (rollout(g, wm, NULL, &lim, &w, b, &rng, err, errsz) || replays(g, wm, &w, b, &rng, err, errsz)))
         rc = -1;
     for (int r = 0; r < B && !rc; r++) {
-        row_images(c, &w, r);
         ew_cost_problem pb;
-        memset(&pb, 0, sizeof pb);
-        pb.T = T;
-        pb.C = 3;
-        pb.images = w.img;
-        pb.images_t = w.img_t;
-        pb.ref = w.ref;
-        const float *s1 = w.seq_s + ((size_t)r * w.L + w.nc - 1) * 5;
-        pb.start = (ew_cost_pose){s1[0], s1[1], s1[2], s1[3], s1[4]};
-        pb.prev = w.nc >= 2 ? prev_action(&c->cost, &lim, s1 - 5, s1) : (ew_action){0, 0};
-        pb.use_ref = 1;
+        row_problem(c, &lim, &w, r, &pb);
         double speeds[EW_COST_MAX_T];
         double J = ew_cost_decoupled(&c->cost, &pb, (const ew_action *)(w.act + (size_t)r * T * 2), NULL, NULL, speeds);
         if (!isfinite(J) ||
-            !isfinite(row_uncertainty(c, &lim, &w, r, &pb.start, speeds, NULL, 0, NULL, cv, iv))) {
+            !isfinite(row_uncertainty(c, &w, r, &pb.start, speeds, NULL, 0, NULL, cv, iv))) {
             rc = ew_errf(err, errsz, "mpur: uncertainty statistics of row %d are not finite", r);
             break;
         }
