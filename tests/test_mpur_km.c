@@ -18,19 +18,7 @@
 #include "planner/mpur.h"
 #include "tests/check.h"
 #include "tests/test_fm_util.h"
-
-static ew_policy_config tiny_policy(void) {
-    ew_policy_config c = ew_policy_config_default();
-    c.nf = 2;
-    c.channels = 3;
-    c.n_cond = 2;
-    c.height = 13;
-    c.width = 10;
-    c.proj = 6;
-    c.hidden = 6;
-    c.seed = 3;
-    return c;
-}
+#include "tests/test_policy_util.h"
 
 static void make_batch(ew_pt_batch *b, int B, int T, uint64_t seed) {
     ew_pt_batch_alloc(b, B, 2, T, 3, 13, 10);
@@ -73,47 +61,15 @@ static double eval(ctx *x) {
     return (double)t.objective;
 }
 
+/* |objective| of the point the gradients are checked at (the ladder's noise scale) */
 static double obj_scale = 1.0;
 
+static double eval_v(void *x) { return eval(x); }
+
 static int fd_ok(ctx *x, float *v, double analytic, double *num_out) {
-    static const double ladder[4] = {1e-2, 3e-3, 1e-3, 3e-4};
-    float keep = *v;
-    int ok = 0;
-    for (int e = 0; e < 4 && !ok; e++) {
-        double h = ladder[e] * fmax(1.0, fabs(keep));
-        float hp = keep + (float)h, hm = keep - (float)h;
-        *v = hp;
-        double lp = eval(x);
-        *v = hm;
-        double lm = eval(x);
-        double num = (lp - lm) / ((double)hp - (double)hm);
-        if (e == 0) *num_out = num;
-        ok = fabs(num - analytic) <= 4e-7 * obj_scale / h + 3e-2 * fmax(fabs(num), fabs(analytic));
-    }
-    *v = keep;
-    return ok;
+    return fd_ladder_ok(eval_v, x, v, analytic, obj_scale, num_out);
 }
 
-static float *params_copy(ew_param *pp, int n) {
-    size_t tot = 0, off = 0;
-    for (int i = 0; i < n; i++) tot += ew_param_numel(&pp[i]);
-    float *c = malloc(sizeof(float) * tot);
-    for (int i = 0; i < n; i++) {
-        memcpy(c + off, pp[i].data, sizeof(float) * ew_param_numel(&pp[i]));
-        off += ew_param_numel(&pp[i]);
-    }
-    return c;
-}
-
-static int params_equal(ew_param *pp, int n, const float *c) {
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-        size_t m = ew_param_numel(&pp[i]);
-        if (memcmp(pp[i].data, c + off, sizeof(float) * m)) return 0;
-        off += m;
-    }
-    return 1;
-}
 
 static void ustats(ew_graph *g, ew_fm *wm, ew_mpur_config *mc, ew_pt_batch *b, ew_mpur_ustats *us) {
     char err[256] = "";
@@ -160,7 +116,7 @@ static void test_gradient(ew_backend *be, int static_obs, float lambda_u) {
     memset(al->weight.data, 0, sizeof(float) * ew_param_numel(&al->weight));
     memset(al->bias.data, 0, sizeof(float) * ew_param_numel(&al->bias));
     ew_mpur_freeze(&wm);
-    ew_policy_config pc = tiny_policy();
+    ew_policy_config pc = tiny_policy_config(3);
     ew_policy p;
     CHECK(ew_policy_init(&p, &pc, &st, err, sizeof err) == 0, "policy init: %s", err);
     /* larger actions: the objective then depends visibly on every parameter */
@@ -193,7 +149,6 @@ static void test_gradient(ew_backend *be, int static_obs, float lambda_u) {
     ctx x = {g, &wm, &p, &mc, &us, &b, 77};
     ew_mpur_terms tm;
     CHECK(ew_mpur_step(g, &wm, &p, NULL, &mc, &us, &b, 0.0f, x.seed, &tm, err, sizeof err) == 0, "objective: %s", err);
-    if (getenv("VERB")) fprintf(stderr, "objective %g cost %g unc %g\n", (double)tm.objective, (double)tm.cost, (double)tm.uncertainty);
     CHECK(tm.uncertainty > 0.0f && tm.cost > 0.0f, "terms: unc %g cost %g", (double)tm.uncertainty, (double)tm.cost);
     obj_scale = fmax(1.0, fabs(tm.objective));
     int np;
@@ -230,8 +185,7 @@ static void test_gradient(ew_backend *be, int static_obs, float lambda_u) {
             tested++;
             nonzero += an != 0.0;
             big += fabs(an) > 4e-4 * obj_scale;
-            int okk = fd_ok(&x, &pp[i].data[j], an, &num); if (getenv("VERB")) fprintf(stderr, "%s[%zu] an %g num %g ok %d\n", pp[i].name, j, an, num, okk);
-            if (!okk) {
+            if (!fd_ok(&x, &pp[i].data[j], an, &num)) {
                 bad++;
                 fprintf(stderr, "  %s[%zu]: analytic %.6g numeric %.6g\n", pp[i].name, j, an, num);
             }
@@ -263,7 +217,6 @@ static void test_gradient(ew_backend *be, int static_obs, float lambda_u) {
         jm = eval(&x);
         dd = (jp - jm) / (2 * h);
         dir_ok = fabs(dd - gn) <= 0.02 * gn + 4e-7 * obj_scale / h;
-        if (getenv("VERB")) fprintf(stderr, "dir h %g: fd %.6g analytic %.6g\n", h, dd, gn);
     }
     off = 0;
     for (int i = 0; i < np; i++) {
@@ -300,7 +253,7 @@ static void test_step(ew_backend *be) {
     int nw;
     ew_param *wp = ew_fm_params(&wm, &nw);
     float *wcopy = params_copy(wp, nw);
-    ew_policy_config pc = tiny_policy();
+    ew_policy_config pc = tiny_policy_config(3);
     ew_policy p;
     CHECK(ew_policy_init(&p, &pc, &st, err, sizeof err) == 0, "policy init: %s", err);
     ew_mpur_config mc;

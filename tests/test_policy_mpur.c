@@ -11,19 +11,7 @@
 
 #include "planner/mpur.h"
 #include "tests/test_fm_util.h"
-
-static ew_policy_config tiny_policy(int channels) {
-    ew_policy_config c = ew_policy_config_default();
-    c.nf = 2;
-    c.channels = channels;
-    c.n_cond = 2;
-    c.height = 13;
-    c.width = 10;
-    c.proj = 6;
-    c.hidden = 6;
-    c.seed = 3;
-    return c;
-}
+#include "tests/test_policy_util.h"
 
 static void make_batch(ew_pt_batch *b, int B, int T, int C, uint64_t seed) {
     ew_pt_batch_alloc(b, B, 2, T, C, 13, 10);
@@ -59,52 +47,25 @@ static double eval(ctx *x) {
     return (double)t.objective;
 }
 
-/* float32 objective: the central difference carries a rounding noise of about
- * 1e-7 |objective| / h, which sets the absolute tolerance of each rung. */
+/* |objective| of the point the gradients are checked at (the ladder's noise scale) */
 static double obj_scale = 1.0;
 
+static double eval_v(void *x) { return eval(x); }
+
 static int fd_ok(ctx *x, float *v, double analytic, double *num_out) {
-    static const double ladder[4] = {1e-2, 3e-3, 1e-3, 3e-4};
-    float keep = *v;
-    int ok = 0;
-    for (int e = 0; e < 4 && !ok; e++) {
-        double h = ladder[e] * fmax(1.0, fabs(keep));
-        float hp = keep + (float)h, hm = keep - (float)h;
-        *v = hp;
-        double lp = eval(x);
-        *v = hm;
-        double lm = eval(x);
-        double num = (lp - lm) / ((double)hp - (double)hm);
-        if (e == 0) *num_out = num;
-        ok = fabs(num - analytic) <= 4e-7 * obj_scale / h + 3e-2 * fmax(fabs(num), fabs(analytic));
-    }
-    *v = keep;
-    return ok;
+    return fd_ladder_ok(eval_v, x, v, analytic, obj_scale, num_out);
 }
 
 static int fm_equal(ew_fm *a, const float *copy) {
     int n;
     ew_param *pa = ew_fm_params(a, &n);
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-        size_t m = ew_param_numel(&pa[i]);
-        if (memcmp(pa[i].data, copy + off, sizeof(float) * m)) return 0;
-        off += m;
-    }
-    return 1;
+    return params_equal(pa, n, copy);
 }
 
 static float *fm_copy(ew_fm *a) {
     int n;
     ew_param *pa = ew_fm_params(a, &n);
-    size_t tot = 0, off = 0;
-    for (int i = 0; i < n; i++) tot += ew_param_numel(&pa[i]);
-    float *c = malloc(sizeof(float) * tot);
-    for (int i = 0; i < n; i++) {
-        memcpy(c + off, pa[i].data, sizeof(float) * ew_param_numel(&pa[i]));
-        off += ew_param_numel(&pa[i]);
-    }
-    return c;
+    return params_copy(pa, n);
 }
 
 static void run(ew_backend *be, ew_fm_variant v, int stochastic, int channels) {
@@ -124,7 +85,7 @@ static void run(ew_backend *be, ew_fm_variant v, int stochastic, int channels) {
     for (int i = 0; i < nw; i++) nograd &= wp[i].grad == NULL;
     CHECK(nograd, "frozen world model has no gradient buffers");
     float *wcopy = fm_copy(&wm);
-    ew_policy_config pc = tiny_policy(channels);
+    ew_policy_config pc = tiny_policy_config(channels);
     ew_policy p;
     CHECK(ew_policy_init(&p, &pc, &st, err, sizeof err) == 0, "policy init: %s", err);
     ew_mpur_config mc;
@@ -254,7 +215,7 @@ static void test_mismatch(void) {
     ew_fm_config fc = fm_tiny_config(EW_FM_PLAIN, 0);
     ew_fm wm;
     ew_fm_init(&wm, &fc, NULL, err, sizeof err);
-    ew_policy_config pc = tiny_policy(3);
+    ew_policy_config pc = tiny_policy_config(3);
     pc.n_cond = 3;
     ew_policy p;
     ew_policy_init(&p, &pc, NULL, err, sizeof err);
