@@ -57,8 +57,7 @@ run torch_cuda_tf32 python3 bench/torch_fm.py --device cuda --tf32 --steps "$STE
 
 # the full training step (20-step unroll) through ew_fm_train_step
 FMB="$B/fm_bench"
-if cc -O2 -std=c11 -I. bench/fm_bench.c "$B/models/libegoworld_nn.a" "$B/libegoworld_sim.a" -fopenmp -lopenblas \
-    -lpng -lm -L/usr/local/cuda/lib64 -lcudart -lcublas -lstdc++ -o "$FMB" 2>"$O/fm_build.log"; then
+if cmake --build "$B" --target fm_bench >"$O/fm_build.log" 2>&1; then
     run fm_cuda "$FMB" --device cuda --batch 64 --steps "$STEPS" --json
     run fm_cuda_tf32 "$FMB" --device cuda --tf32 1 --batch 64 --steps "$STEPS" --json
 else

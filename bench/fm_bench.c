@@ -1,8 +1,6 @@
-/* fm_bench.c - command-line driver of ew_fm_bench_run (models/fm_bench.h); not part of the
- * CMake build or the tests. Build against a build tree (here build-fm):
- *   cmake --build build-fm --target egoworld_nn
- *   gcc -O2 -std=c11 -I. bench/fm_bench.c build-fm/models/libegoworld_nn.a build-fm/libegoworld_sim.a \
- *       -fopenmp -lopenblas -lpng -lm -o build-fm/fm_bench
+/* fm_bench.c - command-line driver of ew_fm_bench_run (models/fm_bench.h); not one of the
+ * tests; built with everything else (bench/CMakeLists.txt): `cmake --build build --target
+ * fm_bench` gives build/fm_bench.
  * Usage: fm_bench [--threads N] [--batch B] [--nf F] [--hidden H] [--ncond C] [--npred P]
  *                 [--variant fm|fm-km|fm-km-noaction] [--stochastic 0|1] [--warmup W] [--steps S] [--json]
  *                 [--device cpu|cuda] [--tf32 0|1]

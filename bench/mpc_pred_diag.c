@@ -8,11 +8,8 @@
  * the predictor and of constant velocity (m), mean signed along-road error (truth - pred),
  * mean lateral |error|, mean predicted standard deviations, and the share of truths inside
  * the 1 and 2 sigma ellipses.
- * Not part of the CMake build or the tests. Build against a build tree (here build-tracker):
- *   cmake --build build-tracker --target egoworld
- *   gcc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -I. bench/mpc_pred_diag.c -o build-tracker/mpc_pred_diag \
- *       $(sed 's#\.\./#build-tracker/#g; s#"##g' build-tracker/app/CMakeFiles/egoworld.dir/linkLibs.rsp) -lstdc++
- *   (with a CUDA build add -L/usr/local/cuda/targets/x86_64-linux/lib/stubs -L/usr/local/cuda/targets/x86_64-linux/lib)
+ * Not one of the tests; built with everything else (bench/CMakeLists.txt): `cmake --build build
+ * --target mpc_pred_diag` gives build/mpc_pred_diag.
  * Usage: mpc_pred_diag PREDICTOR.safetensors [episodes (4)] [scenario (dense-3lane)] [seed (100)]
  */
 #include <math.h>
