@@ -26,6 +26,7 @@
  */
 #include "sim/world.h"
 
+#include <assert.h>
 #include <float.h>
 #include <math.h>
 #include <stdarg.h>
@@ -299,6 +300,22 @@ static int list_upper(const ew_world *w, int l, float x) {
         else lo = mid + 1;
     }
     return lo;
+}
+
+/* list_upper started from a guess p of the answer (any int): a walk from p. A list is
+ * sorted whenever this runs (MOBIL, entry; see the top of the file), and on a sorted list
+ * the walk ends at the one position p with x at p - 1 <= x < x at p, which is list_upper's
+ * answer (also for x = NaN: the end). Builds with assertions check that. */
+static int list_upper_from(const ew_world *w, int l, float x, int p) {
+    const int *L = w->lists[l];
+    const float *X = w->V.x;
+    int c = w->cnt[l];
+    if (p < 0) p = 0;
+    if (p > c) p = c;
+    while (p > 0 && X[L[p - 1]] > x) p--;
+    while (p < c && !(X[L[p]] > x)) p++;
+    assert(p == list_upper(w, l, x));
+    return p;
 }
 
 /* Position of slot i in list l (sorted, i listed there at its current x), or -1. */
@@ -1016,7 +1033,8 @@ static void mobil(ew_world *w, int i, int k_hint) {
             w->stop_x[t] <= w->stop_x[l])
             continue; /* never into a lane that ends soon */
         if (exiting && s == 1 && bonus <= 0.0f) continue;
-        int kk = list_upper(w, t, xi);
+        /* i's rank in lane t is about its rank in lane l, scaled: within an entry or so */
+        int kk = list_upper_from(w, t, xi, (int)((int64_t)(k + 1) * w->cnt[t] / c));
         int lead = kk < w->cnt[t] ? w->lists[t][kk] : -1;
         int fol = kk > 0 ? w->lists[t][kk - 1] : -1;
         float margin = GAP_MARGIN + 0.5f * V->s0[i];
@@ -1091,7 +1109,7 @@ static int try_enter(ew_world *w, int l) {
     float xc = ln->x_start + 0.5f * q->len;
     float v0 = q->v0f * ln->speed_limit;
     float ve = v0 < ln->speed_limit ? v0 : ln->speed_limit;
-    int kk = list_upper(w, l, xc);
+    int kk = list_upper_from(w, l, xc, 0); /* at the lane's start: from the back of the list */
     if (kk < w->cnt[l]) {
         int j = w->lists[l][kk];
         float gap = (V->x[j] - w->hl[j]) - (xc + 0.5f * q->len);
