@@ -38,6 +38,15 @@
 #include "sim/idm.h"
 #include "sim/rng.h"
 
+/* The traffic pass does four vehicles at a time with SSE2 (every x86-64) unless built with
+ * -DEW_WORLD_NO_SSE; both paths give the same bits (test_traffic_golden). */
+#if defined(__SSE2__) && !defined(EW_WORLD_NO_SSE)
+#include <emmintrin.h>
+#define EW_WORLD_SSE 1
+#else
+#define EW_WORLD_SSE 0
+#endif
+
 #define EW_INF 1e30f
 #if defined(__GNUC__)
 #define EW_NOINLINE __attribute__((noinline))
@@ -867,12 +876,182 @@ static EW_NOINLINE float visit_general(ew_world *w, int l, int i, int has_leader
     return X[i];
 }
 
+/* State of one lane's run of the traffic pass's common case: the smallest (new gap between
+ * consecutive centres - rear half length) so far, and the previous such entry's new x and
+ * half length. */
+typedef struct {
+    float pmin, px, phl;
+} lane_scan;
+
+/* The common case of the traffic pass for entry k of lane l's list: vehicle i (listed once,
+ * no overrides) behind its leader, both in their states before the pass (i: xi, vi, hli;
+ * leader: xj, vj, hlj). ew_idm_accel, then ew_ballistic, the clamp and the MOBIL clock,
+ * written out. */
+static inline void fast_entry(ew_world *w, int k, int i, float xi, float vi, float hli, float xj, float vj,
+                              float hlj, float gone, lane_scan *sc) {
+    ew_vehicles *V = &w->V;
+    const float dt = w->cfg.dt, hdt = 0.5f * dt, period = w->cfg.mobil_period;
+    float rear = xj - hlj;
+    float a = ew_idm_accel(&w->ip[i], vi, vi - vj, rear - (xi + hli));
+    float lx = rear - hli;
+    float v1 = vi + a * dt, xnew;
+    if (v1 < 0.0f) {
+        xnew = xi + (a < 0.0f ? -0.5f * vi * vi / a : 0.0f);
+        v1 = 0.0f;
+    } else {
+        xnew = xi + (vi + v1) * hdt;
+    }
+    if (xnew > lx) {
+        xnew = lx > xi ? lx : xi;
+        float cap = vj > 0.0f ? vj : 0.0f;
+        if (v1 > cap) v1 = cap;
+    }
+    V->acc[i] = a;
+    V->x[i] = xnew;
+    V->v[i] = v1;
+    /* the MOBIL clock: `ck -= dt; if (ck <= 0) { ck += period; if (ck <= 0) ck = period;
+     * queue i; }` without a branch (it fires for a random tenth of the vehicles, which
+     * a branch predictor cannot learn): i is written past the end of the due list and kept
+     * when due */
+    float ck = V->mobil_clock[i] - dt, ckf = ck + period;
+    ckf = ckf <= 0.0f ? period : ckf;
+    int fired = ck <= 0.0f;
+    V->mobil_clock[i] = fired ? ckf : ck;
+    w->due_k[w->n_due] = k;
+    w->due[w->n_due] = i;
+    w->n_due += fired;
+    if (xnew >= gone) {
+        w->dead[i] = 1;
+        w->n_dead++;
+    }
+    float d = (xnew - sc->px) - sc->phl;
+    sc->pmin = d < sc->pmin ? d : sc->pmin;
+    sc->px = xnew;
+    sc->phl = hli;
+}
+
+/* Entry k of list L (not the head): the common case at once, any other entry set aside
+ * with its leader's state (visit_general after the lane's loop). */
+static inline void scan_entry(ew_world *w, const int *L, int k, float gone, lane_scan *sc) {
+    const ew_vehicles *V = &w->V;
+    const uint8_t general = EW_VF_EXTERNAL | EW_VF_CHANGING | EW_VF_BRAKING | EW_VF_STALLED;
+    int i = L[k], j = L[k + 1];
+    float xj = V->x[j], vj = V->v[j], hlj = w->hl[j];
+    if (V->flags[i] & general) {
+        stash *g = &w->stash[w->n_stash++];
+        g->i = i;
+        g->xj = xj;
+        g->vj = vj;
+        g->hlj = hlj;
+    } else {
+        fast_entry(w, k, i, V->x[i], V->v[i], w->hl[i], xj, vj, hlj, gone, sc);
+    }
+}
+
+#if EW_WORLD_SSE
+static inline __m128 sel4(__m128 m, __m128 a, __m128 b) { return _mm_or_ps(_mm_and_ps(m, a), _mm_andnot_ps(m, b)); }
+
+/* Entries k..k+3 of list L (entry k+4 exists: their leaders are k+1..k+4) in one go, four
+ * SSE lanes doing fast_entry's float operations in fast_entry's order (IEEE single
+ * precision, no contraction: the same bits; fast_entry's `c ? x : y` selects map onto
+ * max/min/and-or whose operand order keeps its NaN behaviour). Returns 0, having changed
+ * nothing, when one of them is not the common case or meets a rare branch (IDM exponent
+ * other than 4, a stop inside the step): the caller then takes them one by one. vpmin
+ * collects the gap minimum; the caller folds it into sc->pmin (a minimum does not depend on
+ * the order it is taken in, and only its comparison with the reach is used). */
+static inline int fast4(ew_world *w, const int *L, int k, float gone, lane_scan *sc, __m128 *vpmin) {
+    ew_vehicles *V = &w->V;
+    const uint8_t general = EW_VF_EXTERNAL | EW_VF_CHANGING | EW_VF_BRAKING | EW_VF_STALLED;
+    const int i0 = L[k], i1 = L[k + 1], i2 = L[k + 2], i3 = L[k + 3], i4 = L[k + 4];
+    const uint8_t *F = V->flags;
+    if ((F[i0] | F[i1] | F[i2] | F[i3]) & general) return 0;
+    const float *X = V->x, *VV = V->v, *HL = w->hl;
+    const ew_idm_p *P = w->ip;
+    __m128 delta = _mm_set_ps(P[i3].delta, P[i2].delta, P[i1].delta, P[i0].delta);
+    if (_mm_movemask_ps(_mm_cmpneq_ps(delta, _mm_set1_ps(4.0f)))) return 0;
+    const float dt = w->cfg.dt, hdt = 0.5f * dt;
+    __m128 xi = _mm_set_ps(X[i3], X[i2], X[i1], X[i0]), xj = _mm_set_ps(X[i4], X[i3], X[i2], X[i1]);
+    __m128 vi = _mm_set_ps(VV[i3], VV[i2], VV[i1], VV[i0]), vj = _mm_set_ps(VV[i4], VV[i3], VV[i2], VV[i1]);
+    __m128 hli = _mm_set_ps(HL[i3], HL[i2], HL[i1], HL[i0]), hlj = _mm_set_ps(HL[i4], HL[i3], HL[i2], HL[i1]);
+    /* inv_v0, T, s0, a_max: the first four floats of each ew_idm_p, transposed */
+    __m128 inv_v0 = _mm_loadu_ps(&P[i0].inv_v0), T = _mm_loadu_ps(&P[i1].inv_v0);
+    __m128 s0 = _mm_loadu_ps(&P[i2].inv_v0), a_max = _mm_loadu_ps(&P[i3].inv_v0);
+    _MM_TRANSPOSE4_PS(inv_v0, T, s0, a_max);
+    __m128 inv2 = _mm_set_ps(P[i3].inv_2sqrt_ab, P[i2].inv_2sqrt_ab, P[i1].inv_2sqrt_ab, P[i0].inv_2sqrt_ab);
+    const __m128 zero = _mm_setzero_ps(), one = _mm_set1_ps(1.0f);
+    /* ew_idm_accel(p, vi, vi - vj, s) */
+    __m128 rear = _mm_sub_ps(xj, hlj);
+    __m128 s = _mm_sub_ps(rear, _mm_add_ps(xi, hli));
+    __m128 dv = _mm_sub_ps(vi, vj);
+    __m128 dyn = _mm_add_ps(_mm_mul_ps(vi, T), _mm_mul_ps(_mm_mul_ps(vi, dv), inv2));
+    __m128 ss = _mm_add_ps(s0, _mm_max_ps(dyn, zero));           /* dyn > 0 ? dyn : 0 */
+    s = _mm_max_ps(_mm_set1_ps(EW_IDM_MIN_GAP), s);              /* s < MIN ? MIN : s */
+    __m128 q = _mm_div_ps(ss, s);
+    __m128 r = _mm_mul_ps(vi, inv_v0);
+    r = _mm_mul_ps(r, r);
+    __m128 vp = _mm_mul_ps(r, r);
+    __m128 a = _mm_mul_ps(a_max, _mm_sub_ps(_mm_sub_ps(one, vp), _mm_mul_ps(q, q)));
+    /* ballistic step; a stop inside the step goes the scalar way */
+    __m128 lx = _mm_sub_ps(rear, hli);
+    __m128 v1 = _mm_add_ps(vi, _mm_mul_ps(a, _mm_set1_ps(dt)));
+    if (_mm_movemask_ps(_mm_cmplt_ps(v1, zero))) return 0;
+    __m128 xnew = _mm_add_ps(xi, _mm_mul_ps(_mm_add_ps(vi, v1), _mm_set1_ps(hdt)));
+    __m128 over = _mm_cmpgt_ps(xnew, lx);                         /* the no-overshoot clamp */
+    xnew = sel4(over, _mm_max_ps(lx, xi), xnew);                  /* lx > xi ? lx : xi */
+    v1 = sel4(over, _mm_min_ps(_mm_max_ps(vj, zero), v1), v1);    /* v1 > cap ? cap : v1 */
+    /* MOBIL clock */
+    const __m128 period = _mm_set1_ps(w->cfg.mobil_period);
+    __m128 ck = _mm_sub_ps(_mm_set_ps(V->mobil_clock[i3], V->mobil_clock[i2], V->mobil_clock[i1],
+                                      V->mobil_clock[i0]), _mm_set1_ps(dt));
+    __m128 fired = _mm_cmple_ps(ck, zero);
+    __m128 ck2 = _mm_add_ps(ck, period);
+    ck2 = sel4(_mm_cmple_ps(ck2, zero), period, ck2);
+    ck = sel4(fired, ck2, ck);
+    /* the gap minimum: previous entries' new x and half lengths are [px, x0, x1, x2] */
+    __m128 px = _mm_move_ss(_mm_castsi128_ps(_mm_slli_si128(_mm_castps_si128(xnew), 4)), _mm_set_ss(sc->px));
+    __m128 phl = _mm_move_ss(_mm_castsi128_ps(_mm_slli_si128(_mm_castps_si128(hli), 4)), _mm_set_ss(sc->phl));
+    __m128 d = _mm_sub_ps(_mm_sub_ps(xnew, px), phl);
+    *vpmin = _mm_min_ps(d, *vpmin);                                /* d < pmin ? d : pmin */
+    float ao[4], xo[4], vo[4], co[4], ho[4];
+    _mm_storeu_ps(ao, a);
+    _mm_storeu_ps(xo, xnew);
+    _mm_storeu_ps(vo, v1);
+    _mm_storeu_ps(co, ck);
+    _mm_storeu_ps(ho, hli);
+    const int id[4] = {i0, i1, i2, i3};
+    for (int m = 0; m < 4; m++) {
+        int i = id[m];
+        V->acc[i] = ao[m];
+        V->x[i] = xo[m];
+        V->v[i] = vo[m];
+        V->mobil_clock[i] = co[m];
+    }
+    int due = _mm_movemask_ps(fired), dead = _mm_movemask_ps(_mm_cmpge_ps(xnew, _mm_set1_ps(gone)));
+    int nd = w->n_due; /* due vehicles in list order, without branches (see fast_entry) */
+    for (int m = 0; m < 4; m++) {
+        w->due_k[nd] = k + m;
+        w->due[nd] = id[m];
+        nd += (due >> m) & 1;
+    }
+    w->n_due = nd;
+    for (int m = 0; dead; m++, dead >>= 1)
+        if (dead & 1) {
+            w->dead[id[m]] = 1;
+            w->n_dead++;
+        }
+    sc->px = xo[3];
+    sc->phl = ho[3];
+    return 1;
+}
+#endif
+
 /* Step part (1) (see the top of the file): every lane's list from its back, IDM toward the
- * next entry (whose x, v and half length are carried to the next iteration: each is loaded
- * once); vehicles listed once are advanced at once (their leader has not moved yet, and
- * nothing reads them again this step); vehicles listed twice are advanced after all lanes.
- * The common case (a vehicle listed once without overrides, behind a leader, in a lane
- * without an end, no noise) is an inline loop without calls; the other entries are set
+ * next entry (read before that entry moves); vehicles listed once are advanced at once
+ * (their leader has not moved yet, and nothing reads them again this step); vehicles listed
+ * twice are advanced after all lanes. The common case (a vehicle listed once without
+ * overrides, behind a leader, in a lane without an end, no noise) is done inline, four
+ * consecutive entries at a time where all four are (fast4), else one by one (fast_entry),
+ * without calls or unpredictable branches; the other entries are set
  * aside with their leader's state and visited (visit_general) after the lane's loop, the
  * head of the lane last. With noise, or in a lane that ends, every entry is visited in
  * order. The pass also applies the collision pass's reject test to each pair of
@@ -881,13 +1060,8 @@ static EW_NOINLINE float visit_general(ew_world *w, int l, int i, int has_leader
  * 0); count_collisions walks the others. */
 static void traffic_pass(ew_world *w) {
     ew_vehicles *V = &w->V;
-    float *X = V->x, *VV = V->v, *ACC = V->acc, *CK = V->mobil_clock;
-    const float *HL = w->hl;
-    const ew_idm_p *IP = w->ip;
-    const uint8_t *F = V->flags;
-    const float dt = w->cfg.dt, hdt = 0.5f * dt, period = w->cfg.mobil_period;
+    const float *X = V->x, *VV = V->v, *HL = w->hl;
     const float reach = w->max_hl + 0.5f;
-    const uint8_t general = EW_VF_EXTERNAL | EW_VF_CHANGING | EW_VF_BRAKING | EW_VF_STALLED;
     const int noisy = w->cfg.idm_noise > 0.0f;
     int nl = w->cfg.road.n_lanes;
     int64_t fast = 0;
@@ -900,16 +1074,11 @@ static void traffic_pass(ew_world *w) {
         w->dirty[l] = 0;
         if (c == 0) continue;
         int i = L[0];
-        float xi = X[i], vi = VV[i], hli = HL[i];
         if (noisy || w->stop_x[l] < EW_INF) { /* in order (noise: one draw each, list order) */
             for (int k = 0; k + 1 < c; k++) {
                 int j = L[k + 1];
-                float xj = X[j], vj = VV[j], hlj = HL[j];
-                visit_general(w, l, i, 1, xj, vj, hlj);
+                visit_general(w, l, i, 1, X[j], VV[j], HL[j]);
                 i = j;
-                xi = xj;
-                vi = vj;
-                hli = hlj;
             }
             visit_general(w, l, i, 0, 0.0f, 0.0f, 0.0f);
             w->dirty[l] = 1;
@@ -917,59 +1086,20 @@ static void traffic_pass(ew_world *w) {
         }
         const float gone = w->gone_x[l];
         w->n_stash = 0;
-        /* smallest (new gap between consecutive centres - rear half length) so far */
-        float pmin = EW_INF, px = -EW_INF, phl = 0.0f; /* previous entry: new x, half length */
-        for (int k = 0; k + 1 < c; k++) {
-            int j = L[k + 1];
-            float xj = X[j], vj = VV[j], hlj = HL[j];
-            if (F[i] & general) {
-                stash *g = &w->stash[w->n_stash++];
-                g->i = i;
-                g->xj = xj;
-                g->vj = vj;
-                g->hlj = hlj;
-            } else {
-                /* ew_idm_accel, then ew_ballistic, the clamp and the MOBIL clock */
-                float rear = xj - hlj;
-                float a = ew_idm_accel(&IP[i], vi, vi - vj, rear - (xi + hli));
-                float lx = rear - hli;
-                float v1 = vi + a * dt, xnew;
-                if (v1 < 0.0f) {
-                    xnew = xi + (a < 0.0f ? -0.5f * vi * vi / a : 0.0f);
-                    v1 = 0.0f;
-                } else {
-                    xnew = xi + (vi + v1) * hdt;
-                }
-                if (xnew > lx) {
-                    xnew = lx > xi ? lx : xi;
-                    float cap = vj > 0.0f ? vj : 0.0f;
-                    if (v1 > cap) v1 = cap;
-                }
-                ACC[i] = a;
-                X[i] = xnew;
-                VV[i] = v1;
-                float ck = CK[i] - dt;
-                if (ck <= 0.0f) {
-                    ck += period;
-                    if (ck <= 0.0f) ck = period;
-                    w->due_k[w->n_due] = k;
-                    w->due[w->n_due++] = i;
-                }
-                CK[i] = ck;
-                if (xnew >= gone) {
-                    w->dead[i] = 1;
-                    w->n_dead++;
-                }
-                float d = (xnew - px) - phl;
-                pmin = d < pmin ? d : pmin;
-                px = xnew;
-                phl = hli;
-            }
-            i = j;
-            xi = xj;
-            vi = vj;
-            hli = hlj;
-        }
+        lane_scan sc = {EW_INF, -EW_INF, 0.0f};
+        int k = 0;
+#if EW_WORLD_SSE
+        __m128 vpmin = _mm_set1_ps(EW_INF);
+        for (; k + 4 < c; k += 4)
+            if (!fast4(w, L, k, gone, &sc, &vpmin))
+                for (int m = k; m < k + 4; m++) scan_entry(w, L, m, gone, &sc);
+        float vm[4];
+        _mm_storeu_ps(vm, vpmin);
+        for (int m = 0; m < 4; m++) sc.pmin = vm[m] < sc.pmin ? vm[m] : sc.pmin;
+#endif
+        for (; k + 1 < c; k++) scan_entry(w, L, k, gone, &sc);
+        i = L[c - 1];
+        float pmin = sc.pmin, px = sc.px, phl = sc.phl;
         int ng = w->n_stash;
         fast += c - 1 - ng;
         for (int q = 0; q < ng; q++) {
@@ -985,7 +1115,7 @@ static void traffic_pass(ew_world *w) {
     }
     for (int q = 0; q < w->n_chg; q++) {
         int i = w->chg[q];
-        advance_one(w, i, ACC[i], w->lim_x[i], w->lim_v[i]);
+        advance_one(w, i, V->acc[i], w->lim_x[i], w->lim_v[i]);
         if (V->flags[i] & EW_VF_CHANGING) lateral(w, i);
     }
     w->st.vehicle_updates += fast;
