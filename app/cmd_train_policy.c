@@ -84,6 +84,11 @@ static void help(void) {
            "  --grad-steps K     decoupled: policy gradient from the first K steps only (0: all)\n"
            "  --w-speed X --v-des V  decoupled: progress term w max(0, (V - v) / V)^2 per step\n"
            "                     (default 0 = off, 15 m/s; planner/cost.h)\n"
+           "  --rear-weight X    decoupled: weight of the vehicles behind the ego in the cost images\n"
+           "                     (default 1 = the MPC's symmetric proximity cost; planner/mpur.h)\n"
+           "  --oracle           decoupled, a diagnostic (not MPUR): the logged future frames and\n"
+           "                     states replace the world model's predictions (a perfect world\n"
+           "                     that does not react); no uncertainty term\n"
            "  --ustats-batches N  batches of logged actions for the uncertainty statistics (default 10)\n"
            "training loop:\n"
            "  --val-every N      validation every N steps (default 100)\n"
@@ -202,6 +207,8 @@ int cmd_train_policy(int argc, char **argv) {
     const char *out = NULL, *method_s = "imitation", *world = NULL, *init = NULL, *form_s = "coupled";
     long steps = 1000, batch = -1, threads = 2, nf = 64, proj = 256, hidden = 256, channels = 3, n_cond = 20;
     long grad_steps = 0;
+    int oracle = 0;
+    double rear_weight = 1;
     long rows = 117, cols = 24, horizon = 30, u_samples = 10, ustats_batches = 10;
     long val_every = 100, val_samples = -1, ckpt_every = 100, log_every = 50;
     double lr = -1, clip = 5, mpp = 0.617, dropout = 0, lambda_u = -1, lambda_p = -1, lambda_l = -1, lambda_o = -1;
@@ -261,6 +268,7 @@ int cmd_train_policy(int argc, char **argv) {
         INT_FLAG("--cols", cols, 8, 1024)
         INT_FLAG("--horizon", horizon, 1, 200)
         INT_FLAG("--grad-steps", grad_steps, 0, 200)
+        else if (!strcmp(a, "--oracle")) oracle = 1;
         INT_FLAG("--u-samples", u_samples, 0, 64)
         INT_FLAG("--ustats-batches", ustats_batches, 1, 100000)
         INT_FLAG("--val-every", val_every, 1, 100000000)
@@ -279,6 +287,7 @@ int cmd_train_policy(int argc, char **argv) {
         FLOAT_FLAG("--gamma", gamma, 0, 1)
         FLOAT_FLAG("--w-speed", w_speed, 0, 1e6)
         FLOAT_FLAG("--v-des", v_des, 0.1, 100)
+        FLOAT_FLAG("--rear-weight", rear_weight, 0, 1)
         else {
             rc = cli_unknown(cmd, a);
             goto done_args;
@@ -297,6 +306,14 @@ int cmd_train_policy(int argc, char **argv) {
     int decoupled = !strcmp(form_s, "decoupled");
     if (!decoupled && strcmp(form_s, "coupled")) {
         fprintf(stderr, "egoworld %s: --form: expected coupled or decoupled, not '%s'\n", cmd, form_s);
+        goto usage;
+    }
+    if (oracle && (!decoupled || !mpur)) {
+        fprintf(stderr, "egoworld %s: --oracle: only with --method mpur --form decoupled\n", cmd);
+        goto usage;
+    }
+    if (rear_weight != 1 && !decoupled) {
+        fprintf(stderr, "egoworld %s: --rear-weight: only with --form decoupled\n", cmd);
         goto usage;
     }
     if (w_speed > 0 && !decoupled) {
@@ -492,9 +509,11 @@ int cmd_train_policy(int argc, char **argv) {
         mc.cost.w_speed = (float)w_speed;
         mc.grad_steps = (int)grad_steps;
         mc.cost.v_des = (float)v_des;
+        mc.oracle = oracle;
+        mc.rear_weight = (float)rear_weight;
     }
     mc.horizon = (int)horizon;
-    mc.u_samples = (int)u_samples;
+    mc.u_samples = oracle ? 0 : (int)u_samples;
     mc.hinge = (float)hinge;
     mc.cost.lambda_u = (float)lambda_u;
     mc.cost.lambda_p = (float)lambda_p;
@@ -511,19 +530,21 @@ int cmd_train_policy(int argc, char **argv) {
             mc.cost.ego_wid = fr->ego_wid;
         }
         free(fr);
-        char buf[512];
+        char buf[768];
         snprintf(buf, sizeof buf,
                  "{\"form\": \"%s\", \"horizon\": %d, \"u_samples\": %d, \"hinge\": %.9g, \"lambda_u\": %.9g, \"lambda_p\": %.9g, "
                  "\"lambda_l\": %.9g, \"lambda_o\": %.9g, \"gamma\": %.9g, \"ego_len\": %.9g, \"ego_wid\": %.9g, "
-                 "\"w_speed\": %.9g, \"v_des\": %.9g, \"grad_steps\": %d}",
+                 "\"w_speed\": %.9g, \"v_des\": %.9g, \"grad_steps\": %d, \"oracle\": %d, \"rear_weight\": %.9g}",
                  form_s, mc.horizon, mc.u_samples, (double)mc.hinge, (double)mc.cost.lambda_u, (double)mc.cost.lambda_p,
                  (double)mc.cost.lambda_l, (double)mc.cost.lambda_o, (double)mc.cost.gamma, (double)mc.cost.ego_len,
-                 (double)mc.cost.ego_wid, (double)mc.cost.w_speed, (double)mc.cost.v_des, mc.grad_steps);
+                 (double)mc.cost.ego_wid, (double)mc.cost.w_speed, (double)mc.cost.v_des, mc.grad_steps, mc.oracle, (double)mc.rear_weight);
         mpur_cfg = strdup(buf);
         if (!mpur_cfg) goto oom;
     }
     size_t ntr = d.total[EW_SPLIT_TRAIN], nval = d.total[EW_SPLIT_VAL];
-    if (ew_pt_batch_alloc(&b, (int)batch, p.cfg.n_cond, T, p.cfg.channels, p.cfg.height, p.cfg.width)) goto oom;
+    if (ew_pt_batch_alloc(&b, (int)batch, p.cfg.n_cond, T, p.cfg.channels, p.cfg.height, p.cfg.width) ||
+        (mc.oracle && ew_pt_batch_alloc_targets(&b)))
+        goto oom;
     idx = malloc(sizeof(size_t) * (size_t)batch);
     perm = malloc(sizeof(size_t) * ntr);
     hist = calloc(50, sizeof(float));
@@ -573,7 +594,8 @@ int cmd_train_policy(int argc, char **argv) {
     nv -= nv % (size_t)batch;
     if (nv > 0) {
         vidx = malloc(sizeof(size_t) * nv);
-        if (!vidx || ew_pt_batch_alloc(&vb, (int)batch, p.cfg.n_cond, T, p.cfg.channels, p.cfg.height, p.cfg.width))
+        if (!vidx || ew_pt_batch_alloc(&vb, (int)batch, p.cfg.n_cond, T, p.cfg.channels, p.cfg.height, p.cfg.width) ||
+            (mc.oracle && ew_pt_batch_alloc_targets(&vb)))
             goto oom;
         for (size_t i = 0; i < nv; i++) vidx[i] = (size_t)((double)i * (double)nval / (double)nv);
     }

@@ -19,6 +19,7 @@ void ew_mpur_config_default(ew_mpur_config *c, const ew_fm *wm, const ew_policy 
     c->hinge = 0.5f;
     c->static_obs = 1;
     c->profile_m = 12.0f;
+    c->rear_weight = 1.0f;
     c->w_limit = 1.0f;
     ew_cost_config_default(&c->cost);
     if (wm) {

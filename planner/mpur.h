@@ -76,6 +76,15 @@ typedef struct {
     int grad_steps;       /* decoupled: 0 (all): back-propagate d objective / d a_t into the
                            * policy only for t < grad_steps (the first steps, whose inputs are
                            * the data's real frames); later actions still shape the rollout */
+    float rear_weight;    /* decoupled: 1: the vehicle layer of the cost images (rollout and
+                           * dropout replays) is multiplied by this behind the reference ego
+                           * (pixel centres with f < -ego_len/2 in the image's own frame): the
+                           * symmetric proximity mask otherwise rewards escaping a follower by
+                           * driving at the leader. 1 = the MPC's cost. */
+    int oracle;           /* decoupled: 0; 1 (a diagnostic, not MPUR): the rollout's images and
+                           * states are the batch's LOGGED future (b->tframes, b->tstates) in
+                           * place of the world model's predictions: a perfect, non-reactive
+                           * world. No uncertainty term. */
 } ew_mpur_config;
 
 /* Defaults for a world model and policy: cost geometry from their image size, the policy's

@@ -168,7 +168,7 @@ static void policy_input(km_work *w, const ew_pt_batch *b, int t) {
 
 /* Main rollout: with the policy (p != NULL) or the logged actions of b. */
 static int rollout(ew_graph *g, const ew_fm *wm, const ew_policy *p, const ew_kin_limits *lim, km_work *w,
-                   const ew_pt_batch *b, ew_rng *rng, char *err, size_t errsz) {
+                   const ew_pt_batch *b, int oracle, ew_rng *rng, char *err, size_t errsz) {
     const int B = w->B, T = w->T, nc = w->nc;
     load_window(w, b, w->seq_f, w->seq_s, B);
     for (int t = 0; t < T; t++) {
@@ -192,22 +192,44 @@ static int rollout(ew_graph *g, const ew_fm *wm, const ew_policy *p, const ew_ki
                     w->act[((size_t)r * T + t) * 2 + k] = w->raw[((size_t)r * T + t) * 2 + k] =
                         b->actions[((size_t)r * b->T + t) * 2 + k];
         }
-        if (wm_step(g, wm, w, w->seq_f, w->seq_s, B, t, 0, w->act, rng, err, errsz)) return -1;
+        if (oracle) {
+            size_t fr = 3 * w->hw;
+            for (int r = 0; r < B; r++) {
+                memcpy(w->seq_f + ((size_t)r * w->L + nc + t) * fr,
+                       b->tframes + ((size_t)r * b->T + t) * (size_t)b->C * w->hw, sizeof(float) * fr);
+                memcpy(w->seq_s + ((size_t)r * w->L + nc + t) * 5, b->tstates + ((size_t)r * b->T + t) * 5,
+                       sizeof(float) * 5);
+            }
+        } else if (wm_step(g, wm, w, w->seq_f, w->seq_s, B, t, 0, w->act, rng, err, errsz)) {
+            return -1;
+        }
     }
     return 0;
 }
 
+/* Vehicle plane v (H x W, around its own ego pose) times rear_weight behind the ego. */
+static void rear_scale(const ew_mpur_config *c, int H, int W, float *v) {
+    if (c->rear_weight == 1.0f) return;
+    for (int r = 0; r < H; r++) {
+        double f = (H / 2.0 - r - 0.5) * c->cost.m_per_px;
+        if (f >= -0.5 * c->cost.ego_len) continue;
+        for (int k = 0; k < W; k++) v[(size_t)r * W + k] *= c->rear_weight;
+    }
+}
+
 /* The M dropout replays of the executed actions (same latents): vehicle channels into rep_v. */
-static int replays(ew_graph *g, const ew_fm *wm, km_work *w, const ew_pt_batch *b, ew_rng *rng, char *err,
-                   size_t errsz) {
+static int replays(ew_graph *g, const ew_fm *wm, const ew_mpur_config *c, km_work *w, const ew_pt_batch *b,
+                   ew_rng *rng, char *err, size_t errsz) {
     const int B = w->B, T = w->T, M = w->M, MB = M * B;
     size_t fr = 3 * w->hw;
     load_window(w, b, w->rep_f, w->rep_s, MB);
     for (int t = 0; t < T; t++) {
         if (wm_step(g, wm, w, w->rep_f, w->rep_s, MB, t, 1, w->act, rng, err, errsz)) return -1;
-        for (int r = 0; r < MB; r++)
-            memcpy(w->rep_v + ((size_t)r * T + t) * w->hw, w->rep_f + ((size_t)r * w->L + w->nc + t) * fr + w->hw,
-                   sizeof(float) * w->hw);
+        for (int r = 0; r < MB; r++) {
+            float *v = w->rep_v + ((size_t)r * T + t) * w->hw;
+            memcpy(v, w->rep_f + ((size_t)r * w->L + w->nc + t) * fr + w->hw, sizeof(float) * w->hw);
+            rear_scale(c, w->H, w->W, v);
+        }
     }
     return 0;
 }
@@ -228,6 +250,7 @@ static void row_images(const ew_mpur_config *c, km_work *w, int r) {
     for (int t = 0; t < T; t++) {
         w->ref[t] = pose_of(w->seq_s + ((size_t)r * w->L + nc + t) * 5);
         memcpy(w->img + (size_t)t * fr, w->seq_f + ((size_t)r * w->L + nc + t) * fr, sizeof(float) * fr);
+        rear_scale(c, w->H, w->W, w->img + (size_t)t * fr + w->hw);
     }
     if (c->static_obs) {
         const float *os = w->seq_s + ((size_t)r * w->L + nc - 1) * 5;
@@ -414,7 +437,9 @@ int ew_mpur_km_step(ew_graph *g, const ew_fm *wm, ew_policy *p, ew_optim *opt, c
     memset(out, 0, sizeof *out);
     if (ew_mpur_check(wm, p, err, errsz) || check_batch(wm, b, c->horizon, err, errsz)) return -1;
     if (b->C != p->cfg.channels) return ew_errf(err, errsz, "mpur: batch channels %d, policy %d", b->C, p->cfg.channels);
-    int use_u = us && c->u_samples >= 2 && c->cost.lambda_u > 0.0f;
+    if (c->oracle && (!b->tframes || !b->tstates))
+        return ew_errf(err, errsz, "mpur: the oracle world needs the batch's logged future (ew_pt_batch_alloc_targets)");
+    int use_u = !c->oracle && us && c->u_samples >= 2 && c->cost.lambda_u > 0.0f;
     if (use_u && us->T < c->horizon)
         return ew_errf(err, errsz, "mpur: uncertainty statistics for %d steps, horizon %d", us->T, c->horizon);
     ew_kin_limits lim;
@@ -427,7 +452,7 @@ int ew_mpur_km_step(ew_graph *g, const ew_fm *wm, ew_policy *p, ew_optim *opt, c
     ew_rng rng;
     ew_rng_seed(&rng, seed);
     draw_z(wm, &w, &rng);
-    if (rollout(g, wm, p, &lim, &w, b, &rng, err, errsz) || (use_u && replays(g, wm, &w, b, &rng, err, errsz)) ||
+    if (rollout(g, wm, p, &lim, &w, b, c->oracle, &rng, err, errsz) || (use_u && replays(g, wm, c, &w, b, &rng, err, errsz)) ||
         km_objective(c, &lim, &w, use_u ? us : NULL, out, err, errsz)) {
         rc = -1;
         goto done;
@@ -496,7 +521,7 @@ int ew_mpur_km_ustats_add(ew_graph *g, const ew_fm *wm, const ew_mpur_config *c,
     draw_z(wm, &w, &rng);
     float *cv = malloc(sizeof(float) * (size_t)T), *iv = malloc(sizeof(float) * (size_t)T);
     if (!cv || !iv) rc = ew_errf(err, errsz, "mpur: out of memory");
-    if (!rc && (rollout(g, wm, NULL, &lim, &w, b, &rng, err, errsz) || replays(g, wm, &w, b, &rng, err, errsz)))
+    if (!rc && (rollout(g, wm, NULL, &lim, &w, b, 0, &rng, err, errsz) || replays(g, wm, c, &w, b, &rng, err, errsz)))
         rc = -1;
     for (int r = 0; r < B && !rc; r++) {
         ew_cost_problem pb;

@@ -41,7 +41,24 @@ int ew_pt_batch_alloc(ew_pt_batch *b, int B, int n_cond, int T, int C, int H, in
     return 0;
 }
 
+int ew_pt_batch_alloc_targets(ew_pt_batch *b) {
+    if (!b->frames) return -1;
+    free(b->tframes);
+    free(b->tstates);
+    b->tframes = malloc(sizeof(float) * (size_t)b->B * b->T * b->C * b->H * b->W);
+    b->tstates = malloc(sizeof(float) * (size_t)b->B * b->T * 5);
+    if (!b->tframes || !b->tstates) {
+        free(b->tframes);
+        free(b->tstates);
+        b->tframes = b->tstates = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 void ew_pt_batch_free(ew_pt_batch *b) {
+    free(b->tframes);
+    free(b->tstates);
     free(b->frames);
     free(b->states);
     free(b->actions);
@@ -53,7 +70,7 @@ int ew_pt_fill(const ew_fm_data *d, ew_split split, const size_t *idx, const ew_
     if (b->n_cond != d->n_cond || b->T > d->n_pred || rc->rows != b->H || rc->cols != b->W)
         return ew_errf(err, errsz, "policy data: batch buffers do not fit the dataset view");
     ew_traj_batch_cfg cfg = {b->n_cond, b->T, *rc, b->C, 1};
-    return ew_fm_data_render(d, split, idx, b->B, &cfg, threads, b->frames, b->states, b->actions, NULL, NULL, err,
+    return ew_fm_data_render(d, split, idx, b->B, &cfg, threads, b->frames, b->states, b->actions, b->tframes, b->tstates, err,
                              errsz);
 }
 

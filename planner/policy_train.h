@@ -31,9 +31,13 @@ void ew_pt_epoch_perm(size_t n, uint64_t seed, uint64_t epoch, size_t *perm);
 typedef struct {
     int B, n_cond, T, C, H, W;
     float *frames, *states, *actions;
+    float *tframes, *tstates; /* NULL, or (ew_pt_batch_alloc_targets) the logged future:
+                               * [B, T*C, H, W] frames and [B, T, 5] physical states */
 } ew_pt_batch;
 
 int ew_pt_batch_alloc(ew_pt_batch *b, int B, int n_cond, int T, int C, int H, int W);
+/* Adds the logged-future buffers (tframes, tstates) that ew_pt_fill then renders too. */
+int ew_pt_batch_alloc_targets(ew_pt_batch *b);
 void ew_pt_batch_free(ew_pt_batch *b);
 /* Renders the pooled samples idx[0..b->B) of a split (frames at b->C channels). */
 int ew_pt_fill(const ew_fm_data *d, ew_split split, const size_t *idx, const ew_raster_cfg *rc, int threads,

@@ -101,7 +101,7 @@ static void setup_cost(ew_mpur_config *mc, const ew_fm *wm, const ew_policy *p) 
     mc->cost.lambda_u = 0.5f;
 }
 
-static void test_gradient(ew_backend *be, int static_obs, float lambda_u) {
+static void test_gradient(ew_backend *be, int static_obs, float lambda_u, float rear_weight) {
     char err[256] = "";
     ew_fm_config fc = fm_tiny_config(EW_FM_PLAIN, 1);
     fc.dropout = 0.2f;
@@ -125,6 +125,7 @@ static void test_gradient(ew_backend *be, int static_obs, float lambda_u) {
     ew_mpur_config mc;
     setup_cost(&mc, &wm, &p);
     mc.static_obs = static_obs;
+    mc.rear_weight = rear_weight;
     enum { B = 3 };
     ew_pt_batch b;
     make_batch(&b, B, 5, 17);
@@ -301,11 +302,82 @@ static void test_step(ew_backend *be) {
     ew_fm_free(&wm);
 }
 
+/* The oracle world and the rear weight: one vehicle block in the LOGGED future frames only
+ * (the observed frames are empty), behind or ahead of the ego. The proximity term sees it
+ * (so the rollout's images are the logged future), is linear in the rear weight behind the
+ * ego (0 at weight 0, half at weight 0.5) and ignores the weight ahead. */
+static double oracle_prox(ew_graph *g, ew_fm *wm, ew_policy *p, ew_pt_batch *b, int behind, float rear_weight) {
+    char err[256] = "";
+    ew_mpur_config mc;
+    setup_cost(&mc, wm, p);
+    mc.u_samples = 0;
+    mc.oracle = 1;
+    mc.rear_weight = rear_weight;
+    mc.cost.lambda_l = mc.cost.lambda_o = 0.0f;
+    const int H = b->H, W = b->W, T = b->T;
+    memset(b->frames, 0, sizeof(float) * (size_t)b->B * b->n_cond * b->C * H * W);
+    memset(b->tframes, 0, sizeof(float) * (size_t)b->B * T * b->C * H * W);
+    for (int r = 0; r < b->B; r++) {
+        const float *s1 = b->states + ((size_t)r * b->n_cond + b->n_cond - 1) * 5;
+        for (int t = 0; t < T; t++) {
+            float *ts = b->tstates + ((size_t)r * T + t) * 5;
+            memcpy(ts, s1, sizeof(float) * 5);
+            ts[0] = s1[0] + 0.1f * (float)(t + 1) * s1[4];
+            float *veh = b->tframes + (((size_t)r * T + t) * b->C + 1) * H * W;
+            int r0 = behind ? H - 3 : 0; /* rows 10-12 behind (f < -3.4 m), 0-2 ahead */
+            for (int i = r0; i < r0 + 3; i++)
+                for (int k = 3; k < 7; k++) veh[(size_t)i * W + k] = 1.0f;
+        }
+    }
+    ew_mpur_terms tm;
+    int rc = ew_mpur_step(g, wm, p, NULL, &mc, NULL, b, 0.0f, 5, &tm, err, sizeof err);
+    CHECK(rc == 0, "oracle objective: %s", err);
+    return rc ? NAN : (double)tm.prox;
+}
+
+static void test_oracle_rear(ew_backend *be) {
+    char err[256] = "";
+    ew_fm_config fc = fm_tiny_config(EW_FM_KM, 1);
+    ew_fm_stats st = fm_test_stats();
+    ew_fm wm;
+    if (ew_fm_init(&wm, &fc, &st, err, sizeof err)) {
+        CHECK(0, "fm init: %s", err);
+        return;
+    }
+    ew_mpur_freeze(&wm);
+    ew_policy_config pc = tiny_policy_config(3);
+    ew_policy p;
+    CHECK(ew_policy_init(&p, &pc, &st, err, sizeof err) == 0, "policy init: %s", err);
+    ew_pt_batch b;
+    make_batch(&b, 2, 5, 41);
+    ew_graph *g = ew_graph_create(be, 0);
+    ew_mpur_config mc;
+    setup_cost(&mc, &wm, &p);
+    mc.oracle = 1;
+    ew_mpur_terms tm;
+    CHECK(ew_mpur_step(g, &wm, &p, NULL, &mc, NULL, &b, 0.0f, 5, &tm, err, sizeof err) == -1 && strstr(err, "oracle"),
+          "the oracle without the logged future is refused: %s", err);
+    CHECK(ew_pt_batch_alloc_targets(&b) == 0, "targets");
+    double back1 = oracle_prox(g, &wm, &p, &b, 1, 1.0f), back0 = oracle_prox(g, &wm, &p, &b, 1, 0.0f);
+    double backh = oracle_prox(g, &wm, &p, &b, 1, 0.5f);
+    double front1 = oracle_prox(g, &wm, &p, &b, 0, 1.0f), front0 = oracle_prox(g, &wm, &p, &b, 0, 0.0f);
+    CHECK(back1 > 1e-3, "a vehicle behind in the logged future costs (%g)", back1);
+    CHECK(back0 == 0.0, "rear weight 0: no cost from behind (%g)", back0);
+    CHECK(fabs(backh - 0.5 * back1) <= 1e-5 * back1, "rear weight 0.5: half the cost (%g vs %g)", backh, back1);
+    CHECK(front1 > 1e-3 && front1 == front0, "ahead: the rear weight does not matter (%g, %g)", front1, front0);
+    ew_pt_batch_free(&b);
+    ew_graph_destroy(g);
+    ew_policy_free(&p);
+    ew_fm_free(&wm);
+}
+
 int main(void) {
     ew_backend *be = ew_backend_cpu_create(1);
-    test_gradient(be, 1, 0.5f);
-    test_gradient(be, 0, 0.5f);
-    test_gradient(be, 1, 300.0f); /* the uncertainty term dominates */
+    test_gradient(be, 1, 0.5f, 1.0f);
+    test_gradient(be, 0, 0.5f, 1.0f);
+    test_gradient(be, 1, 300.0f, 1.0f); /* the uncertainty term dominates */
+    test_gradient(be, 1, 0.5f, 0.3f);   /* vehicles behind the ego down-weighted */
+    test_oracle_rear(be);
     test_step(be);
     ew_backend_destroy(be);
     return check_done();
