@@ -17,6 +17,13 @@
 # filling of the empty road are not counted). The timed SUMO runs write no per-step output;
 # vehicle counts come from one extra run with --summary-output (SUMO is deterministic per
 # seed). Mean vehicles are over the measured (post-warm-up) steps on both sides.
+# egoworld's figure is the median over EGO_REPEAT (environment, default 31) runs of `bench sim
+# --traffic-only` (each: a fresh world, 60 s warm-up, then SIM_SECONDS measured, about 10 ms of
+# CPU time), so that one figure spans about half a second rather than 5 x 10 ms.
+# BASE=OTHER_EGOWORLD_BIN (environment) also runs that binary in every round, right after
+# EGOWORLD_BIN (odd rounds) or right before it (even rounds), and reports its figures and the
+# speed-up of EGOWORLD_BIN over it (before/after an optimisation, side by side with SUMO in
+# the same run).
 # Skips (exit 0, "skip: ...") when SUMO is not installed (Debian package: sumo).
 set -eu
 BIN=${1:-./build/egoworld}
@@ -55,6 +62,17 @@ netconvert -n "$tmp/n.nod.xml" -e "$tmp/e.edg.xml" -o "$tmp/net.xml" --no-turnar
 } > "$tmp/r.rou.xml"
 
 REPEAT=${REPEAT:-1}
+EGO_REPEAT=${EGO_REPEAT:-31}
+BASE=${BASE:-}
+[ -z "$BASE" ] || [ -x "$BASE" ] || { echo "sumo_compare: BASE binary '$BASE' not found" >&2; exit 1; }
+run_ego() { # $1: binary. Sets ego_ups, ego_cpu, ego_mean
+  ego_json=$(taskset -c 0 "$1" bench sim --traffic-only --lanes "$LANES" --length "$LEN" --flow "$FLOW" \
+    --duration "$DUR" --threads 1 --repeat "$EGO_REPEAT" --json 2>/dev/null)
+  ego_ups=$(printf '%s\n' "$ego_json" | sed -n 's/.*"vehicle_updates_per_s": \([0-9.e+]*\).*/\1/p')
+  ego_cpu=$(printf '%s\n' "$ego_json" | sed -n 's/.*"vehicle_updates_per_cpu_s": \([0-9.e+]*\).*/\1/p')
+  [ -n "$ego_cpu" ] || ego_cpu=nan
+  ego_mean=$(printf '%s\n' "$ego_json" | sed -n 's/.*"mean_vehicles": \([0-9.e+]*\).*/\1/p')
+}
 run_sumo() { # $1: end time; then extra options. Prints sumo's output (and "cpu U S" with /usr/bin/time)
   end=$1
   shift
@@ -75,6 +93,9 @@ printf '%-6s %-10s %18s %18s %14s\n' "round" "simulator" "vehicle_updates/s" "up
 r=1
 ratios=""
 cratios=""
+bratios=""
+bcratios=""
+speedups=""
 while [ "$r" -le "$REPEAT" ]; do
   sumo_out=$(run_sumo "$TOTAL")
   sumo_ups=$(printf '%s\n' "$sumo_out" | awk '/UPS:/ {print $2}')
@@ -82,15 +103,28 @@ while [ "$r" -le "$REPEAT" ]; do
   cpu_warm=$(run_sumo "$WARM" | awk '/^cpu / {print $2 + $3}')
   sumo_cpu=$(awk -v t="$sumo_total" -v f="$cpu_full" -v w="$cpu_warm" 'BEGIN { if (f != "" && w != "" && f - w > 0) printf "%.0f", t / (f - w); else print "nan" }')
 
-  ego_json=$(taskset -c 0 "$BIN" bench sim --traffic-only --lanes "$LANES" --length "$LEN" --flow "$FLOW" \
-    --duration "$DUR" --threads 1 --json 2>/dev/null)
-  ego_ups=$(printf '%s\n' "$ego_json" | sed -n 's/.*"vehicle_updates_per_s": \([0-9.e+]*\).*/\1/p')
-  ego_cpu=$(printf '%s\n' "$ego_json" | sed -n 's/.*"vehicle_updates_per_cpu_s": \([0-9.e+]*\).*/\1/p')
-  [ -n "$ego_cpu" ] || ego_cpu=nan
-  ego_mean=$(printf '%s\n' "$ego_json" | sed -n 's/.*"mean_vehicles": \([0-9.e+]*\).*/\1/p')
-
+  if [ -n "$BASE" ] && [ $((r % 2)) -eq 0 ]; then # even rounds: the base first
+    run_ego "$BASE"
+    base_ups=$ego_ups base_cpu=$ego_cpu base_mean=$ego_mean
+  fi
+  run_ego "$BIN"
   printf '%-6s %-10s %18.0f %18s %14s\n' "$r" "sumo" "$sumo_ups" "$sumo_cpu" "$sumo_mean"
   printf '%-6s %-10s %18.0f %18.0f %14s\n' "$r" "egoworld" "$ego_ups" "$ego_cpu" "$ego_mean"
+  if [ -n "$BASE" ]; then
+    new_ups=$ego_ups
+    new_cpu=$ego_cpu
+    if [ $((r % 2)) -eq 1 ]; then
+      run_ego "$BASE"
+    else
+      ego_ups=$base_ups ego_cpu=$base_cpu ego_mean=$base_mean
+    fi
+    printf '%-6s %-10s %18.0f %18.0f %14s\n' "$r" "base" "$ego_ups" "$ego_cpu" "$ego_mean"
+    bratios="$bratios $(awk -v a="$ego_ups" -v b="$sumo_ups" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "nan" }')"
+    bcratios="$bcratios $(awk -v a="$ego_cpu" -v b="$sumo_cpu" 'BEGIN { if (b > 0 && a > 0) printf "%.1f", a / b; else print "nan" }')"
+    speedups="$speedups $(awk -v a="$new_cpu" -v b="$ego_cpu" 'BEGIN { if (b > 0 && a > 0) printf "%.3f", a / b; else print "nan" }')"
+    ego_ups=$new_ups
+    ego_cpu=$new_cpu
+  fi
   ratios="$ratios $(awk -v a="$ego_ups" -v b="$sumo_ups" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "nan" }')"
   cratios="$cratios $(awk -v a="$ego_cpu" -v b="$sumo_cpu" 'BEGIN { if (b > 0 && a > 0) printf "%.1f", a / b; else print "nan" }')"
   r=$((r + 1))
@@ -100,5 +134,11 @@ ratio=$(median "$ratios")
 cratio=$(median "$cratios")
 printf 'ratios per round (wall):%s\n' "$ratios"
 printf 'ratios per round (cpu): %s\n' "$cratios"
+if [ -n "$BASE" ]; then
+  printf 'base ratios per round (wall):%s\n' "$bratios"
+  printf 'base ratios per round (cpu): %s\n' "$bcratios"
+  printf 'ratio base/sumo: %s  (per CPU second: %s); speed-up over base per CPU second:%s (median %s)\n' \
+    "$(median "$bratios")" "$(median "$bcratios")" "$speedups" "$(median "$speedups")"
+fi
 printf 'ratio egoworld/sumo: %s  (median of %s; per CPU second: %s)  (%s lanes, %s m, %s veh/h/lane, %s s measured after %s s, dt 0.1 s, one core)\n' \
   "$ratio" "$REPEAT" "$cratio" "$LANES" "$LEN" "$FLOW" "$DUR" "$WARM"
