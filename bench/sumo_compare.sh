@@ -18,8 +18,8 @@
 # vehicle counts come from one extra run with --summary-output (SUMO is deterministic per
 # seed). Mean vehicles are over the measured (post-warm-up) steps on both sides.
 # egoworld's figure is the median over EGO_REPEAT (environment, default 31) runs of `bench sim
-# --traffic-only` (each: a fresh world, 60 s warm-up, then SIM_SECONDS measured, about 10 ms of
-# CPU time), so that one figure spans about half a second rather than 5 x 10 ms.
+# --traffic-only` (each: a fresh world, 60 s warm-up, then SIM_SECONDS measured, 7-10 ms of
+# CPU time at the defaults), so that one figure spans about 0.2 s rather than 5 x 7-10 ms.
 # BASE=OTHER_EGOWORLD_BIN (environment) also runs that binary in every round, right after
 # EGOWORLD_BIN (odd rounds) or right before it (even rounds), and reports its figures and the
 # speed-up of EGOWORLD_BIN over it (before/after an optimisation, side by side with SUMO in
