@@ -44,6 +44,7 @@
 #define META_VAL "egoworld.train.val"
 #define META_WORLD "egoworld.policy.world_model"
 #define META_MPUR_CFG "egoworld.mpur.config"
+#define META_INIT "egoworld.train.init" /* the --init checkpoint the run started from (kept on resume) */
 #define FM_META_MPP "egoworld.fm.m_per_px" /* the raster scale a world model was trained at */
 
 static void help(void) {
@@ -107,6 +108,7 @@ typedef struct {
     ew_optim *opt;
     const char *model_path, *ckpt_path, *data_desc, *world, *mpur_cfg;
     char *ustats_json;
+    const char *init; /* NULL: a new policy */
     long step;
     uint64_t seed;
     int batch;
@@ -122,7 +124,7 @@ static int save_all(const save_ctx *s, char *err, size_t errsz) {
     snprintf(ntrain, sizeof ntrain, "%zu", s->n_train);
     snprintf(val, sizeof val, "%.9g", s->val);
     snprintf(ostep, sizeof ostep, "%ld", ew_optim_step_count(s->opt));
-    ew_kv meta[12];
+    ew_kv meta[14];
     int n = 0;
     meta[n++] = (ew_kv){META_METHOD, s->mpur ? "mpur" : "imitation"};
     meta[n++] = (ew_kv){META_STEP, step};
@@ -131,6 +133,7 @@ static int save_all(const save_ctx *s, char *err, size_t errsz) {
     meta[n++] = (ew_kv){META_NTRAIN, ntrain};
     meta[n++] = (ew_kv){META_DATA, s->data_desc};
     meta[n++] = (ew_kv){META_VAL, val};
+    if (s->init) meta[n++] = (ew_kv){META_INIT, s->init};
     if (s->mpur) {
         meta[n++] = (ew_kv){META_WORLD, s->world};
         meta[n++] = (ew_kv){META_MPUR_CFG, s->mpur_cfg};
@@ -339,7 +342,8 @@ int cmd_train_policy(int argc, char **argv) {
 
     char err[1024] = "";
     char *model_path = strdup(out), *ckpt_path = cli_path_with(out, ".ckpt.safetensors"), *csv_path = cli_path_with(out, ".csv");
-    char *data_desc = NULL, *mpur_cfg = NULL, *ustats_json = NULL;
+    char *data_desc = NULL, *mpur_cfg = NULL, *ustats_json = NULL, *init_copy = NULL;
+    const char *init_desc = NULL;
     ew_policy p;
     ew_fm wm;
     int have_p = 0, have_wm = 0, have_data = 0, have_us = 0;
@@ -385,6 +389,7 @@ int cmd_train_policy(int argc, char **argv) {
     int resuming = resume && access(ckpt_path, R_OK) == 0;
     if (resume && !resuming) fprintf(stderr, "egoworld %s: no checkpoint %s yet; starting a new run\n", cmd, ckpt_path);
     const char *from = resuming ? ckpt_path : init;
+    if (!resuming) init_desc = init;
     if (from) {
         if (ew_checkpoint_open(from, &ck, err, sizeof err)) goto fail;
         char e2[900];
@@ -410,6 +415,8 @@ int cmd_train_policy(int argc, char **argv) {
             goto fail;
         }
         start = strtol(ms, NULL, 10);
+        const char *mi = ew_checkpoint_meta(ck, META_INIT);
+        if (mi && !(init_desc = init_copy = strdup(mi))) goto oom;
         const char *mv = ew_checkpoint_meta(ck, META_VAL);
         resumed_val = mv ? strtod(mv, NULL) : NAN;
         if (start >= steps) {
@@ -613,8 +620,8 @@ int cmd_train_policy(int argc, char **argv) {
     if (!resuming)
         fprintf(csv, mpur ? "step,objective,cost,prox,lane,offroad,action,jerk,uncertainty,grad_norm,lr,val,samples_per_s\n"
                           : "step,loss,grad_norm,lr,val,samples_per_s\n");
-    save_ctx sc = {mpur, &p, opt, model_path, ckpt_path, data_desc, world, mpur_cfg, ustats_json, start, seed,
-                   (int)gbatch, ntr, NAN};
+    save_ctx sc = {mpur, &p, opt, model_path, ckpt_path, data_desc, world, mpur_cfg, ustats_json, init_desc, start,
+                   seed, (int)gbatch, ntr, NAN};
     cli_progress pr;
     char what[64];
     snprintf(what, sizeof what, "train-policy %s", method_s);
@@ -759,6 +766,7 @@ done:
     free(csv_path);
     free(data_desc);
     free(mpur_cfg);
+    free(init_copy);
     free(ustats_json);
     goto done_args;
 usage:

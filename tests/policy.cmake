@@ -72,3 +72,22 @@ add_test(NAME cli_train_policy_mpur_decoupled_resume COMMAND sh -c
    cat \"$d/j\" && rm -rf \"$d\"")
 set_tests_properties(cli_train_policy_mpur_decoupled_resume PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
   PASS_REGULAR_EXPRESSION "\"method\": \"mpur\".*\"start_step\": 2.*\"form\": \"decoupled\", \"horizon\": 3, \"u_samples\": 3")
+
+# Decoupled MPUR fine-tuning from an imitation policy with the rear weight: resuming equals
+# the uninterrupted run, and the --init path stays in the metadata across the resume. The
+# oracle diagnostic (logged future in place of the world model) runs end to end too.
+add_test(NAME cli_train_policy_mpur_km_init_resume COMMAND sh -c
+  "d=$(mktemp -d) && '${_ew}' collect dense-3lane --episodes 8 --steps 50 --seed 4 --workers 1 --quiet --out \"$d/data\" >/dev/null && \
+   '${_ew}' train-world --data \"$d/data\" --out \"$d/w.safetensors\" --nf 2 --hidden 8 --n-cond 3 --n-pred 2 --steps 2 --batch 2 --threads 1 --val-samples 0 >/dev/null 2>&1 && \
+   '${_ew}' train-policy --method imitation --data \"$d/data\" --out \"$d/p0.safetensors\" ${_tiny} --steps 3 2>/dev/null && \
+   m=\"--method mpur --form decoupled --world $d/w.safetensors --data $d/data --init $d/p0.safetensors --rear-weight 0 --batch 2 --horizon 3 --u-samples 3 --ustats-batches 2 --threads 1 --val-samples 4 --val-every 2 --ckpt-every 2\" && \
+   '${_ew}' train-policy $m --out \"$d/a.safetensors\" --steps 4 2>/dev/null && \
+   '${_ew}' train-policy $m --out \"$d/b.safetensors\" --steps 2 2>/dev/null && \
+   '${_ew}' train-policy $m --out \"$d/b.safetensors\" --steps 4 --resume 2>/dev/null && \
+   cmp \"$d/a.safetensors\" \"$d/b.safetensors\" && cmp \"$d/a.ckpt.safetensors\" \"$d/b.ckpt.safetensors\" && \
+   grep -q \"egoworld.train.init.*p0.safetensors\" \"$d/b.safetensors\" && \
+   ! cmp -s \"$d/p0.safetensors\" \"$d/a.safetensors\" && \
+   '${_ew}' train-policy --method mpur --form decoupled --oracle --world \"$d/w.safetensors\" --data \"$d/data\" --nf 2 --proj 8 --hidden 8 --batch 2 --horizon 3 --threads 1 --val-samples 0 --out \"$d/o.safetensors\" --steps 2 --json 2>/dev/null > \"$d/j\" && \
+   cat \"$d/j\" && rm -rf \"$d\"")
+set_tests_properties(cli_train_policy_mpur_km_init_resume PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
+  PASS_REGULAR_EXPRESSION "\"method\": \"mpur\".*\"oracle\": 1, \"rear_weight\": 1")
