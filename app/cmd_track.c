@@ -63,6 +63,13 @@ static void help_train(void) {
            "  --threads N       threads (default 1)\n"
            CLI_DEVICE_HELP
            "  --ckpt-every N    checkpoint period (default 250)\n"
+           "  --cal-quantile Q  the threshold's peak level: this quantile of the frame maxima of\n"
+           "                    single-vehicle clips (default 0.5 = the median; see models/track.h);\n"
+           "                    --resume with --steps at the checkpoint's step only recalibrates\n"
+           "  --local-loss      positions of the losses within the detection window around each\n"
+           "                    map's maximum (the test-time estimator) instead of over the whole\n"
+           "                    map; for a second phase: --resume --local-loss continues a global run\n"
+           "                    (saved in the checkpoint; a resumed local run stays local)\n"
            "  --resume          continue from --out (same flags: same result)\n"
            "  --json            print a JSON summary\n");
 }
@@ -70,9 +77,9 @@ static void help_train(void) {
 int cmd_train_tracker(int argc, char **argv) {
     const char *cmd = "train-tracker", *out = NULL, *deg = "clean";
     long steps = 1500, batch = 8, channels = 16, layers = 4, kernel_w = 9, threads = 1, ckpt_every = 250;
-    double lr = 2e-3;
+    double lr = 2e-3, calq = 0.5;
     uint64_t seed = 1;
-    int resume = 0, json = 0, cuda = 0;
+    int resume = 0, json = 0, cuda = 0, local = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -80,6 +87,7 @@ int cmd_train_tracker(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--resume")) resume = 1;
+        else if (!strcmp(a, "--local-loss")) local = 1;
         else if (!strcmp(a, "--out")) {
             if (!(out = cli_value(cmd, argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--degrade")) {
@@ -96,6 +104,7 @@ int cmd_train_tracker(int argc, char **argv) {
         else if (!strcmp(a, "--device")) { if (cli_device(cmd, argc, argv, &i, &cuda)) return 2; }
         FLAG_INT("--ckpt-every", 1, 100000000, ckpt_every)
         FLAG_F("--lr", 1e-9, 10, lr)
+        FLAG_F("--cal-quantile", 1e-3, 0.999, calq)
         else return cli_unknown(cmd, a);
     }
     if (!out) {
@@ -117,12 +126,14 @@ int cmd_train_tracker(int argc, char **argv) {
     tc.channels = (int)channels;
     tc.layers = (int)layers;
     tc.kernel_w = (int)kernel_w;
+    tc.local_loss = local;
     if (kernel_w % 2 == 0) {
         fprintf(stderr, "egoworld %s: --kernel-w: must be odd\n", cmd);
         return 2;
     }
     if (resume) {
         if (ew_tracker_load(&t, out, &step0, err, sizeof err)) return fail(cmd, err);
+        if (local) t.cfg.local_loss = 1;
     } else if (ew_tracker_init(&t, &tc, seed, err, sizeof err))
         return fail(cmd, err);
     ew_optim_config oc = ew_optim_defaults(EW_OPTIM_ADAM);
@@ -208,7 +219,7 @@ int cmd_train_tracker(int argc, char **argv) {
         goto done;
     }
     if (ew_video_pair_make(&vc, seed * 1000003ULL + 999999937ULL, &cp, err, sizeof err) ||
-        ew_tracker_calibrate(&t, g, &cp, err, sizeof err) || (root && ew_tracker_save(&t, opt, steps, out, err, sizeof err))) {
+        ew_tracker_calibrate_q(&t, g, &cp, calq, err, sizeof err) || (root && ew_tracker_save(&t, opt, steps, out, err, sizeof err))) {
         ew_video_pairs_free(&cp);
         fail(cmd, err);
         goto done;
@@ -220,9 +231,9 @@ int cmd_train_tracker(int argc, char **argv) {
     }
     if (json)
         printf("{\"steps\": %ld, \"seconds\": %.1f, \"loss\": %.5g, \"causal\": %.5g, \"equiv_px2\": %.5g, "
-               "\"entropy\": %.5g, \"peak_thr\": %.5g, \"degrade\": \"%s\", \"out\": \"%s\", \"ranks\": %d, "
+               "\"entropy\": %.5g, \"peak_thr\": %.5g, \"local_loss\": %d, \"degrade\": \"%s\", \"out\": \"%s\", \"ranks\": %d, "
                "\"global_batch\": %ld, \"allreduce_floats_per_step\": %zu}\n",
-               steps, cli_now() - t0, st.loss, st.causal, st.equiv, st.entropy, t.peak_thr, deg, out, dist.size,
+               steps, cli_now() - t0, st.loss, st.causal, st.equiv, st.entropy, t.peak_thr, t.cfg.local_loss, deg, out, dist.size,
                batch * dist.size, dist.size > 1 ? ew_optim_grad_numel(opt) : (size_t)0);
     else
         printf("train-tracker: %ld steps, final loss %.4f, threshold %.3f -> %s\n", steps, st.loss, t.peak_thr, out);
@@ -247,7 +258,7 @@ static void help_eval(void) {
            "closest first). Scored vehicles: whole box in view and centre not under an occluder;\n"
            "detections matched to other vehicles are ignored.\n"
            "Keys: median_error_m, p95_error_m, precision, recall (tracker), baseline_median_error_m,\n"
-           "baseline_p95_error_m, baseline_precision, baseline_recall, frames, vehicles.\n\n"
+           "baseline_p95_error_m, baseline_precision, baseline_recall, peak_thr, frames, vehicles.\n\n"
            "  --model FILE      tracker checkpoint (required)\n"
            "  --degrade NAME    clean | degraded (default clean)\n"
            "  --frames N        frames (default 200)\n"
@@ -255,6 +266,7 @@ static void help_eval(void) {
            "  --flow X          vehicles per hour per lane (default 1400)\n"
            "  --baseline-thr X  grey threshold of the baseline (default 0.6)\n"
            "  --tta             average the tracker's maps over the frame's flips (4x the work)\n"
+           "  --peak-thr X      the tracker's peak threshold instead of the checkpoint's calibrated one\n"
            "  --threads N       threads (default 1)\n"
            "  --json            print a JSON summary\n"
            "With --imagined: the tracker on the world model's imagined frames (see --imagined --help).\n");
@@ -329,7 +341,7 @@ int cmd_eval_tracker(int argc, char **argv) {
         if (!strcmp(argv[i], "--imagined")) return cmd_eval_tracker_imagined(argc, argv);
     const char *cmd = "eval-tracker", *model = NULL, *deg = "clean";
     long frames = 200, threads = 1;
-    double flow = 1400, bthr = 0.6;
+    double flow = 1400, bthr = 0.6, pthr = NAN;
     uint64_t seed = 7;
     int json = 0, tta = 0;
     for (int i = 1; i < argc; i++) {
@@ -350,6 +362,7 @@ int cmd_eval_tracker(int argc, char **argv) {
         FLAG_INT("--threads", 1, 1024, threads)
         FLAG_F("--flow", 0, 5000, flow)
         FLAG_F("--baseline-thr", 0, 1, bthr)
+        FLAG_F("--peak-thr", -1e6, 1e6, pthr)
         else return cli_unknown(cmd, a);
     }
     if (!model) {
@@ -367,6 +380,7 @@ int cmd_eval_tracker(int argc, char **argv) {
     ew_tracker t;
     if (ew_tracker_load(&t, model, NULL, err, sizeof err)) return fail(cmd, err);
     t.tta = tta;
+    if (isfinite(pthr)) t.peak_thr = (float)pthr;
     ew_backend *be = ew_backend_cpu_create((int)threads);
     ew_graph *g = be ? ew_graph_create(be, 0) : NULL;
     ew_video_stream *s = ew_video_stream_create(&sc, seed, err, sizeof err);
@@ -424,7 +438,8 @@ int cmd_eval_tracker(int argc, char **argv) {
         print_num("baseline_median_error_m", bmed, 0);
         print_num("baseline_p95_error_m", bp95, 0);
         print_num("baseline_precision", bprec, 0);
-        print_num("baseline_recall", brec, 1);
+        print_num("baseline_recall", brec, 0);
+        print_num("peak_thr", t.peak_thr, 1);
         printf("}\n");
     } else {
         printf("eval-tracker (%s, %ld frames, %ld scored vehicle-frames)\n", deg, frames, at.scored);

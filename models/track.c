@@ -11,6 +11,12 @@
 
 #include "models/checkpoint.h"
 
+/* peak picking (ew_track_peaks) and the local soft-argmax window (also of the local loss) */
+#define PEAK_R 2
+#define PEAK_C 4
+#define WIN_R 3
+#define WIN_C 5
+
 static int failf(char *err, size_t errsz, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -28,6 +34,7 @@ void ew_tracker_config_default(ew_tracker_config *c) {
     c->w_causal = 1.0f;
     c->w_equiv = 0.5f;
     c->w_entropy = 0.02f;
+    c->local_loss = 0;
 }
 
 static int config_check(const ew_tracker_config *c, char *err, size_t errsz) {
@@ -41,6 +48,7 @@ static int config_check(const ew_tracker_config *c, char *err, size_t errsz) {
         return failf(err, errsz, "tracker: frames must be in [2, %d]", EW_VIDEO_MAX_T);
     if (!(c->w_causal >= 0.0f) || !(c->w_equiv >= 0.0f) || !(c->w_entropy >= 0.0f))
         return failf(err, errsz, "tracker: loss weights must be >= 0");
+    if (c->local_loss != 0 && c->local_loss != 1) return failf(err, errsz, "tracker: local_loss must be 0 or 1");
     return 0;
 }
 
@@ -112,6 +120,28 @@ ew_tensor *ew_track_positions(ew_graph *g, ew_tensor *logits) {
     return ew_add_scalar(g, ew_reshape(g, ew_soft_argmax(g, logits), 2, s), 0.5f);
 }
 
+ew_tensor *ew_track_positions_local(ew_graph *g, ew_tensor *logits) {
+    if (!logits) return NULL;
+    if (logits->ndim != 4 || logits->shape[1] != 1) return ew_graph_fail(g, "track_positions_local: logits must be [n, 1, h, w]");
+    const int n = logits->shape[0], h = logits->shape[2], w = logits->shape[3];
+    if (ew_backend_sync(ew_graph_backend(g))) return ew_graph_fail(g, "track_positions_local: device error");
+    ew_tensor *mask = ew_tensor_new(g, 4, logits->shape);
+    if (!mask) return NULL;
+    const size_t F = (size_t)h * w;
+    for (int k = 0; k < n; k++) {
+        const float *L = logits->data + (size_t)k * F;
+        float *M = mask->data + (size_t)k * F;
+        size_t best = 0;
+        for (size_t i = 1; i < F; i++)
+            if (L[i] > L[best]) best = i;
+        int br = (int)(best / (size_t)w), bc = (int)(best % (size_t)w);
+        /* a large finite offset: exp underflows to 0 outside the window, no inf - inf */
+        for (int r = 0; r < h; r++)
+            for (int c = 0; c < w; c++) M[(size_t)r * w + c] = abs(r - br) <= WIN_R && abs(c - bc) <= WIN_C ? 0.0f : -1e4f;
+    }
+    return ew_track_positions(g, ew_add(g, logits, mask));
+}
+
 ew_tensor *ew_track_entropy(ew_graph *g, ew_tensor *logits) {
     if (!logits) return NULL;
     int n = logits->shape[0] * logits->shape[1];
@@ -127,6 +157,30 @@ ew_tensor *ew_track_equiv_loss(ew_graph *g, ew_tensor *pa, ew_tensor *pb, const 
     ew_tensor *s = ew_tensor_from(g, 2, pa->shape, sign), *o = ew_tensor_from(g, 2, pa->shape, off);
     ew_tensor *w = ew_add(g, ew_mul(g, pa, s), o);
     return ew_mse(g, pb, w);
+}
+
+ew_tensor *ew_track_equiv_loss_gated(ew_graph *g, ew_tensor *pa, ew_tensor *pb, const float *sign, const float *off,
+                                     float max_du, float max_dv, int *kept) {
+    if (kept) *kept = 0;
+    if (!pa || !pb) return NULL;
+    if (pa->ndim != 2 || pa->shape[1] != 2 || !ew_same_shape(pa, pb))
+        return ew_graph_fail(g, "track_equiv_loss_gated: pa and pb must be [m, 2] alike");
+    if (ew_backend_sync(ew_graph_backend(g))) return ew_graph_fail(g, "track_equiv_loss_gated: device error");
+    const int m = pa->shape[0];
+    ew_tensor *gate = ew_tensor_new(g, 2, pa->shape);
+    if (!gate) return NULL;
+    int k = 0;
+    for (int i = 0; i < m; i++) {
+        float du = pb->data[2 * i] - (sign[2 * i] * pa->data[2 * i] + off[2 * i]);
+        float dv = pb->data[2 * i + 1] - (sign[2 * i + 1] * pa->data[2 * i + 1] + off[2 * i + 1]);
+        int ok = fabsf(du) <= max_du && fabsf(dv) <= max_dv;
+        gate->data[2 * i] = gate->data[2 * i + 1] = ok ? 1.0f : 0.0f;
+        k += ok;
+    }
+    if (kept) *kept = k;
+    ew_tensor *s = ew_tensor_from(g, 2, pa->shape, sign), *o = ew_tensor_from(g, 2, pa->shape, off);
+    ew_tensor *d = ew_mul(g, ew_sub(g, pb, ew_add(g, ew_mul(g, pa, s), o)), gate);
+    return ew_scale(g, ew_sum(g, ew_mul(g, d, d)), k ? 1.0f / (2.0f * (float)k) : 0.0f);
 }
 
 ew_tensor *ew_track_causal_loss(ew_graph *g, const ew_mlp *disc, ew_tensor *pos, const int *real, float *acc) {
@@ -177,9 +231,10 @@ int ew_tracker_train_step(ew_tracker *t, ew_optim *opt, ew_graph *g, const ew_vi
         }
     }
     ew_tensor *logits = ew_tracker_logits(g, t, x);
-    ew_tensor *pos = ew_track_positions(g, logits);
+    ew_tensor *pos = t->cfg.local_loss ? ew_track_positions_local(g, logits) : ew_track_positions(g, logits);
     ew_tensor *pa = ew_slice(g, pos, 0, 0, (int)M), *pb = ew_slice(g, pos, 0, (int)M, (int)M);
-    ew_tensor *le = ew_track_equiv_loss(g, pa, pb, sign, off);
+    ew_tensor *le = t->cfg.local_loss ? ew_track_equiv_loss_gated(g, pa, pb, sign, off, (float)WIN_C, (float)WIN_R, NULL)
+                                      : ew_track_equiv_loss(g, pa, pb, sign, off);
     int ps[3] = {B, T, 2};
     float acc = 0.0f;
     ew_tensor *lc = ew_track_causal_loss(g, &t->disc, ew_reshape(g, pa, 3, ps), real, &acc);
@@ -273,10 +328,6 @@ int ew_tracker_map_tta(const ew_tracker *t, ew_graph *g, const float *frame, int
     return rc;
 }
 
-#define PEAK_R 2
-#define PEAK_C 4
-#define WIN_R 3
-#define WIN_C 5
 
 int ew_track_peaks(const float *L, int h, int w, float thr, ew_track_det *dets, int cap) {
     int n = 0;
@@ -372,6 +423,12 @@ static int cmp_f(const void *a, const void *b) {
 }
 
 int ew_tracker_calibrate(ew_tracker *t, ew_graph *g, const ew_video_pairs *batch, char *err, size_t errsz) {
+    return ew_tracker_calibrate_q(t, g, batch, 0.5, err, errsz);
+}
+
+int ew_tracker_calibrate_q(ew_tracker *t, ew_graph *g, const ew_video_pairs *batch, double q, char *err,
+                           size_t errsz) {
+    if (!(q > 0.0 && q < 1.0)) return failf(err, errsz, "tracker: calibration quantile must be in (0, 1)");
     const int H = batch->rows, W = batch->cols, M = batch->n * batch->frames;
     float *L = malloc((size_t)H * W * sizeof(float));
     float *peaks = malloc((size_t)M * sizeof(float));
@@ -396,7 +453,8 @@ int ew_tracker_calibrate(ew_tracker *t, ew_graph *g, const ew_video_pairs *batch
     if (rc == 0) {
         qsort(peaks, (size_t)M, sizeof(float), cmp_f);
         qsort(bg, nb, sizeof(float), cmp_f);
-        float pk = peaks[M / 2], b = nb ? bg[(size_t)(0.995 * (double)(nb - 1))] : pk - 1.0f;
+        int qi = q == 0.5 ? M / 2 : (int)(q * (double)(M - 1) + 0.5);
+        float pk = peaks[qi], b = nb ? bg[(size_t)(0.995 * (double)(nb - 1))] : pk - 1.0f;
         t->peak_thr = 0.5f * (pk + b);
     }
     free(L), free(peaks), free(bg);
@@ -445,7 +503,7 @@ int ew_track_baseline_detect(const float *f, int h, int w, float thr, int min_ar
 /* ---- checkpoints ---------------------------------------------------------------------- */
 
 int ew_tracker_save(const ew_tracker *t, ew_optim *opt, long step, const char *path, char *err, size_t errsz) {
-    char v[9][48];
+    char v[10][48];
     snprintf(v[0], 48, "%d", t->cfg.channels);
     snprintf(v[1], 48, "%d", t->cfg.layers);
     snprintf(v[2], 48, "%d", t->cfg.disc_hidden);
@@ -454,12 +512,13 @@ int ew_tracker_save(const ew_tracker *t, ew_optim *opt, long step, const char *p
     snprintf(v[5], 48, "%.9g", t->peak_thr);
     snprintf(v[6], 48, "%ld", step);
     snprintf(v[7], 48, "%d", t->cfg.kernel_w);
-    ew_kv kv[9] = {{"track.kernel_w", v[7]}, {"model", "egoworld-tracker"}, {"track.channels", v[0]}, {"track.layers", v[1]},
+    snprintf(v[8], 48, "%d", t->cfg.local_loss);
+    ew_kv kv[10] = {{"track.local", v[8]}, {"track.kernel_w", v[7]}, {"model", "egoworld-tracker"}, {"track.channels", v[0]}, {"track.layers", v[1]},
                    {"track.disc_hidden", v[2]}, {"track.frames", v[3]}, {"track.weights", v[4]},
                    {"track.peak_thr", v[5]}, {EW_OPTIM_META_STEP, v[6]}};
     int nextra = 0;
     const ew_param *extra = opt ? ew_optim_state(opt, &nextra) : NULL;
-    return ew_checkpoint_write(path, t->params.items, t->params.n, extra, nextra, kv, 9, err, errsz);
+    return ew_checkpoint_write(path, t->params.items, t->params.n, extra, nextra, kv, 10, err, errsz);
 }
 
 static int meta_long(const ew_checkpoint *ck, const char *key, long lo, long hi, long *out, const char *path, char *err,
@@ -483,7 +542,7 @@ int ew_tracker_load(ew_tracker *t, const char *path, long *step, char *err, size
     const char *wts = ew_checkpoint_meta(ck, "track.weights"), *thr = ew_checkpoint_meta(ck, "track.peak_thr");
     ew_tracker_config c;
     ew_tracker_config_default(&c);
-    long ch, ly, dh, fr, kw, st = 0;
+    long ch, ly, dh, fr, kw, st = 0, loc = 0;
     if (!model || strcmp(model, "egoworld-tracker")) {
         failf(err, errsz, "%s: not a tracker checkpoint (metadata \"model\")", path);
         goto done;
@@ -493,7 +552,8 @@ int ew_tracker_load(ew_tracker *t, const char *path, long *step, char *err, size
         meta_long(ck, "track.kernel_w", 1, 31, &kw, path, err, errsz) ||
         meta_long(ck, "track.disc_hidden", 1, 4096, &dh, path, err, errsz) ||
         meta_long(ck, "track.frames", 2, EW_VIDEO_MAX_T, &fr, path, err, errsz) ||
-        meta_long(ck, EW_OPTIM_META_STEP, 0, 1L << 40, &st, path, err, errsz))
+        meta_long(ck, EW_OPTIM_META_STEP, 0, 1L << 40, &st, path, err, errsz) ||
+        (ew_checkpoint_meta(ck, "track.local") && meta_long(ck, "track.local", 0, 1, &loc, path, err, errsz)))
         goto done;
     if (!wts || sscanf(wts, "%f %f %f", &c.w_causal, &c.w_equiv, &c.w_entropy) != 3) {
         failf(err, errsz, "%s: metadata \"track.weights\" must hold three numbers", path);
@@ -506,6 +566,7 @@ int ew_tracker_load(ew_tracker *t, const char *path, long *step, char *err, size
         goto done;
     }
     c.channels = (int)ch, c.layers = (int)ly, c.kernel_w = (int)kw, c.disc_hidden = (int)dh, c.frames = (int)fr;
+    c.local_loss = (int)loc;
     if (ew_tracker_init(t, &c, 0, err, errsz)) goto done;
     if (ew_checkpoint_load_params(ck, t->params.items, t->params.n, 0, EW_OPTIM_STATE_PREFIX, err, errsz)) {
         ew_tracker_free(t);

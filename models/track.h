@@ -17,19 +17,33 @@
  *  - entropy: mean over maps of -sum p log(p + 1e-12) of the spatial softmax (nats).
  * Coordinates are continuous pixel coordinates: pixel (r, c) covers [c, c+1] x [r, r+1], so
  * u = soft-argmax column index + 0.5 (sim/video.h uses the same convention).
+ * With cfg.local_loss the positions of both losses are instead the soft-argmaxes within the
+ * detection window (+-3 rows, +-5 columns) around each map's maximum, the estimator
+ * ew_track_peaks uses at test time (ew_track_positions_local): the global soft-argmax of a
+ * noisy map is pulled by logit mass far from the vehicle, which the detector never sees, so
+ * the global loss spends its gradient on the background; the local one on the sub-pixel
+ * placement of the peak. The window is chosen without gradient (a constant mask added to the
+ * logits). A pair of frames whose two windows hold different things (the warped position of
+ * view A outside view B's window: a hidden or faint vehicle, a maximum on noise) says nothing
+ * about sub-pixel placement, so the equivariance term leaves such pairs out (gated, see
+ * ew_track_equiv_loss_gated; label-free: views only). Meant as a second phase after global
+ * training (early maps have no meaningful maximum); the entropy term stays on the whole map.
  *
  * Many vehicles (ew_tracker_detect): the net is local (no pooling), so its logits are an
  * objectness score that means the same anywhere in a frame of any size. Peaks = local maxima
  * over +-2 rows, +-4 columns above the threshold `peak_thr`; each position is the soft-argmax
  * of the logits in the +-3 x +-5 window around the peak. peak_thr is calibrated without
  * labels (ew_tracker_calibrate): the midpoint between the median frame maximum of
- * single-vehicle clips and the 99.5th percentile of the logits away from that maximum.
+ * single-vehicle clips and the 99.5th percentile of the logits away from that maximum
+ * (ew_tracker_calibrate_q: another quantile of the frame maxima, e.g. a low one so that
+ * faint vehicles of degraded video stay above the threshold).
  *
  * Baseline (ew_track_baseline_detect): pixels above a grey threshold, 4-connected
  * components of at least min_area pixels, the intensity-weighted centroid of each.
  *
  * Checkpoints: safetensors with parameters "track.*", optimizer state and metadata
- * (config, step, peak_thr); save is atomic (models/checkpoint.h).
+ * (config, step, peak_thr; "track.local" absent in older files = 0); save is atomic
+ * (models/checkpoint.h).
  */
 #ifndef EW_TRACK_H
 #define EW_TRACK_H
@@ -51,6 +65,8 @@ typedef struct {
     int disc_hidden;     /* discriminator width (32) */
     int frames;          /* clip length the discriminator sees (5) */
     float w_causal, w_equiv, w_entropy; /* 1, 0.5, 0.02 */
+    int local_loss;      /* 0: positions of the losses are global soft-argmaxes (default); 1: within
+                          * the detection window around each map's maximum (see above) */
 } ew_tracker_config;
 
 void ew_tracker_config_default(ew_tracker_config *c);
@@ -76,11 +92,20 @@ int ew_tracker_move_to_backend(ew_tracker *t, const ew_backend *be, char *err, s
 ew_tensor *ew_tracker_logits(ew_graph *g, const ew_tracker *t, ew_tensor *x);
 /* logits [n, 1, h, w] -> positions [n, 2] (u, v) in continuous pixel coordinates. */
 ew_tensor *ew_track_positions(ew_graph *g, ew_tensor *logits);
+/* The same within the detection window around each map's maximum (ties: first in raster
+ * order), clipped to the map: for a map whose maximum is a peak, the position ew_track_peaks
+ * gives that peak. The gradient flows to the logits inside the window only. */
+ew_tensor *ew_track_positions_local(ew_graph *g, ew_tensor *logits);
 
 /* The three losses (scalars), exposed for tests. */
 ew_tensor *ew_track_entropy(ew_graph *g, ew_tensor *logits);
 /* pa, pb [m, 2]; the warp of row i is p -> sign[2i+k] * p + off[2i+k] (k = 0: u, 1: v). */
 ew_tensor *ew_track_equiv_loss(ew_graph *g, ew_tensor *pa, ew_tensor *pb, const float *sign, const float *off);
+/* The same averaged over the rows whose disagreement |pb - warp(pa)| is within max_du and
+ * max_dv (px) per coordinate; the others (decided on the values, without gradient) add
+ * nothing. *kept (may be NULL) gets their count; 0 kept rows give a zero loss. */
+ew_tensor *ew_track_equiv_loss_gated(ew_graph *g, ew_tensor *pa, ew_tensor *pb, const float *sign, const float *off,
+                                     float max_du, float max_dv, int *kept);
 /* pos [b, T, 2] (T = disc's frames); real[i] = 1 for clips in real order, 0 for shuffled.
  * *acc (may be NULL) gets the discriminator's accuracy. */
 ew_tensor *ew_track_causal_loss(ew_graph *g, const ew_mlp *disc, ew_tensor *pos, const int *real, float *acc);
@@ -124,6 +149,10 @@ int ew_tracker_flip_noise(const ew_tracker *t, ew_graph *g, const float *frames,
                           float m_per_px, float *sigma, long *pairs, char *err, size_t errsz);
 /* Sets t->peak_thr from the view-A frames of a batch of single-vehicle pairs. 0 or -1. */
 int ew_tracker_calibrate(ew_tracker *t, ew_graph *g, const ew_video_pairs *batch, char *err, size_t errsz);
+/* The same with the q-quantile (0 < q < 1) of the frame maxima instead of the median (q = 0.5
+ * is ew_tracker_calibrate). 0 or -1. */
+int ew_tracker_calibrate_q(ew_tracker *t, ew_graph *g, const ew_video_pairs *batch, double q, char *err,
+                           size_t errsz);
 
 /* Thresholding + connected components baseline. Returns the count (at most cap). */
 int ew_track_baseline_detect(const float *frame, int h, int w, float thr, int min_area, ew_track_det *dets,

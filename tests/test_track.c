@@ -133,6 +133,83 @@ static void test_equiv(void) {
     CHECK_NEAR(l->data[0], 2.5, 1e-5);
 }
 
+/* The local positions (second training phase) are the detector's window soft-argmax; their
+ * gradient reaches only the window; the gated equivariance drops pairs that disagree. */
+static ew_tensor *pos_local_dot(ew_graph *gg, ew_tensor *x, void *ctx) {
+    ew_tensor *p = ew_track_positions_local(gg, x);
+    int s[2] = {p->shape[0], 2};
+    return ew_sum(gg, ew_mul(gg, p, ew_tensor_from(gg, 2, s, (const float *)ctx)));
+}
+
+static void test_local(void) {
+    enum { H = 14, W = 30 };
+    int s[4] = {2, 1, H, W};
+    float x[2 * H * W];
+    ew_rng r;
+    ew_rng_seed(&r, 9);
+    /* map 0: a log-Gaussian bump at (12.3, 6.8) over noise, plus a broad hill far away (which
+     * pulls the global soft-argmax); map 1: the bump near the corner (clipped window) */
+    for (int k = 0; k < 2; k++)
+        for (int rr = 0; rr < H; rr++)
+            for (int c = 0; c < W; c++) {
+                double u = c + 0.5, v = rr + 0.5, cu = k ? 2.2 : 12.3, cv = k ? 1.7 : 6.8;
+                double bump = 8.0 - ((u - cu) * (u - cu) + (v - cv) * (v - cv)) / 2.0;
+                double hill = 4.0 - ((u - 26.0) * (u - 26.0) + (v - 7.0) * (v - 7.0)) / 40.0;
+                x[(k * H + rr) * W + c] = (float)(fmax(bump, hill) + 0.3 * ew_rng_normal(&r));
+            }
+    ew_graph_reset(g);
+    ew_tensor *pl = ew_track_positions_local(g, ew_tensor_from(g, 4, s, x));
+    CHECK(pl != NULL, "local positions: %s", ew_graph_error(g));
+    for (int k = 0; pl && k < 2; k++) {
+        ew_track_det d[16];
+        int n = ew_track_peaks(x + k * H * W, H, W, 7.0f, d, 16);
+        CHECK(n == 1, "map %d: one peak above 7, got %d", k, n);
+        if (n != 1) continue;
+        CHECK_NEAR(pl->data[2 * k], d[0].u, 1e-4);
+        CHECK_NEAR(pl->data[2 * k + 1], d[0].v, 1e-4);
+    }
+    ew_graph_reset(g);
+    ew_tensor *pg = ew_track_positions(g, ew_tensor_from(g, 4, s, x));
+    CHECK(pg && pl && fabs(pg->data[0] - 12.3) > fabs(pl->data[0] - 12.3) + 0.5,
+          "the hill pulls the global position (%.2f), not the local one (%.2f)", pg ? pg->data[0] : 0, pl ? pl->data[0] : 0);
+    float w[4] = {0.9f, -1.1f, 0.5f, 1.7f};
+    CHECK(grad_check(pos_local_dot, w, 4, s, x) < 2e-3, "local soft-argmax gradient");
+    /* no gradient outside the window */
+    ew_graph_reset(g);
+    ew_tensor *xt = ew_tensor_from(g, 4, s, x);
+    ew_requires_grad(xt, 1);
+    ew_tensor *y = pos_local_dot(g, xt, w);
+    CHECK(y && ew_backward(g, y) == 0, "backward");
+    const float *gr = ew_tensor_grad(g, xt);
+    double outside = 0;
+    for (int rr = 0; rr < H; rr++)
+        for (int c = 0; c < W; c++)
+            if (abs(rr - 6) > 3 || abs(c - 12) > 5) outside = fmax(outside, fabs(gr[rr * W + c]));
+    CHECK(outside == 0.0, "gradient outside the window: %g", outside);
+    /* gated equivariance: agreeing rows as the plain loss; a row off by 8 px is left out */
+    float pa[6] = {1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 1.5f};
+    float sign[6] = {1, 1, -1, 1, 1, -1}, off[6] = {2, -1, 9, 0, 0, 6}, pb[6];
+    for (int i = 0; i < 6; i++) pb[i] = sign[i] * pa[i] + off[i] + (i % 2 ? 0.5f : -1.0f);
+    int s2[2] = {3, 2}, kept = -1;
+    ew_graph_reset(g);
+    ew_tensor *a = ew_tensor_from(g, 2, s2, pa), *b = ew_tensor_from(g, 2, s2, pb);
+    ew_tensor *l0 = ew_track_equiv_loss(g, a, b, sign, off), *l1 = ew_track_equiv_loss_gated(g, a, b, sign, off, 5, 3, &kept);
+    CHECK(kept == 3, "kept %d of 3", kept);
+    CHECK_NEAR(l1->data[0], l0->data[0], 1e-6);
+    CHECK_NEAR(l1->data[0], 0.625, 1e-5);
+    pb[2] += 8.0f;
+    ew_graph_reset(g);
+    a = ew_tensor_from(g, 2, s2, pa), b = ew_tensor_from(g, 2, s2, pb);
+    l1 = ew_track_equiv_loss_gated(g, a, b, sign, off, 5, 3, &kept);
+    CHECK(kept == 2, "kept %d of 3 with an outlier", kept);
+    CHECK_NEAR(l1->data[0], 0.625, 1e-5);
+    for (int i = 0; i < 6; i++) pb[i] += 20.0f;
+    ew_graph_reset(g);
+    a = ew_tensor_from(g, 2, s2, pa), b = ew_tensor_from(g, 2, s2, pb);
+    l1 = ew_track_equiv_loss_gated(g, a, b, sign, off, 5, 3, &kept);
+    CHECK(kept == 0 && l1->data[0] == 0.0f, "nothing kept: zero loss (%d, %g)", kept, l1->data[0]);
+}
+
 /* Positions of B clips of T frames: a moving object (dx px per frame) or a static one,
  * in real or shuffled order. */
 static void make_positions(ew_rng *r, int B, int T, int moving, float *pos, int *real) {
@@ -272,10 +349,11 @@ static void test_peaks_baseline(void) {
 
 /* Trains a small tracker for `steps` on clean single-vehicle pairs (seeded); poison != 0
  * overwrites the truth of every batch first. Returns the tracker (caller frees). */
-static void train_small(ew_tracker *t, int steps, int poison, int B) {
+static void train_small(ew_tracker *t, int steps, int poison, int B, int local) {
     ew_tracker_config c;
     ew_tracker_config_default(&c);
     c.channels = 8;
+    c.local_loss = local;
     char err[256];
     CHECK(ew_tracker_init(t, &c, 1, err, sizeof err) == 0, "%s", err);
     ew_optim_config oc = ew_optim_defaults(EW_OPTIM_ADAM);
@@ -312,7 +390,7 @@ static int cmp_d(const void *a, const void *b) {
 
 static void test_learns_one_vehicle(void) {
     ew_tracker t;
-    train_small(&t, 200, 0, 4);
+    train_small(&t, 200, 0, 4, 0);
     ew_video_pair_cfg vc;
     ew_video_pair_cfg_default(&vc);
     ew_video_pairs ev;
@@ -435,13 +513,34 @@ static void test_learns_one_vehicle(void) {
 
 static void test_truth_never_read(void) {
     ew_tracker a, b;
-    train_small(&a, 12, 0, 2);
-    train_small(&b, 12, 1, 2);
+    train_small(&a, 12, 0, 2, 0);
+    train_small(&b, 12, 1, 2, 0);
     int same = a.params.n == b.params.n;
     for (int i = 0; same && i < a.params.n; i++)
         same = memcmp(a.params.items[i].data, b.params.items[i].data,
                       ew_param_numel(&a.params.items[i]) * sizeof(float)) == 0;
     CHECK(same, "training with poisoned truth gives bit-identical weights");
+    /* the same with the local (windowed, gated) loss; and its flag survives a checkpoint */
+    {
+        ew_tracker la, lb;
+        train_small(&la, 8, 0, 2, 1);
+        train_small(&lb, 8, 1, 2, 1);
+        int lsame = la.params.n == lb.params.n;
+        for (int i = 0; lsame && i < la.params.n; i++)
+            lsame = memcmp(la.params.items[i].data, lb.params.items[i].data,
+                           ew_param_numel(&la.params.items[i]) * sizeof(float)) == 0;
+        CHECK(lsame, "local loss: training with poisoned truth gives bit-identical weights");
+        char path[64], e2[256];
+        snprintf(path, sizeof path, "/tmp/ew_test_track_local_%d.safetensors", (int)getpid());
+        ew_tracker lc;
+        CHECK(ew_tracker_save(&la, NULL, 8, path, e2, sizeof e2) == 0, "%s", e2);
+        CHECK(ew_tracker_load(&lc, path, NULL, e2, sizeof e2) == 0, "%s", e2);
+        CHECK(lc.cfg.local_loss == 1, "local_loss saved and loaded: %d", lc.cfg.local_loss);
+        remove(path);
+        ew_tracker_free(&lc);
+        ew_tracker_free(&la);
+        ew_tracker_free(&lb);
+    }
     /* and the weights did change (the comparison is not vacuous) */
     ew_tracker c;
     ew_tracker_config cc;
@@ -462,6 +561,7 @@ int main(void) {
     test_soft_argmax();
     test_entropy();
     test_equiv();
+    test_local();
     test_causal();
     test_peaks_baseline();
     test_truth_never_read();

@@ -25,3 +25,12 @@ add_test(NAME cli_predictor_cal_seed COMMAND sh -c
   "'${_ew}' eval-predictor --model a --gt-model b --tracker c --seed 51 2>&1; test $? -eq 2 && '${_ew}' eval-predictor --model a --gt-model b --tracker c --seed 52 --cal-seed 40 --cal-videos 13 2>&1; test $? -eq 2")
 set_tests_properties(cli_predictor_cal_seed PROPERTIES PASS_REGULAR_EXPRESSION
   "eval-predictor: --cal-seed: the validation seeds must not include the test --seed.*eval-predictor: --cal-seed")
+# Second phase: --resume --local-loss trains on (saved in the checkpoint: a later resume, here a
+# recalibration only at the same step with --cal-quantile, stays local); bad quantile: usage error.
+add_test(NAME cli_track_local_phase COMMAND sh -c
+  "d=$(mktemp -d) && '${_ew}' train-tracker --out \"$d/a.safetensors\" --steps 6 ${_tiny} >/dev/null 2>&1 && '${_ew}' train-tracker --out \"$d/a.safetensors\" --steps 9 --resume --local-loss --lr 2e-4 ${_tiny} --json 2>/dev/null && '${_ew}' train-tracker --out \"$d/a.safetensors\" --steps 9 --resume --cal-quantile 0.02 ${_tiny} --json 2>/dev/null; rc=$?; rm -rf \"$d\"; exit $rc")
+set_tests_properties(cli_track_local_phase PROPERTIES PASS_REGULAR_EXPRESSION
+  "\"steps\": 9,[^\n]*\"local_loss\": 1[^\n]*\n[^\n]*\"steps\": 9,[^\n]*\"local_loss\": 1")
+add_test(NAME cli_track_cal_quantile_usage COMMAND sh -c
+  "'${_ew}' train-tracker --out /nonexistent/x.safetensors --cal-quantile 1.5 2>&1; test $? -eq 2")
+set_tests_properties(cli_track_cal_quantile_usage PROPERTIES PASS_REGULAR_EXPRESSION "--cal-quantile")
