@@ -103,19 +103,9 @@ static void setup_cost(ew_mpur_config *mc, const ew_fm *wm, const ew_policy *p) 
 
 static void test_gradient(ew_backend *be, int static_obs, float lambda_u, float rear_weight) {
     char err[256] = "";
-    ew_fm_config fc = fm_tiny_config(EW_FM_PLAIN, 1);
-    fc.dropout = 0.2f;
     ew_fm_stats st = fm_test_stats();
     ew_fm wm;
-    if (ew_fm_init(&wm, &fc, &st, err, sizeof err)) {
-        CHECK(0, "fm init: %s", err);
-        return;
-    }
-    /* predictions independent of the actions */
-    ew_linear_layer *al = &wm.aenc.layers[wm.aenc.nlayers - 1];
-    memset(al->weight.data, 0, sizeof(float) * ew_param_numel(&al->weight));
-    memset(al->bias.data, 0, sizeof(float) * ew_param_numel(&al->bias));
-    ew_mpur_freeze(&wm);
+    if (tiny_frozen_world(&wm, EW_FM_PLAIN, 1, 0.2f, 1)) return; /* predictions independent of the actions */
     ew_policy_config pc = tiny_policy_config(3);
     ew_policy p;
     CHECK(ew_policy_init(&p, &pc, &st, err, sizeof err) == 0, "policy init: %s", err);
@@ -242,15 +232,9 @@ static void test_gradient(ew_backend *be, int static_obs, float lambda_u, float 
 
 static void test_step(ew_backend *be) {
     char err[256] = "";
-    ew_fm_config fc = fm_tiny_config(EW_FM_KM, 1);
-    fc.dropout = 0.2f;
     ew_fm_stats st = fm_test_stats();
     ew_fm wm;
-    if (ew_fm_init(&wm, &fc, &st, err, sizeof err)) {
-        CHECK(0, "fm init: %s", err);
-        return;
-    }
-    ew_mpur_freeze(&wm);
+    if (tiny_frozen_world(&wm, EW_FM_KM, 1, 0.2f, 0)) return;
     int nw;
     ew_param *wp = ew_fm_params(&wm, &nw);
     float *wcopy = params_copy(wp, nw);
@@ -340,11 +324,7 @@ static void test_oracle_rear(ew_backend *be) {
     ew_fm_config fc = fm_tiny_config(EW_FM_KM, 1);
     ew_fm_stats st = fm_test_stats();
     ew_fm wm;
-    if (ew_fm_init(&wm, &fc, &st, err, sizeof err)) {
-        CHECK(0, "fm init: %s", err);
-        return;
-    }
-    ew_mpur_freeze(&wm);
+    if (tiny_frozen_world(&wm, EW_FM_KM, 1, fc.dropout, 0)) return;
     ew_policy_config pc = tiny_policy_config(3);
     ew_policy p;
     CHECK(ew_policy_init(&p, &pc, &st, err, sizeof err) == 0, "policy init: %s", err);

@@ -70,15 +70,9 @@ static float *fm_copy(ew_fm *a) {
 
 static void run(ew_backend *be, ew_fm_variant v, int stochastic, int channels) {
     char err[256] = "";
-    ew_fm_config fc = fm_tiny_config(v, stochastic);
-    fc.dropout = 0.2f;
     ew_fm_stats st = fm_test_stats();
     ew_fm wm;
-    if (ew_fm_init(&wm, &fc, &st, err, sizeof err)) {
-        CHECK(0, "fm init: %s", err);
-        return;
-    }
-    ew_mpur_freeze(&wm);
+    if (tiny_frozen_world(&wm, v, stochastic, 0.2f, 0)) return;
     int nw;
     ew_param *wp = ew_fm_params(&wm, &nw);
     int nograd = 1;

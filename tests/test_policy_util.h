@@ -1,6 +1,7 @@
 /* test_policy_util.h - helpers shared by the policy-learning tests (test_policy_mpur.c,
- * test_mpur_km.c): a tiny policy configuration, the central-difference ladder against a
- * float32 objective, and bitwise snapshots of parameter lists. Header-only, test code. */
+ * test_mpur_km.c): a tiny policy configuration, a tiny frozen world model, the
+ * central-difference ladder against a float32 objective, and bitwise snapshots of parameter
+ * lists. Header-only, test code. */
 #ifndef EW_TEST_POLICY_UTIL_H
 #define EW_TEST_POLICY_UTIL_H
 
@@ -9,6 +10,9 @@
 #include <string.h>
 
 #include "models/policy.h"
+#include "planner/mpur.h"
+#include "tests/check.h"
+#include "tests/test_fm_util.h"
 
 /* A policy small enough for finite differences on 13 x 10 frames, 2-frame windows. */
 static inline ew_policy_config tiny_policy_config(int channels) {
@@ -22,6 +26,27 @@ static inline ew_policy_config tiny_policy_config(int channels) {
     c.hidden = 6;
     c.seed = 3;
     return c;
+}
+
+/* A tiny world model (fm_tiny_config, fm_test_stats, encoder dropout `dropout`), frozen for
+ * MPUR; action_free: the action encoder's last layer zeroed first, so that its predictions do
+ * not depend on the actions. 0, or -1 after a failed CHECK. */
+static inline int tiny_frozen_world(ew_fm *wm, ew_fm_variant v, int stochastic, float dropout, int action_free) {
+    char err[256] = "";
+    ew_fm_config fc = fm_tiny_config(v, stochastic);
+    fc.dropout = dropout;
+    ew_fm_stats st = fm_test_stats();
+    if (ew_fm_init(wm, &fc, &st, err, sizeof err)) {
+        CHECK(0, "fm init: %s", err);
+        return -1;
+    }
+    if (action_free) {
+        ew_linear_layer *al = &wm->aenc.layers[wm->aenc.nlayers - 1];
+        memset(al->weight.data, 0, sizeof(float) * ew_param_numel(&al->weight));
+        memset(al->bias.data, 0, sizeof(float) * ew_param_numel(&al->bias));
+    }
+    ew_mpur_freeze(wm);
+    return 0;
 }
 
 /* Central differences of eval(ctx) in *v on a ladder of steps h = {1e-2, 3e-3, 1e-3, 3e-4} x
