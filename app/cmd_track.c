@@ -258,7 +258,9 @@ static void help_eval(void) {
            "closest first). Scored vehicles: whole box in view and centre not under an occluder;\n"
            "detections matched to other vehicles are ignored.\n"
            "Keys: median_error_m, p95_error_m, precision, recall (tracker), baseline_median_error_m,\n"
-           "baseline_p95_error_m, baseline_precision, baseline_recall, peak_thr, frames, vehicles.\n\n"
+           "baseline_p95_error_m, baseline_precision, baseline_recall, peak_thr, frames, vehicles;\n"
+           "common_vehicles, common_median_error_m, common_baseline_median_error_m: the same\n"
+           "medians over the vehicle-frames both detectors found (the baseline misses faint ones).\n\n"
            "  --model FILE      tracker checkpoint (required)\n"
            "  --degrade NAME    clean | degraded (default clean)\n"
            "  --frames N        frames (default 200)\n"
@@ -289,9 +291,12 @@ static int acc_push(score_acc *a, double e) {
     return 0;
 }
 
-/* Greedy matching of detections to truths (closest first, within radius px). */
+/* Greedy matching of detections to truths (closest first, within radius px). terr (may be
+ * NULL, nt entries) gets each scored truth's error, NAN where unmatched or not scored. */
 static int score_frame(const ew_track_det *d, int nd, const ew_video_truth *tr, int nt, float m_per_px, float radius_m,
-                       score_acc *a) {
+                       score_acc *a, double *terr) {
+    if (terr)
+        for (int j = 0; j < nt && j < 512; j++) terr[j] = NAN;
     int used_d[512] = {0}, used_t[512] = {0};
     if (nd > 512) nd = 512;
     if (nt > 512) nt = 512;
@@ -312,6 +317,7 @@ static int score_frame(const ew_track_det *d, int nd, const ew_video_truth *tr, 
             a->tp++;
             a->found++;
             if (acc_push(a, best)) return -1;
+            if (terr) terr[bj] = best;
         }
     }
     for (int i = 0; i < nd; i++) a->fp += !used_d[i];
@@ -388,7 +394,8 @@ int cmd_eval_tracker(int argc, char **argv) {
     float *frame = NULL;
     ew_video_truth *truth = malloc(512 * sizeof *truth);
     ew_track_det *dets = malloc(512 * sizeof *dets);
-    score_acc at = {0}, ab = {0};
+    score_acc at = {0}, ab = {0}, ct = {0}, cb = {0};
+    double et[512], eb[512];
     if (!s) {
         fail(cmd, err);
         goto done;
@@ -410,15 +417,20 @@ int cmd_eval_tracker(int argc, char **argv) {
         }
         vehicles += nt;
         int nd = ew_tracker_detect(&t, g, frame, rows, cols, dets, 512, err, sizeof err);
-        if (nd < 0 || score_frame(dets, nd, truth, nt, sc.m_per_px, 1.5f, &at)) {
+        if (nd < 0 || score_frame(dets, nd, truth, nt, sc.m_per_px, 1.5f, &at, et)) {
             fail(cmd, nd < 0 ? err : "out of memory");
             goto done;
         }
         nd = ew_track_baseline_detect(frame, rows, cols, (float)bthr, 4, dets, 512);
-        if (score_frame(dets, nd, truth, nt, sc.m_per_px, 1.5f, &ab)) {
+        if (score_frame(dets, nd, truth, nt, sc.m_per_px, 1.5f, &ab, eb)) {
             fail(cmd, "out of memory");
             goto done;
         }
+        for (int j = 0; j < nt && j < 512; j++) /* vehicles both detectors found */
+            if (isfinite(et[j]) && isfinite(eb[j]) && (acc_push(&ct, et[j]) || acc_push(&cb, eb[j]))) {
+                fail(cmd, "out of memory");
+                goto done;
+            }
         if ((f + 1) % 20 == 0 || f + 1 == frames) cli_progress_update(&pr, f + 1, NULL);
     }
     cli_progress_end(&pr);
@@ -439,17 +451,24 @@ int cmd_eval_tracker(int argc, char **argv) {
         print_num("baseline_p95_error_m", bp95, 0);
         print_num("baseline_precision", bprec, 0);
         print_num("baseline_recall", brec, 0);
-        print_num("peak_thr", t.peak_thr, 1);
+        print_num("peak_thr", t.peak_thr, 0);
+        printf("\"common_vehicles\": %ld, ", ct.n);
+        print_num("common_median_error_m", pct(ct.err, ct.n, 0.5), 0);
+        print_num("common_baseline_median_error_m", pct(cb.err, cb.n, 0.5), 1);
         printf("}\n");
     } else {
         printf("eval-tracker (%s, %ld frames, %ld scored vehicle-frames)\n", deg, frames, at.scored);
         printf("  tracker : median %.3f m, p95 %.3f m, precision %.4f, recall %.4f\n", med, p95, prec, rec);
         printf("  baseline: median %.3f m, p95 %.3f m, precision %.4f, recall %.4f\n", bmed, bp95, bprec, brec);
+        printf("  vehicle-frames both found (%ld): median %.3f m (tracker), %.3f m (baseline)\n", ct.n,
+               pct(ct.err, ct.n, 0.5), pct(cb.err, cb.n, 0.5));
     }
     rc = 0;
 done:
     free(at.err);
     free(ab.err);
+    free(ct.err);
+    free(cb.err);
     free(frame);
     free(truth);
     free(dets);
@@ -483,6 +502,9 @@ static void help_train_pred(void) {
            "  --lr X            Adam learning rate (default 1e-3)\n"
            "  --clean           drop windows whose positions jump (a lateral step > 0.4 m or a\n"
            "                    change of the longitudinal step > 0.8 m between frames; no truth)\n"
+           "  --edge-margin M   keep only windows whose 40 positions stay M m inside the view's ends\n"
+           "                    (label-free stand-in for whole boxes in view, as the true windows;\n"
+           "                    default 0: keep all)\n"
            "  --event-weight W  draw windows with a lane change or braking W times as often\n"
            "                    (events seen in the training positions themselves; default 1)\n"
            "  --degrade NAME    clean | degraded video (default clean)\n"
@@ -498,7 +520,7 @@ static void help_train_pred(void) {
 int cmd_train_predictor(int argc, char **argv) {
     const char *cmd = "train-predictor", *out = NULL, *trk = NULL, *deg = "clean";
     long frames = 3000, stride = 3, steps = 2000, batch = 64, hidden = 64, threads = 1, ckpt_every = 500, event_w = 1;
-    double lr = 1e-3, flow = 1400;
+    double lr = 1e-3, flow = 1400, edge_margin = 0;
     uint64_t seed = 11;
     int truth = 0, resume = 0, json = 0, clean = 0, cuda = 0;
     for (int i = 1; i < argc; i++) {
@@ -530,6 +552,7 @@ int cmd_train_predictor(int argc, char **argv) {
         FLAG_INT("--event-weight", 1, 100, event_w)
         FLAG_F("--lr", 1e-9, 10, lr)
         FLAG_F("--flow", 0, 5000, flow)
+        FLAG_F("--edge-margin", 0, 50, edge_margin)
         else return cli_unknown(cmd, a);
     }
     if (!out || (!trk && !truth)) {
@@ -585,6 +608,18 @@ int cmd_train_predictor(int argc, char **argv) {
         set.n = kept;
         if (kept < 1) {
             fail(cmd, "no training windows left after --clean");
+            goto done;
+        }
+    }
+    if (edge_margin > 0) { /* windows well inside the view (label-free) */
+        int kept = 0;
+        for (int i = 0; i < set.n; i++)
+            if (ew_motion_inside(&set.s[i], sc.x0, sc.x0 + sc.length_m, (float)edge_margin))
+                set.s[kept] = set.s[i], set.flags[kept] = set.flags[i], kept++;
+        if (root) fprintf(stderr, "train-predictor: --edge-margin kept %d of %d windows\n", kept, set.n);
+        set.n = kept;
+        if (kept < 1) {
+            fail(cmd, "no training windows left after --edge-margin");
             goto done;
         }
     }

@@ -36,6 +36,14 @@ int ew_motion_plausible(const ew_motion_sample *s, float max_dy, float max_ddx) 
     return 1;
 }
 
+int ew_motion_inside(const ew_motion_sample *s, float xa, float xb, float margin) {
+    for (int t = 0; t < EW_MOTION_HIST; t++)
+        if (!(s->hist[t][0] >= xa + margin && s->hist[t][0] <= xb - margin)) return 0;
+    for (int t = 0; t < EW_MOTION_FUT; t++)
+        if (!(s->fut[t][0] >= xa + margin && s->fut[t][0] <= xb - margin)) return 0;
+    return 1;
+}
+
 int ew_motion_set_append(ew_motion_set *dst, const ew_motion_set *src) {
     if (src->n == 0) return 0;
     int need = dst->n + src->n;

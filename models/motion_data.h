@@ -51,6 +51,13 @@ int ew_motion_set_append(ew_motion_set *dst, const ew_motion_set *src);
  * another vehicle or a detection glitch fails); label-free, for cleaning tracked windows. */
 int ew_motion_plausible(const ew_motion_sample *s, float max_dy, float max_ddx);
 
+/* 1 if all 40 positions of the window (history and future) lie at least `margin` m inside the
+ * view's stretch [xa, xb] along the road: a label-free stand-in for "the whole vehicle is in
+ * view" (a detection of a vehicle partly out of view sits on its visible part, so it lags
+ * when the vehicle leaves the view and leads when it enters: an apparent deceleration or
+ * acceleration the truth windows, whole boxes in view, do not have). */
+int ew_motion_inside(const ew_motion_sample *s, float xa, float xb, float margin);
+
 int ew_motion_collect(const ew_tracker *t, ew_graph *g, const ew_video_stream_cfg *sc, uint64_t seed, int frames,
                       int stride, ew_motion_set *trk, ew_motion_set *gt, ew_motion_set *pair_trk,
                       ew_motion_set *pair_gt, char *err, size_t errsz);

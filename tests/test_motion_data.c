@@ -54,6 +54,20 @@ int main(void) {
     j = gt.s[0];
     for (int q = 12; q < EW_MOTION_FUT; q++) j.fut[q][0] += 1.0f; /* switched to a car 1 m ahead */
     CHECK(!ew_motion_plausible(&j, 0.4f, 0.8f), "longitudinal jump accepted");
+    /* inside the view by a margin: true windows are whole boxes in view (centre at least
+     * half a length, >= 1.5 m, from the ends); a position 1 cm too near either end fails */
+    int inside = 0;
+    for (int i = 0; i < gt.n; i++) inside += ew_motion_inside(&gt.s[i], sc.x0, sc.x0 + sc.length_m, 1.5f);
+    CHECK(inside == gt.n, "true windows inside by 1.5 m: %d of %d", inside, gt.n);
+    j = gt.s[0];
+    CHECK(ew_motion_inside(&j, sc.x0, sc.x0 + sc.length_m, 0.0f), "inside with no margin");
+    j.hist[0][0] = sc.x0 + 1.5f - 0.01f; /* gt.s[0] is inside by 1.5 m (above) but for this */
+    CHECK(!ew_motion_inside(&j, sc.x0, sc.x0 + sc.length_m, 1.5f), "rear end margin");
+    j = gt.s[0];
+    j.fut[29][0] = sc.x0 + sc.length_m - 1.5f + 0.01f;
+    CHECK(!ew_motion_inside(&j, sc.x0, sc.x0 + sc.length_m, 1.5f), "front end margin");
+    j.fut[29][0] = NAN;
+    CHECK(!ew_motion_inside(&j, sc.x0, sc.x0 + sc.length_m, 0.0f), "NaN position is not inside");
     /* append: twice the windows, the second copy identical */
     ew_motion_set two = {0};
     CHECK(ew_motion_set_append(&two, &gt) == 0 && ew_motion_set_append(&two, &gt) == 0, "append");

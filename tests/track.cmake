@@ -34,3 +34,8 @@ set_tests_properties(cli_track_local_phase PROPERTIES PASS_REGULAR_EXPRESSION
 add_test(NAME cli_track_cal_quantile_usage COMMAND sh -c
   "'${_ew}' train-tracker --out /nonexistent/x.safetensors --cal-quantile 1.5 2>&1; test $? -eq 2")
 set_tests_properties(cli_track_cal_quantile_usage PROPERTIES PASS_REGULAR_EXPRESSION "--cal-quantile")
+# eval-tracker also scores both detectors on the vehicle-frames both found (keys at the end).
+add_test(NAME cli_track_eval_common COMMAND sh -c
+  "d=$(mktemp -d) && '${_ew}' train-tracker --out \"$d/t.safetensors\" --steps 5 ${_tiny} >/dev/null 2>&1 && '${_ew}' eval-tracker --model \"$d/t.safetensors\" --frames 5 --peak-thr -1000 --json 2>/dev/null; rc=$?; rm -rf \"$d\"; exit $rc")
+set_tests_properties(cli_track_eval_common PROPERTIES PASS_REGULAR_EXPRESSION
+  "\"peak_thr\": -1000.0000, \"common_vehicles\": [1-9][0-9]*, \"common_median_error_m\": [0-9.]+, \"common_baseline_median_error_m\": [0-9.]+}")
